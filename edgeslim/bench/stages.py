@@ -1,0 +1,62 @@
+"""Stage records: the ``stages`` schema every report shares.
+
+A stage is one model state in a compression run (the input, after pruning, after
+quantization, ...). Its record is
+``{name, runtime, params, macs, size_bytes, sparsity, latency_ms: {"1": ms, "8": ms},
+latency_p90_ms: {...}, accuracy}``; ``accuracy`` is null without data.
+"""
+
+from __future__ import annotations
+
+from edgeslim.bench.latency import BenchReport
+
+
+def stage_record(
+    name: str,
+    label: str,
+    report: BenchReport,
+    *,
+    runtime: str,
+    params: int,
+    macs: int,
+    size_bytes: int,
+    sparsity: float = 0.0,
+    accuracy: float | None = None,
+) -> dict:
+    """Assemble one stage record; latencies come from ``report`` rows labelled ``label``."""
+    lat, p90 = {}, {}
+    for r in report.results:
+        if r["model"] == label:
+            lat[str(r["batch"])] = r["median_ms"]
+            p90[str(r["batch"])] = r["p90_ms"]
+    return {
+        "name": name,
+        "runtime": runtime,
+        "params": params,
+        "macs": macs,
+        "size_bytes": size_bytes,
+        "sparsity": sparsity,
+        "latency_ms": lat,
+        "latency_p90_ms": p90,
+        "accuracy": accuracy,
+    }
+
+
+def format_stages(stages: list[dict]) -> str:
+    """A short table of what each stage bought, relative to the first."""
+    base = stages[0]
+    head = (
+        f"{'stage':<28} {'top-1':>7} {'params':>9} {'MMACs':>8} {'size KB':>9} "
+        f"{'b1 ms':>8} {'b8 ms':>8} {'b8 speedup':>10}"
+    )
+    lines = [head]
+    for s in stages:
+        acc = f"{100 * s['accuracy']:.2f}" if s["accuracy"] is not None else "-"
+        b1, b8 = s["latency_ms"].get("1"), s["latency_ms"].get("8")
+        sp = base["latency_ms"].get("8", 0) / b8 if b8 else float("nan")
+        lines.append(
+            f"{s['name'][:28]:<28} {acc:>7} {s['params']:>9,} {s['macs'] / 1e6:>8.1f} "
+            f"{s['size_bytes'] / 1024:>9.1f} {b1 or float('nan'):>8.3f} {b8 or float('nan'):>8.3f} "
+            f"{sp:>9.2f}x"
+        )
+    return "\n".join(lines)

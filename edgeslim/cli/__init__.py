@@ -1,0 +1,1 @@
+"""Command-line interface: ``main.py`` dispatches, one file per subcommand."""

@@ -1,0 +1,68 @@
+"""Arguments and helpers shared by several subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from edgeslim.core.atomic import write_text_atomic
+from edgeslim.core.errors import EdgeslimError
+from edgeslim.models.inputs import parse_shape
+from edgeslim.models.spec import LoadedModel, load_model
+
+
+def _arg_type(fn):
+    """Turn an ``EdgeslimError`` from a parser into argparse's one-line usage error."""
+
+    def wrapped(text: str):
+        try:
+            return fn(text)
+        except EdgeslimError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    wrapped.__name__ = fn.__name__
+    return wrapped
+
+
+def add_model_args(p: argparse.ArgumentParser, positional: str = "model") -> None:
+    p.add_argument(positional, help="zoo name, saved model dir, file.py:factory or hf:config.json")
+    p.add_argument(
+        "--input-shape",
+        type=shape_arg,
+        default=None,
+        help="example input, batch first, e.g. 1,3,224,224 (zoo models have defaults)",
+    )
+    p.add_argument("--num-classes", type=int, default=None, help="override the classifier width")
+
+
+def model_from_args(args: argparse.Namespace, spec: str | None = None) -> LoadedModel:
+    return load_model(
+        spec or args.model, num_classes=args.num_classes, input_shape=args.input_shape
+    )
+
+
+def parse_batches(text: str) -> tuple[int, ...]:
+    try:
+        batches = tuple(int(b) for b in text.split(",") if b.strip())
+    except ValueError:
+        raise EdgeslimError(f"bad --batch {text!r}: expected integers like 1,8") from None
+    if not batches or any(b < 1 for b in batches):
+        raise EdgeslimError(f"bad --batch {text!r}: batch sizes must be positive")
+    return batches
+
+
+shape_arg = _arg_type(parse_shape)
+batches_arg = _arg_type(parse_batches)
+
+
+def write_json(path: str | Path, obj: object) -> None:
+    """Write ``obj`` as pretty JSON, atomically."""
+    write_text_atomic(path, json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def refuse_overwrite(src: str, dest: str | Path) -> None:
+    """Never write an output over the user's input model."""
+    s, d = Path(src).expanduser(), Path(dest).expanduser()
+    if s.exists() and d.exists() and s.resolve() == d.resolve():
+        raise EdgeslimError(f"output {dest} is the input model; choose another output path")

@@ -1,0 +1,33 @@
+"""``edgeslim evaluate``: top-1 accuracy of a model or an ONNX file on a dataset split."""
+
+from __future__ import annotations
+
+import argparse
+
+from edgeslim.cli.common import add_model_args, model_from_args, write_json
+
+HELP = "top-1 accuracy on a dataset split (PyTorch model or .onnx)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_model_args(p)
+    p.add_argument("--data", required=True, help="dataset spec: signs, digits, cifar10:DIR, ...")
+    p.add_argument("--split", default="test", choices=("train", "val", "test"))
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--json", default=None)
+
+
+def run(args: argparse.Namespace) -> int:
+    from edgeslim.bench.accuracy import evaluate_model, evaluate_onnx
+    from edgeslim.data import load_dataset, make_loader
+
+    loader = make_loader(load_dataset(args.data, args.split), args.batch_size, shuffle=False)
+    if args.model.endswith(".onnx"):
+        res = evaluate_onnx(args.model, loader)
+    else:
+        res = evaluate_model(model_from_args(args).model, loader)
+    res = {"model": args.model, "data": args.data, "split": args.split, **res}
+    print(f"top-1 {100 * res['top1']:.2f}% on {res['n']} samples ({args.data}, {args.split})")
+    if args.json:
+        write_json(args.json, res)
+    return 0

@@ -1,0 +1,27 @@
+"""``edgeslim export``: ONNX with a dynamic batch, parity-checked against eager."""
+
+from __future__ import annotations
+
+import argparse
+
+from edgeslim.cli.common import add_model_args, model_from_args, refuse_overwrite
+
+HELP = "export to ONNX (dynamic batch) and check ONNX Runtime against eager"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_model_args(p)
+    p.add_argument("-o", "--output", required=True, help="destination .onnx file")
+    p.add_argument("--opset", type=int, default=18)
+    p.add_argument("--atol", type=float, default=1e-4, help="parity tolerance (scaled by |logits|)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from edgeslim.export.onnx import export_onnx
+
+    refuse_overwrite(args.model, args.output)
+    lm = model_from_args(args)
+    res = export_onnx(lm.model, lm.require_input(), args.output, opset=args.opset, atol=args.atol)
+    print(f"wrote {res.path} ({res.size_bytes:,} bytes)")
+    print(f"parity: max |ort - eager| = {res.max_abs_diff:.3g}")
+    return 0

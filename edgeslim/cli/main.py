@@ -1,0 +1,44 @@
+"""The ``edgeslim`` command: it only dispatches to one module per subcommand."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from edgeslim.core.errors import EdgeslimError
+
+# subcommand name -> module under edgeslim.cli (each has HELP, add_arguments, run)
+SUBCOMMANDS = ("demo", "analyze", "bench", "evaluate", "export", "train")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from edgeslim import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="edgeslim", description="Make PyTorch models smaller and faster, and prove it."
+    )
+    parser.add_argument("--version", action="version", version=f"edgeslim {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in SUBCOMMANDS:
+        mod = importlib.import_module(f"edgeslim.cli.{name}")
+        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except EdgeslimError as e:
+        print(f"edgeslim: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("edgeslim: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

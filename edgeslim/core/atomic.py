@@ -1,0 +1,45 @@
+"""Atomic file and directory writes: a crash never leaves a half-written output."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``dest``; move it onto ``dest`` only on success.
+
+    Works for a file or a directory written at the yielded path.
+
+    Example:
+        >>> with atomic_path("/tmp/x.json") as tmp:
+        ...     _ = tmp.write_text("{}")
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent)) / dest.name
+    try:
+        yield tmp
+        if not tmp.exists():
+            raise FileNotFoundError(f"nothing was written to {tmp}")
+        if dest.is_dir() and tmp.is_dir():
+            old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+            os.replace(dest, old)
+            os.replace(tmp, dest)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, dest)
+    finally:
+        shutil.rmtree(tmp.parent, ignore_errors=True)
+
+
+def write_text_atomic(dest: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to ``dest`` atomically and return the path."""
+    with atomic_path(dest) as tmp:
+        tmp.write_text(text)
+    return Path(dest)

@@ -1,0 +1,43 @@
+"""ONNX Runtime sessions: one place that decides threads and optimisation level."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from edgeslim.core.errors import EdgeslimError
+
+
+def ort_session(path: str | Path, threads: int | None = None) -> ort.InferenceSession:
+    """A CPU session with full graph optimisation and ``threads`` intra-op threads."""
+    path = Path(path)
+    if not path.is_file():
+        raise EdgeslimError(f"ONNX model not found: {path}")
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    try:
+        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own exception types
+        raise EdgeslimError(f"ONNX Runtime cannot load {path}: {e}") from None
+
+
+def ort_run(session: ort.InferenceSession, x: np.ndarray) -> np.ndarray:
+    """Run a single-input, first-output session."""
+    name = session.get_inputs()[0].name
+    return session.run(None, {name: x})[0]
+
+
+_ORT_DTYPES = {"tensor(float)": "float32", "tensor(int64)": "int64", "tensor(int32)": "int32"}
+
+
+def onnx_input_spec(path: str | Path) -> tuple[tuple[int | str, ...], str]:
+    """Shape (symbolic dims as strings) and dtype of an ONNX model's first input."""
+    sess = ort_session(path, threads=1)
+    inp = sess.get_inputs()[0]
+    return tuple(inp.shape), _ORT_DTYPES.get(inp.type, "float32")

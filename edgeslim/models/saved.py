@@ -1,0 +1,112 @@
+"""Saved edgeslim models: a directory, never a pickle.
+
+Layout::
+
+    DIR/edgeslim_model.json   source spec, input spec, per-layer descriptions, metadata
+    DIR/model.safetensors     weights
+
+Loading rebuilds the source architecture, swaps in the layers whose saved
+description differs (pruned widths, fused or factorised layers; see
+:mod:`edgeslim.models.codecs`) and loads the weights strictly, so a compressed
+model reloads with its new shapes and nothing from the file is executed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import safetensors
+import safetensors.torch
+import torch
+
+from edgeslim.core.atomic import atomic_path, write_text_atomic
+from edgeslim.core.errors import EdgeslimError
+from edgeslim.models.codecs import apply_descriptions, describe_modules
+from edgeslim.models.inputs import InputSpec
+from edgeslim.models.spec import LoadedModel, build_source
+
+MANIFEST = "edgeslim_model.json"
+WEIGHTS = "model.safetensors"
+FORMAT_VERSION = 1
+
+
+def is_saved_model(path: str | Path) -> bool:
+    return (Path(path) / MANIFEST).is_file()
+
+
+def save_model(
+    lm: LoadedModel, out_dir: str | Path, extra_files: dict[str, str] | None = None
+) -> Path:
+    """Write ``lm`` into ``out_dir``: each file atomically, the manifest last.
+
+    Other files in ``out_dir`` (checkpoints, reports) are left alone. ``extra_files``
+    maps file names to text content written alongside.
+
+    Example:
+        >>> # save_model(load_model("resnet20"), "out/r20"); load_saved("out/r20")
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest = {
+        "format": "edgeslim-model",
+        "format_version": FORMAT_VERSION,
+        "name": lm.name,
+        "source": lm.source,
+        "input": lm.input.to_dict() if lm.input else None,
+        "modules": describe_modules(lm.model),
+        "meta": lm.meta,
+    }
+    with atomic_path(out_dir / WEIGHTS) as tmp:
+        safetensors.torch.save_model(lm.model, str(tmp))
+    for fname, text in (extra_files or {}).items():
+        write_text_atomic(out_dir / fname, text)
+    write_text_atomic(out_dir / MANIFEST, json.dumps(manifest, indent=2, default=str))
+    return out_dir
+
+
+def load_saved(path: str | Path) -> LoadedModel:
+    """Load a directory written by :func:`save_model`; clear errors on any damage."""
+    path = Path(path)
+    if not (path / MANIFEST).is_file():
+        raise EdgeslimError(f"{path} is not a saved edgeslim model (no {MANIFEST})")
+    if not (path / WEIGHTS).is_file():
+        raise EdgeslimError(f"{path}: weights file {WEIGHTS} is missing")
+    try:
+        manifest = json.loads((path / MANIFEST).read_text())
+    except json.JSONDecodeError as e:
+        raise EdgeslimError(f"{path / MANIFEST} is corrupt: {e}") from None
+    if manifest.get("format") != "edgeslim-model":
+        raise EdgeslimError(f"{path / MANIFEST} is not an edgeslim model manifest")
+    if manifest.get("format_version", 0) > FORMAT_VERSION:
+        raise EdgeslimError(
+            f"{path} was written by a newer edgeslim (format {manifest['format_version']})"
+        )
+    model = build_source(manifest["source"])
+    apply_descriptions(model, manifest.get("modules", {}))
+    try:
+        missing, unexpected = safetensors.torch.load_model(model, str(path / WEIGHTS), strict=False)
+    except (safetensors.SafetensorError, OSError, RuntimeError) as e:
+        raise EdgeslimError(
+            f"{path / WEIGHTS} is corrupt or does not match the architecture: {e}"
+        ) from None
+    if missing or unexpected:
+        raise EdgeslimError(
+            f"{path}: weights do not match the architecture "
+            f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})"
+        )
+    _check_finite(model, path)
+    inp = manifest.get("input")
+    return LoadedModel(
+        model.eval(),
+        manifest["source"],
+        InputSpec.from_dict(inp) if inp else None,
+        manifest.get("name", path.name),
+        manifest.get("meta", {}),
+    )
+
+
+def _check_finite(model: torch.nn.Module, path: Path) -> None:
+    for name, t in model.state_dict().items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise EdgeslimError(f"{path}: weight {name!r} contains NaN or Inf")
