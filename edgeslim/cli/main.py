@@ -9,7 +9,7 @@ import sys
 from edgeslim.core.errors import EdgeslimError
 
 # subcommand name -> module under edgeslim.cli (each has HELP, add_arguments, run)
-SUBCOMMANDS = ("demo", "analyze", "bench", "evaluate", "export", "train")
+SUBCOMMANDS = ("compress", "demo", "analyze", "bench", "evaluate", "export", "train")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,72 @@
+"""A self-contained HTML report: tables and plots inline (PNG as data URIs), no scripts."""
+
+from __future__ import annotations
+
+import base64
+import html
+
+from edgeslim.bench.report import plots
+from edgeslim.bench.report.rows import (
+    LAYER_HEAD,
+    STAGE_HEAD,
+    layer_row,
+    stage_row,
+    summary,
+    target_lines,
+)
+
+STYLE = """
+body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px;color:#222}
+table{border-collapse:collapse;margin:1em 0;font-size:13px}
+td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
+th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}
+figure{margin:1em 0}img{max-width:100%}.met{color:#080}.miss{color:#b00;font-weight:bold}
+"""
+
+
+def _table(rows: list[list[str]], head: list[str]) -> str:
+    th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    tr = ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows]
+    return f"<table><thead><tr>{th}</tr></thead><tbody>{''.join(tr)}</tbody></table>"
+
+
+def _img(png: bytes | None, alt: str) -> str:
+    if png is None:
+        return f"<p>{html.escape(alt)}: nothing to plot for this run.</p>"
+    src = "data:image/png;base64," + base64.b64encode(png).decode()
+    cap = html.escape(alt)
+    return f"<figure><img alt='{cap}' src='{src}'><figcaption>{cap}</figcaption></figure>"
+
+
+def _targets(targets: dict) -> str:
+    items = [
+        f"<li class='{'met' if met else 'miss'}'>{html.escape(text)}</li>"
+        for met, text in target_lines(targets)
+    ]
+    return "<ul>" + ("".join(items) or "<li>No targets were set.</li>") + "</ul>"
+
+
+def render(report: dict) -> str:
+    """The whole report as one HTML document (opens offline in any browser)."""
+    title = html.escape(f"edgeslim report: {report['model']}")
+    search = report.get("search")
+    body = [
+        f"<h1>{title}</h1>",
+        f"<p>Recipe <code>{html.escape(str(report['recipe']))}</code>, data "
+        f"<code>{html.escape(str(report['data']))}</code>, {report['threads']} threads.</p>",
+        f"<p><b>{html.escape(summary(report['summary']))}</b></p>",
+        "<h2>Stages</h2>",
+        _table([stage_row(s) for s in report["stages"]], STAGE_HEAD),
+        _img(plots.accuracy_vs_latency(report["stages"]), "accuracy vs latency per stage"),
+        "<h2>Targets</h2>",
+        _targets(report["targets"]),
+        f"<h2>Search</h2><pre>{html.escape(str(search))}</pre>" if search else "",
+        "<h2>Layers</h2>",
+        _img(plots.channels_kept(report["layers"]), "channels kept per layer"),
+        _img(plots.sensitivity(report["layers"]), "per-layer quantization sensitivity"),
+        _table([layer_row(r) for r in report["layers"]], LAYER_HEAD),
+    ]
+    head = f"<meta charset='utf-8'><title>{title}</title><style>{STYLE}</style>"
+    return (
+        f"<!DOCTYPE html><html><head>{head}</head><body>\n" + "\n".join(body) + "\n</body></html>\n"
+    )

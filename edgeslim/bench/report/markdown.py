@@ -1,0 +1,41 @@
+"""The Markdown report: summary, per-stage table, targets, per-layer table."""
+
+from __future__ import annotations
+
+from edgeslim.bench.report.rows import (
+    LAYER_HEAD,
+    STAGE_HEAD,
+    layer_row,
+    stage_row,
+    summary,
+    target_lines,
+)
+
+
+def table(rows: list[list[str]], head: list[str]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def render(report: dict) -> str:
+    targets = [
+        f"- {'' if met else '**'}{text}{'' if met else '**'}"
+        for met, text in target_lines(report["targets"])
+    ] or ["No targets were set."]
+    parts = [
+        f"# edgeslim report: {report['model']}",
+        f"Recipe `{report['recipe']}`, data `{report['data']}`, {report['threads']} threads.",
+        "",
+        f"**{summary(report['summary'])}**",
+        "",
+        "## Stages",
+        table([stage_row(s) for s in report["stages"]], STAGE_HEAD),
+        "",
+        "## Targets",
+        *targets,
+    ]
+    if report.get("search"):
+        parts += ["", "## Search", "```", str(report["search"]), "```"]
+    parts += ["", "## Layers", table([layer_row(r) for r in report["layers"]], LAYER_HEAD), ""]
+    return "\n".join(parts)

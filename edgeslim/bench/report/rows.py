@@ -1,0 +1,73 @@
+"""Table rows and the summary sentence, shared by the Markdown and HTML reports."""
+
+from __future__ import annotations
+
+STAGE_HEAD = [
+    "stage",
+    "runtime",
+    "top-1 %",
+    "b1 p50 ms",
+    "b1 p90 ms",
+    "b8 p50 ms",
+    "b8 p90 ms",
+    "size KB",
+    "params",
+    "MMACs",
+    "sparsity %",
+]
+LAYER_HEAD = ["layer", "type", "channels", "kept", "bits", "sensitivity (pts)"]
+
+
+def fmt(v, spec: str = "{:.3f}") -> str:
+    return spec.format(v) if isinstance(v, (int, float)) else "-"
+
+
+def stage_row(s: dict) -> list[str]:
+    acc = fmt(100 * s["accuracy"], "{:.2f}") if s["accuracy"] is not None else "-"
+    lat, p90 = s["latency_ms"], s.get("latency_p90_ms", {})
+    return [
+        s["name"],
+        s["runtime"],
+        acc,
+        fmt(lat.get("1")),
+        fmt(p90.get("1")),
+        fmt(lat.get("8")),
+        fmt(p90.get("8")),
+        f"{s['size_bytes'] / 1024:.1f}",
+        f"{s['params']:,}",
+        f"{s['macs'] / 1e6:.2f}",
+        f"{100 * s.get('sparsity', 0):.1f}",
+    ]
+
+
+def layer_row(r: dict) -> list[str]:
+    kept = str(r["kept"]) if r["kept"] is not None else "removed"
+    bits = str(r["bits"]) if r["bits"] is not None else "fp32"
+    return [
+        r["name"],
+        r["type"],
+        str(r["channels"]),
+        kept,
+        bits,
+        fmt(r.get("sensitivity"), "{:.2f}"),
+    ]
+
+
+def target_lines(targets: dict) -> list[tuple[bool, str]]:
+    return [
+        (
+            t["met"],
+            f"{k}: wanted {t['target']}, achieved {fmt(t['achieved'])}: "
+            f"{'met' if t['met'] else 'NOT met'}",
+        )
+        for k, t in targets.items()
+    ]
+
+
+def summary(s: dict) -> str:
+    return (
+        f"Last stage vs FP32 eager baseline: {fmt(s.get('speedup_b8'), '{:.2f}')}x faster at "
+        f"batch 8, {fmt(s.get('speedup_b1'), '{:.2f}')}x at batch 1, "
+        f"{fmt(s.get('size_ratio'), '{:.1f}')}x smaller, accuracy change "
+        f"{fmt(s.get('accuracy_change_pts'), '{:+.2f}')} points."
+    )

@@ -1,0 +1,66 @@
+"""``compress``: run a recipe end to end and write the deployable model and reports."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from tqdm import tqdm
+
+from edgeslim.bench.report import summarize, write_reports
+from edgeslim.bench.stages import format_stages
+from edgeslim.core.atomic import atomic_path
+from edgeslim.core.errors import EdgeslimError
+from edgeslim.models.saved import save_model
+from edgeslim.recipe.loader import LoadedRecipe
+from edgeslim.recipe.measure import check_targets, layer_rows, measure_history
+from edgeslim.recipe.runner import run_stages
+
+
+def compress(loaded: LoadedRecipe, out_dir: str | Path, *, progress: bool = True) -> dict:
+    """Run ``loaded`` into ``out_dir``; return the report (also written as json/md/html).
+
+    ``out_dir`` gets ``model.onnx`` (the deployable last stage), ``model/`` (its
+    float PyTorch model), ``report.{json,md,html}`` and ``stages/`` (checkpoints;
+    rerunning resumes from them).
+
+    Example:
+        >>> # from edgeslim.recipe import load_recipe
+        >>> # report = compress(load_recipe("recipes/resnet20_signs.yaml"), "out")
+    """
+    out_dir = Path(out_dir)
+    model_path = Path(loaded.recipe.model).expanduser()
+    if model_path.exists() and (
+        out_dir.resolve() == model_path.resolve()
+        or model_path.resolve() in out_dir.resolve().parents
+    ):
+        raise EdgeslimError(f"output {out_dir} would overwrite the input model; choose another")
+    history = run_stages(loaded, out_dir, progress=progress)
+    tqdm.write("measuring every stage (accuracy, size, interleaved latency)")
+    stages = measure_history(history, loaded.recipe, progress)
+    last = history[-1][1]
+    report = {
+        "recipe": loaded.origin,
+        "model": loaded.recipe.model,
+        "data": loaded.recipe.data,
+        "threads": loaded.recipe.measure.threads or os.cpu_count(),
+        "stages": stages,
+        "targets": check_targets(stages, loaded.recipe),
+        "layers": layer_rows(history),
+        "summary": summarize(stages),
+        "search": next(
+            (st.notes.get("search") for _, st in history if st.notes.get("search")), None
+        ),
+    }
+    with atomic_path(out_dir / "model.onnx") as tmp:
+        shutil.copyfile(last.onnx, tmp)
+    save_model(last.lm, out_dir / "model")
+    write_reports(out_dir, report)
+    tqdm.write(format_stages(stages))
+    for k, t in report["targets"].items():
+        tqdm.write(
+            f"target {k}: wanted {t['target']}, achieved {t['achieved']}: "
+            f"{'met' if t['met'] else 'NOT MET'}"
+        )
+    return report

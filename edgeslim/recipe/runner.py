@@ -1,0 +1,99 @@
+"""Run a recipe: input model -> stages (each checkpointed) -> measurement -> reports.
+
+Rerunning the same command after a crash or Ctrl-C loads every finished stage
+from its checkpoint and continues with the first unfinished one, so the final
+result is the same as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+from pathlib import Path
+
+from tqdm import tqdm
+
+from edgeslim.core.errors import EdgeslimError
+from edgeslim.models.spec import LoadedModel, load_model
+from edgeslim.recipe.checkpoint import fingerprint, load_stage, save_stage
+from edgeslim.recipe.loader import LoadedRecipe
+from edgeslim.recipe.registry import STAGES
+from edgeslim.recipe.state import PipelineContext, PipelineState
+
+
+def input_model(recipe, progress: bool = True) -> LoadedModel:
+    """The recipe's input model, trained first (cached) when ``pretrain`` asks for it."""
+    shape = tuple(recipe.input_shape) if recipe.input_shape else None
+    if recipe.pretrain is None:
+        return load_model(recipe.model, num_classes=recipe.num_classes, input_shape=shape)
+    from edgeslim.train.config import TrainConfig
+    from edgeslim.train.fit_model import pretrained
+
+    if not recipe.data:
+        raise EdgeslimError("'pretrain' needs 'data:' in the recipe")
+    p = recipe.pretrain
+    cfg = TrainConfig(epochs=p.epochs, lr=p.lr, batch_size=p.batch_size, seed=recipe.seed)
+    return pretrained(recipe.model, recipe.data, cfg, progress=progress)
+
+
+def run_stages(
+    loaded: LoadedRecipe, out_dir: Path, *, progress: bool = True
+) -> list[tuple[str, PipelineState]]:
+    """Run (or resume) every stage; return ``[(name, state)]`` starting with the input."""
+    r = loaded.recipe
+    head = r.model_dump(exclude={"stages", "targets", "measure"})
+    stages_dir = out_dir / "stages"
+    fp = fingerprint(head, [])
+    resumed = load_stage(stages_dir / "00-input", fp)
+    if resumed is None:
+        tqdm.write("stage 0: input model")
+        state = save_stage(stages_dir / "00-input", PipelineState(input_model(r, progress)), fp)
+    else:
+        tqdm.write("stage 0: input model (from checkpoint)")
+        state = resumed[0]
+    teacher = state.lm
+    history = [("input", state)]
+    deployable_only = False
+    done: list[dict] = []
+    for i, stage in enumerate(loaded.stages, start=1):
+        done.append({stage.name: stage.settings.model_dump()})
+        fp = fingerprint(head, done)
+        sdir = stages_dir / f"{i:02d}-{stage.name}"
+        resumed = load_stage(sdir, fp)
+        if resumed is not None:
+            tqdm.write(f"stage {i}: {stage.name} (from checkpoint)")
+            state, deployable_only = resumed
+            history.append((stage.name, state))
+            continue
+        if deployable_only and stage.name != "export":
+            raise EdgeslimError(
+                f"stage {i} ({stage.name}) comes after a stage that produced a "
+                "deployable-only model (quantize); put quantize last"
+            )
+        _clear_from(stages_dir, i)
+        tqdm.write(f"stage {i}: {stage.name}")
+        ctx = PipelineContext(r, teacher, sdir, progress)
+        sdir.mkdir(parents=True, exist_ok=True)
+        # each stage works on its own copy: in-place stages must not alter earlier stages
+        # (or the teacher), and a float model's stale ONNX must not be passed on as its result
+        given = PipelineState(
+            copy.deepcopy(state.lm),
+            state.onnx if deployable_only else None,
+            dict(state.layers),
+            dict(state.notes),
+        )
+        new = STAGES.get(stage.name).run(given, stage.settings, ctx)
+        deployable_only = deployable_only or new.onnx is not None
+        state = save_stage(sdir, new, fp)
+        history.append((stage.name, state))
+    return history
+
+
+def _clear_from(stages_dir: Path, index: int) -> None:
+    """Remove stale checkpoints of stage ``index`` and later (their inputs changed)."""
+    if not stages_dir.is_dir():
+        return
+    for d in stages_dir.iterdir():
+        head = d.name.split("-", 1)[0]
+        if head.isdigit() and int(head) >= index:
+            shutil.rmtree(d, ignore_errors=True)
