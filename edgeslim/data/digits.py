@@ -7,6 +7,9 @@ offline. They are upsampled bilinearly to 32x32, replicated to 3 channels and sp
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -23,17 +26,32 @@ STD = (0.3236,) * 3
 CLASS_NAMES = tuple(str(d) for d in range(10))
 
 
+def _raw_digits() -> tuple[np.ndarray, np.ndarray]:
+    """The 1797 8x8 images (0..16) and labels, read from scikit-learn's data file.
+
+    Reading ``digits.csv.gz`` directly (what ``load_digits`` does) skips importing
+    scikit-learn, which takes seconds; ``load_digits`` is the fallback.
+    """
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise EdgeslimError("the 'digits' dataset needs scikit-learn installed")
+    csv = Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "digits.csv.gz"
+    if csv.is_file():
+        table = np.loadtxt(csv, delimiter=",")
+        return table[:, :-1].reshape(-1, 8, 8), table[:, -1].astype(np.int64)
+    from sklearn.datasets import load_digits  # the file moved upstream: take the slow road
+
+    bunch = load_digits()
+    return bunch.images, bunch.target.astype(np.int64)
+
+
 def _images() -> tuple[np.ndarray, np.ndarray]:
     """All 1797 digits as uint8 ``N,32,32,3`` plus int64 labels."""
-    try:
-        from sklearn.datasets import load_digits
-    except ImportError as exc:  # pragma: no cover - scikit-learn is a declared dependency
-        raise EdgeslimError("the 'digits' dataset needs scikit-learn installed") from exc
-    bunch = load_digits()
-    small = torch.from_numpy(bunch.images.astype(np.float32) * (255.0 / 16.0))[:, None]
+    raw, labels = _raw_digits()
+    small = torch.from_numpy(raw.astype(np.float32) * (255.0 / 16.0))[:, None]
     big = F.interpolate(small, size=(32, 32), mode="bilinear", align_corners=False)
     gray = big.clamp(0, 255).round().to(torch.uint8).numpy()[:, 0]
-    return np.repeat(gray[..., None], 3, axis=-1), bunch.target.astype(np.int64)
+    return np.repeat(gray[..., None], 3, axis=-1), labels
 
 
 def split_indices(labels: np.ndarray, seed: int = SEED) -> dict[str, np.ndarray]:

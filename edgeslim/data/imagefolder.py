@@ -18,7 +18,7 @@ import numpy as np
 
 from edgeslim.core.errors import EdgeslimError
 from edgeslim.data.arrays import ArrayDataset
-from edgeslim.data.registry import DATASETS, SPLITS, DatasetInfo, DataSource
+from edgeslim.data.registry import DATASETS, DatasetInfo, DataSource
 
 SIZE = 32  # px, every image is resized to SIZE x SIZE
 SEED = 0
@@ -111,5 +111,4 @@ def _info(arg: str) -> DatasetInfo:
     return DatasetInfo(len(names), (3, SIZE, SIZE), names)
 
 
-assert set(FRACTIONS) == set(SPLITS)
 DATASETS.register("imagefolder", DataSource(load=_load, info=_info, needs_arg=True))

@@ -84,7 +84,7 @@ def _info(arg: str) -> DatasetInfo:
             raise EdgeslimError(f"{arg} needs arrays x_train and y_train")
         shape = to_nhwc(z["x_train"][:1]).shape
         ys = [z[k] for k in z.files if k.startswith("y_")]
-    num_classes = int(max(int(np.max(y)) for y in ys if np.size(y)) + 1)
+    num_classes = max((int(np.max(y)) for y in ys if np.size(y)), default=0) + 1
     return DatasetInfo(num_classes, (shape[3], shape[1], shape[2]))
 
 

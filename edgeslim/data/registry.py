@@ -30,6 +30,7 @@ class DatasetInfo:
     num_classes: int
     input_shape: tuple[int, ...]  # one sample, e.g. (3, 32, 32)
     class_names: tuple[str, ...] = ()
+    version: str = ""  # generator/content version: keys caches of models trained on this data
 
 
 @dataclass(frozen=True)

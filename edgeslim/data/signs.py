@@ -8,11 +8,13 @@ lighting, occluding patches, brightness/contrast, blur and sensor noise. Signs a
 as signed-distance masks on a 64x64 grid and averaged down 2x2, for anti-aliased edges.
 
 Several classes differ only in one feature (3/5/8 digits, left/right arrows, circle vs
-octagon, rim vs filled), so the task needs real features; a ResNet-20 reaches roughly 90%
-test accuracy in 8 epochs, which leaves room for pruning and low-bit quantization to show
-damage. Generation is deterministic by seed; the registered ``signs`` dataset draws its
-train/val/test splits from three seeds derived from one base seed, so they never overlap,
-and caches them as ``.npz`` under ``$EDGESLIM_CACHE`` (default ``~/.cache/edgeslim``).
+octagon, rim vs filled), so the task needs real features: a CIFAR ResNet-20 trained from
+scratch for 8 epochs (SGD, cosine lr 0.1, random crops) reaches about 91% test accuracy,
+which leaves room for pruning and low-bit quantization to show damage.
+
+Generation is deterministic by seed; the registered ``signs`` dataset draws its train/val/
+test splits from three seeds derived from one base seed, so they never overlap, and caches
+them as ``.npz`` under ``$EDGESLIM_CACHE`` (default ``~/.cache/edgeslim``).
 The design follows GTSRB (Stallkamp et al., 2012, "Man vs. computer: Benchmarking machine
 learning algorithms for traffic sign recognition") in spirit, without any of its images.
 """
@@ -38,8 +40,8 @@ SIZES = {"train": 10000, "val": 2000, "test": 2000}
 _CHUNK = 500  # images rendered per vectorised batch (bounds peak memory to ~100 MB)
 
 # Per-channel statistics of the default train split (seed 0), measured once after /255.
-MEAN = (0.0, 0.0, 0.0)
-STD = (1.0, 1.0, 1.0)
+MEAN = (0.4764, 0.4474, 0.4588)
+STD = (0.2350, 0.2287, 0.2299)
 
 
 @dataclass(frozen=True)
@@ -149,7 +151,7 @@ def _load(arg: str, split: str, augment: bool) -> ArrayDataset:
 
 def _info(arg: str) -> DatasetInfo:
     _parse_seed(arg)
-    return DatasetInfo(len(SIGN_CLASSES), (3, 32, 32), SIGN_CLASSES)
+    return DatasetInfo(len(SIGN_CLASSES), (3, 32, 32), SIGN_CLASSES, version=VERSION)
 
 
 DATASETS.register("signs", DataSource(load=_load, info=_info))

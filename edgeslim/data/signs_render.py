@@ -69,8 +69,8 @@ class SignStyle:
     radius: tuple[float, float] = (8.0, 13.0)  # sign radius, output px
     max_rotation: float = 20.0  # degrees either way
     crop_prob: float = 0.15  # chance the sign is pushed partly out of the frame
-    occlusion_prob: float = 0.3  # chance of each of two occluding patches
-    noise: tuple[float, float] = (0.01, 0.05)  # gaussian sigma, fraction of full scale
+    occlusion_prob: float = 0.35  # chance of each of two occluding patches
+    noise: tuple[float, float] = (0.01, 0.06)  # gaussian sigma, fraction of full scale
     blur: tuple[float, float] = (0.0, 0.25)  # side weight of a separable 3-tap blur
     clutter: int = 4  # random background shapes per image (each drawn with p=0.6)
     distractor_prob: float = 0.35  # chance of a small sign-like blob in the background
@@ -218,6 +218,13 @@ def _pose(rng: np.random.Generator, m: int, style: SignStyle):
     return cx.astype(np.float32), cy.astype(np.float32), r, inv.astype(np.float32)
 
 
+def _downsample(mask: np.ndarray) -> np.ndarray:
+    """Mean of each SSxSS block of an ``m,OUT*SS,OUT*SS`` mask: coverage in [0, 1]."""
+    mask = mask.view(np.uint8)
+    total = sum(mask[:, i::SS, j::SS] for i in range(SS) for j in range(SS))
+    return total.astype(np.float32) * np.float32(1.0 / (SS * SS))
+
+
 def _blur(img: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Separable [w, 1-2w, w] blur with per-sample ``w`` and edge replication."""
     for axis in (1, 2):
@@ -266,10 +273,10 @@ def render_signs(
     fade = rng.uniform(0.0, 0.35, (m, 1, 1))
     palette = palette * (1 - fade) + fade * 0.5
     palette *= rng.uniform(0.85, 1.15, (m, 1, 3))
-    colour = palette[np.arange(m)[:, None, None], mat]
-    alpha = (mat > 0).astype(np.float32)
-    colour = colour.reshape(m, OUT, SS, OUT, SS, 3).mean((2, 4))
-    alpha = alpha.reshape(m, OUT, SS, OUT, SS).mean((2, 4))[..., None]
+    # Box-filter each material's coverage down to 32x32, then mix the palette by coverage.
+    cover = [_downsample(mat == k) for k in (1, 2, 3)]
+    colour = sum(c[..., None] * palette[:, None, None, k + 1] for k, c in enumerate(cover))
+    alpha = sum(cover)[..., None]
     light = rng.uniform(0.55, 1.2, (m, 1, 1)) + rng.uniform(-0.3, 0.3, (m, 1, 1)) * (
         (x - cx[:, None, None]) / r[:, None, None]
     )
