@@ -9,7 +9,19 @@ import sys
 from edgeslim.core.errors import EdgeslimError
 
 # subcommand name -> module under edgeslim.cli (each has HELP, add_arguments, run)
-SUBCOMMANDS = ("compress", "demo", "analyze", "bench", "evaluate", "export", "train")
+SUBCOMMANDS = (
+    "compress",
+    "demo",
+    "analyze",
+    "bench",
+    "evaluate",
+    "export",
+    "train",
+    "prune",
+    "distill",
+    "quantize",
+    "sensitivity",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

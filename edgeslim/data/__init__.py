@@ -9,7 +9,15 @@ Example:
     >>> dl = make_loader(load_dataset("digits", "val"), batch_size=64, shuffle=False)
 """
 
-from edgeslim.data import cifar, digits, imagefolder, npz, random, signs  # noqa: F401 (registers)
+from edgeslim.data import (  # noqa: F401 (registers)
+    cifar,
+    digits,
+    imagefolder,
+    npz,
+    random,
+    signs,
+    text,
+)
 from edgeslim.data.arrays import ArrayDataset
 from edgeslim.data.loader import make_loader
 from edgeslim.data.registry import (

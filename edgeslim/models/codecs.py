@@ -161,3 +161,27 @@ def set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:
     except AttributeError:
         raise EdgeslimError(f"saved model names layer {name!r}, which the source lacks") from None
     setattr(parent, child, new)
+
+
+def _build_head_mha(d: dict) -> nn.Module:
+    from edgeslim.graph.attention import HeadPrunableMHA  # a pruning output; imported on demand
+
+    return HeadPrunableMHA(**d)
+
+
+CODECS.register(
+    "HeadPrunableMHA",
+    ModuleCodec(
+        lambda m: dict(
+            embed_dim=m.embed_dim,
+            num_heads=m.num_heads,
+            head_dim=m.head_dim,
+            bias=m.q_proj.bias is not None,
+            batch_first=m.batch_first,
+            dropout=m.dropout,
+            kdim=m.k_proj.in_features,
+            vdim=m.v_proj.in_features,
+        ),
+        _build_head_mha,
+    ),
+)

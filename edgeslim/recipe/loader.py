@@ -41,7 +41,27 @@ def load_recipe(path: str | Path) -> LoadedRecipe:
     path = Path(path)
     if not path.is_file():
         raise EdgeslimError(f"recipe not found: {path}")
-    return parse_recipe(path.read_text(), str(path))
+    loaded = parse_recipe(path.read_text(), str(path))
+    model = _relative_to(loaded.recipe.model, path.parent)
+    if model != loaded.recipe.model:
+        loaded = LoadedRecipe(
+            loaded.recipe.model_copy(update={"model": model}), loaded.stages, loaded.origin
+        )
+    return loaded
+
+
+def _relative_to(spec: str, base: Path) -> str:
+    """Resolve a relative file in ``hf:FILE`` / ``FILE.py:fn`` / a directory against ``base``."""
+    prefix, rest = ("hf:", spec[3:]) if spec.startswith("hf:") else ("", spec)
+    file = (
+        rest.rsplit(":", 1)[0]
+        if rest.count(":") and rest.rsplit(":", 1)[0].endswith(".py")
+        else rest
+    )
+    cand = base / file
+    if not Path(file).is_absolute() and not Path(file).exists() and cand.exists():
+        return prefix + str(cand) + rest[len(file) :]
+    return spec
 
 
 def parse_recipe(text: str, origin: str = "<recipe>") -> LoadedRecipe:

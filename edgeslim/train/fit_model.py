@@ -20,6 +20,7 @@ from edgeslim.models.inputs import InputSpec
 from edgeslim.models.saved import is_saved_model, load_saved, save_model
 from edgeslim.models.spec import LoadedModel, load_model
 from edgeslim.train.config import TrainConfig
+from edgeslim.train.distributed import is_main_process
 from edgeslim.train.trainer import Trainer
 
 
@@ -29,6 +30,8 @@ def train_model(
     """Train ``spec`` on ``data``; save it to ``out_dir`` (checkpoints in ``out_dir/checkpoints``).
 
     Zoo models get a head sized to the dataset. The test top-1 is stored in ``meta``.
+    Under ``torchrun`` every process trains; only rank 0 evaluates and saves, the
+    other ranks return the trained model without writing anything.
 
     Example:
         >>> # lm = train_model("resnet20", "signs", TrainConfig(epochs=8), "runs/r20")
@@ -43,6 +46,8 @@ def train_model(
     history = trainer.fit(
         load_dataset(data, "train", augment=config.augment), load_dataset(data, "val")
     )
+    if not is_main_process():
+        return lm
     test = evaluate_model(lm.model, make_loader(load_dataset(data, "test"), 256, shuffle=False))
     lm.meta = {
         **lm.meta,
@@ -57,10 +62,7 @@ def train_model(
 
 def pretrained(spec: str, data: str, config: TrainConfig, *, progress: bool = True) -> LoadedModel:
     """A model trained with ``config``, from the cache when present (else trained and cached)."""
-    if not spec.isidentifier():
-        raise EdgeslimError(f"only zoo models can be cached-trained, not {spec!r}")
-    key = f"{spec}-{data.replace(':', '_').replace('/', '_')}-{config.fingerprint()}"
-    path = cache_dir("models") / key
+    path = pretrained_path(spec, data, config)
     if is_saved_model(path):
         try:
             return load_saved(path)
@@ -72,6 +74,16 @@ def pretrained(spec: str, data: str, config: TrainConfig, *, progress: bool = Tr
     shutil.rmtree(path / "checkpoints", ignore_errors=True)
     (path / "train_config.json").write_text(json.dumps(asdict(config), indent=2))
     return lm
+
+
+def pretrained_path(spec: str, data: str, config: TrainConfig) -> Path:
+    """The cache directory :func:`pretrained` uses for this model, data and config."""
+    if not spec.isidentifier():
+        raise EdgeslimError(f"only zoo models can be cached-trained, not {spec!r}")
+    version = dataset_info(data).version
+    tag = data.replace(":", "_").replace("/", "_")
+    key = "-".join(p for p in (spec, tag, version, config.fingerprint()) if p)
+    return cache_dir("models") / key
 
 
 def _check_head(lm: LoadedModel, num_classes: int) -> None:

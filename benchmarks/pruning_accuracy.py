@@ -1,0 +1,154 @@
+"""ResNet-56 on the built-in ``signs`` data, pruned to half its MACs and fine-tuned:
+edgeslim vs Torch-Pruning 1.6.1 at the same MACs, criterion and fine-tuning epochs.
+
+The trained ResNet-56 comes from the shared cache (``fit_model.pretrained``; trained
+and cached on first use, resumable per epoch). Torch-Pruning is installed for this
+benchmark only (``pip install torch-pruning==1.6.1``).
+
+    python benchmarks/pruning_accuracy.py --base-epochs 6 --ft-epochs 3
+
+Writes benchmarks/results/pruning_accuracy.json and prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from edgeslim.bench.accuracy import evaluate_model
+from edgeslim.bench.macs import count_macs, count_params
+from edgeslim.data import load_dataset, make_loader
+from edgeslim.prune import PruneConfig, prune
+from edgeslim.train.config import TrainConfig
+from edgeslim.train.fit_model import pretrained
+from edgeslim.train.trainer import Trainer
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def tp_prune_to_macs(model: torch.nn.Module, x: torch.Tensor, target: int) -> torch.nn.Module:
+    """Torch-Pruning L1 (uniform, fc ignored) at the largest kept width with MACs <= target."""
+    import torch_pruning as tp
+
+    def run(ratio: float) -> torch.nn.Module:
+        m = copy.deepcopy(model).eval()
+        tp.pruner.MetaPruner(
+            m,
+            x,
+            importance=tp.importance.MagnitudeImportance(p=1),
+            pruning_ratio=ratio,
+            ignored_layers=[m.fc],
+        ).step()
+        return m
+
+    lo, hi, best = 0.0, 0.95, None
+    for _ in range(12):
+        mid = (lo + hi) / 2
+        m = run(mid)
+        if count_macs(m, x)[0] <= target:
+            hi, best = mid, m
+        else:
+            lo = mid
+    return best if best is not None else run(hi)
+
+
+def finetune(model: torch.nn.Module, epochs: int, lr: float, seed: int) -> list[dict]:
+    cfg = TrainConfig(epochs=epochs, lr=lr, seed=seed)
+    return Trainer(model, cfg, progress=False).fit(
+        load_dataset("signs", "train", augment=True), load_dataset("signs", "val")
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--base-epochs", type=int, default=6)
+    ap.add_argument("--ft-epochs", type=int, default=3)
+    ap.add_argument("--lr", type=float, default=0.01)
+    ap.add_argument("--criterion", default="l1")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument(
+        "--also-global",
+        action="store_true",
+        help="also run edgeslim with global ranking + Taylor at the same MACs",
+    )
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    base = pretrained("resnet56", "signs", TrainConfig(epochs=args.base_epochs), progress=False)
+    model = base.model.eval()
+    x = torch.randn(1, 3, 32, 32)
+    test = make_loader(load_dataset("signs", "test"), 256, shuffle=False)
+    calib = make_loader(load_dataset("signs", "train"), 64, shuffle=True)
+    macs0 = count_macs(model, x)[0]
+    rows = [
+        {
+            "model": "ResNet-56 (dense)",
+            "params": count_params(model),
+            "macs": macs0,
+            "top1_pruned": None,
+            "top1": evaluate_model(model, test)["top1"],
+        }
+    ]
+    target = macs0 // 2
+    variants = [
+        (
+            f"edgeslim {args.criterion} uniform",
+            PruneConfig(target_macs=target, criterion=args.criterion),
+        )
+    ]
+    if args.also_global:
+        variants.append(
+            (
+                "edgeslim taylor global",
+                PruneConfig(target_macs=target, criterion="taylor", global_ranking=True),
+            )
+        )
+    pruned, seconds = [], {}
+    for name, cfg in variants:
+        t0 = time.perf_counter()
+        pruned.append((name, prune(model, x, cfg, data=calib).model))
+        seconds[name] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    theirs = tp_prune_to_macs(model, x, count_macs(pruned[0][1], x)[0])
+    seconds["Torch-Pruning 1.6.1 L1 uniform"] = time.perf_counter() - t0
+    for name, m in [*pruned, ("Torch-Pruning 1.6.1 L1 uniform", theirs)]:
+        before = evaluate_model(m, test)["top1"]
+        hist = finetune(m, args.ft_epochs, args.lr, seed=0)
+        rows.append(
+            {
+                "model": name,
+                "params": count_params(m),
+                "macs": count_macs(m, x)[0],
+                "top1_pruned": before,
+                "top1": evaluate_model(m, test)["top1"],
+                "history": hist,
+            }
+        )
+    out = {
+        "setting": f"ResNet-56 trained {args.base_epochs} epochs on signs; pruned to <= half "
+        f"MACs; fine-tuned {args.ft_epochs} epochs (SGD, lr {args.lr}, cosine)",
+        "prune_seconds": seconds,
+        "command": "python benchmarks/pruning_accuracy.py " + " ".join(sys.argv[1:]),
+        "rows": rows,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "pruning_accuracy.json").write_text(json.dumps(out, indent=2) + "\n")
+    print(out["setting"])
+    print("| model | params | MMACs | top-1 after pruning | top-1 after fine-tune | drop |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        pre = f"{100 * r['top1_pruned']:.2f}" if r["top1_pruned"] is not None else "-"
+        print(
+            f"| {r['model']} | {r['params']:,} | {r['macs'] / 1e6:.1f} | {pre} | "
+            f"{100 * r['top1']:.2f} | {100 * (rows[0]['top1'] - r['top1']):+.2f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""``edgeslim distill``: train a student from one or more frozen teachers; report both.
+
+Writes the student (a saved model directory), its ONNX export and ``report.json``
+with the shared ``stages`` schema: each teacher first, the student last.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from edgeslim.cli.common import batches_arg, refuse_overwrite
+
+HELP = "distil a student from a teacher (KD, features, attention, multi-teacher, self)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--teacher", default=None, help="teacher spec (zoo name: trained and cached)")
+    p.add_argument("--teachers", default=None, help="several teachers, comma separated")
+    p.add_argument(
+        "--teacher-weights", default=None, help="multi-teacher weights, e.g. 2,1 (default: equal)"
+    )
+    p.add_argument("--teacher-epochs", type=int, default=8, help="epochs for a zoo teacher")
+    p.add_argument(
+        "--student",
+        required=True,
+        help="zoo name, file.py:factory, saved (e.g. pruned) model dir, hf:config.json, "
+        "prune:R (the teacher pruned by ratio R) or distilbert (every other teacher layer)",
+    )
+    p.add_argument("--data", required=True, help="dataset spec: signs, digits, synthtext, ...")
+    p.add_argument(
+        "--loss",
+        default="kd",
+        help="kd, mse, feature, at, cosine, tinybert, multi, self, or a sum like kd+feature",
+    )
+    p.add_argument("--temperature", type=float, default=4.0)
+    p.add_argument("--alpha", type=float, default=0.9, help="weight of the soft term vs. CE")
+    p.add_argument("--beta", type=float, default=None, help="feature-term weight")
+    p.add_argument("--layers", default=None, help="layer map STUDENT=TEACHER,... (default: auto)")
+    p.add_argument("--epochs", type=int, required=True)
+    p.add_argument("-o", "--output", required=True, help="output directory")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--optimizer", default="sgd", choices=("sgd", "adamw"))
+    p.add_argument("--weight-decay", type=float, default=5e-4)
+    p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--batch", type=batches_arg, default=(1, 8), help="latency batch sizes")
+    p.add_argument("--runs", type=int, default=30, help="timed runs per model and batch")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from edgeslim.bench.stages import format_stages
+    from edgeslim.cli.common import write_json
+    from edgeslim.core.errors import EdgeslimError
+    from edgeslim.distill.fit import distill_model
+    from edgeslim.distill.layers import parse_layer_map
+    from edgeslim.distill.losses import LossSpec
+    from edgeslim.distill.report import stage_records
+    from edgeslim.distill.students import load_student, load_teacher
+    from edgeslim.train.config import TrainConfig
+    from edgeslim.train.distributed import is_main_process
+
+    specs = [t.strip() for t in (args.teachers or "").split(",") if t.strip()]
+    if args.teacher:
+        specs.insert(0, args.teacher)
+    losses = args.loss
+    if len(specs) > 1 and losses == "kd":
+        losses = "multi"  # several teachers with plain KD: their averaged soft targets
+    for s in specs:
+        refuse_overwrite(s, args.output)
+    refuse_overwrite(args.student, args.output)
+    weights = None
+    if args.teacher_weights:
+        try:
+            weights = tuple(float(w) for w in args.teacher_weights.split(","))
+        except ValueError:
+            raise EdgeslimError(f"bad --teacher-weights {args.teacher_weights!r}") from None
+    spec = LossSpec(
+        temperature=args.temperature,
+        alpha=args.alpha,
+        beta=args.beta,
+        layers=parse_layer_map(args.layers) if args.layers else (),
+        teacher_weights=weights,
+    )
+    cfg = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        optimizer=args.optimizer,
+        weight_decay=args.weight_decay,
+        augment=not args.no_augment,
+        seed=args.seed,
+        device=args.device,
+    )
+    teachers = [load_teacher(s, args.data, args.teacher_epochs) for s in specs]
+    torch.manual_seed(args.seed)  # a freshly built student's initial weights
+    student = load_student(args.student, teachers[0] if teachers else None, args.data)
+    out = Path(args.output)
+    res = distill_model(student, teachers, args.data, losses, spec, cfg, out)
+    if not is_main_process():
+        return 0
+    print(f"saved {out}: student test top-1 {100 * res.test_top1:.2f}%")
+    models = [(f"teacher {t.name}", t, t.meta.get("test_top1")) for t in teachers]
+    if any(acc is None for _, _, acc in models):
+        from edgeslim.bench.accuracy import evaluate_model
+        from edgeslim.data import load_dataset, make_loader
+
+        test = make_loader(load_dataset(args.data, "test"), 256, shuffle=False)
+        models = [
+            (n, t, acc if acc is not None else evaluate_model(t.model, test)["top1"])
+            for n, t, acc in models
+        ]
+    models.append((f"student {student.name} ({losses})", res.student, res.test_top1))
+    stages = stage_records(models, batches=args.batch, runs=args.runs, onnx_dir=out / "onnx")
+    write_json(
+        out / "report.json",
+        {
+            "command": "distill",
+            "data": args.data,
+            "loss": losses,
+            "teachers": specs,
+            "student": args.student,
+            "loss_spec": {k: v for k, v in vars(spec).items()},
+            "history": res.history,
+            "stages": stages,
+        },
+    )
+    print(format_stages(stages))
+    print(f"wrote {out}/report.json, {out}/onnx/, student model in {out}/")
+    return 0

@@ -1,0 +1,21 @@
+"""Distillation losses, one family per file; importing this package registers them all.
+
+Example:
+    >>> from edgeslim.distill.losses import LOSSES
+    >>> LOSSES.names()
+    ['at', 'cosine', 'feature', 'kd', 'mse', 'multi', 'self', 'tinybert']
+"""
+
+from edgeslim.distill.losses import (  # noqa: F401 (registers)
+    attention,
+    fitnets,
+    hidden_cosine,
+    kd,
+    logits_mse,
+    multi_teacher,
+    self_distill,
+    tinybert,
+)
+from edgeslim.distill.losses.base import LOSSES, DistillLoss, LossSpec, Probe
+
+__all__ = ["LOSSES", "DistillLoss", "LossSpec", "Probe"]

@@ -1,0 +1,16 @@
+"""L2 filter norm: the Euclidean variant of Li et al., ICLR 2017 (arXiv:1608.08710),
+as used by He et al., "Soft Filter Pruning", IJCAI 2018 (arXiv:1808.06866)."""
+
+from __future__ import annotations
+
+import torch
+
+from edgeslim.prune.criteria import Criterion, Rows, register_criterion
+
+
+def l2_norm(rows: Rows) -> torch.Tensor:
+    """``||w_i||_2`` per row."""
+    return rows["weight"].pow(2).sum(1).sqrt()
+
+
+register_criterion("l2", Criterion(l2_norm, summary="L2 norm of each filter (He et al. 2018)"))

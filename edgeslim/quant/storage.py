@@ -1,0 +1,45 @@
+"""Storage accounting for weight-compressed models: bits actually needed on disk."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from torch import nn
+
+
+@dataclass
+class StorageReport:
+    """Bytes of a model whose selected layers are stored with ``bits`` per weight."""
+
+    float_bytes: int  # every parameter as fp32
+    compressed_bytes: int  # codes + per-layer side data + untouched parameters as fp32
+    layers: dict[str, dict] = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> float:
+        return self.float_bytes / max(self.compressed_bytes, 1)
+
+    def to_dict(self) -> dict:
+        return {
+            "float_bytes": self.float_bytes,
+            "compressed_bytes": self.compressed_bytes,
+            "ratio": self.ratio,
+            "layers": self.layers,
+        }
+
+
+def account(model: nn.Module, coded: dict[str, tuple[int, int]]) -> StorageReport:
+    """``coded`` maps a parameter name to ``(code bits, side bytes)`` for compressed weights."""
+    total_float = total = 0
+    layers = {}
+    for name, p in model.named_parameters():
+        nbytes = p.numel() * 4
+        total_float += nbytes
+        if name in coded:
+            bits, side = coded[name]
+            b = (p.numel() * bits + 7) // 8 + side
+            layers[name] = {"bits": bits, "bytes": b, "float_bytes": nbytes}
+            total += b
+        else:
+            total += nbytes
+    return StorageReport(total_float, total, layers)
