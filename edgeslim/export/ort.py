@@ -18,6 +18,10 @@ def ort_session(path: str | Path, threads: int | None = None) -> ort.InferenceSe
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3
+    # No spin-waiting between runs: spinning pools of several live sessions starve every
+    # other thread on a small CPU (eager PyTorch timed next to them ran 2.5x-50x slow).
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
     if threads:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
