@@ -10,12 +10,11 @@ layer stores ``bits``-bit indices plus a ``k``-entry fp32 codebook.
 from __future__ import annotations
 
 import copy
-import re
 
 import torch
 from torch import Tensor, nn
 
-from edgeslim.quant.storage import StorageReport, account
+from edgeslim.quant.storage import StorageReport, account, coded_layers
 
 
 def kmeans_1d(x: Tensor, k: int, iters: int = 30) -> tuple[Tensor, Tensor]:
@@ -54,11 +53,7 @@ def kmeans_share_model(
     """
     out = copy.deepcopy(model)
     coded = {}
-    for name, mod in out.named_modules():
-        if not isinstance(mod, nn.Conv2d | nn.Linear | nn.Conv1d):
-            continue
-        if any(re.fullmatch(p, name) or p == name for p in exclude):
-            continue
+    for name, mod in coded_layers(out, exclude):
         c, a = kmeans_1d(mod.weight.detach(), 2**bits)
         with torch.no_grad():
             mod.weight.copy_(c[a].reshape(mod.weight.shape))

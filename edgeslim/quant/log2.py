@@ -12,13 +12,12 @@ exponent bits; each output channel stores its top exponent (one byte).
 from __future__ import annotations
 
 import copy
-import re
 
 import torch
 from torch import Tensor, nn
 
 from edgeslim.core.errors import EdgeslimError
-from edgeslim.quant.storage import StorageReport, account
+from edgeslim.quant.storage import StorageReport, account, coded_layers
 
 
 def pow2_quantize(w: Tensor, bits: int = 4) -> Tensor:
@@ -57,11 +56,7 @@ def pow2_quantize_model(
     """
     out = copy.deepcopy(model)
     coded = {}
-    for name, mod in out.named_modules():
-        if not isinstance(mod, nn.Conv2d | nn.Linear | nn.Conv1d):
-            continue
-        if any(re.fullmatch(p, name) or p == name for p in exclude):
-            continue
+    for name, mod in coded_layers(out, exclude):
         with torch.no_grad():
             mod.weight.copy_(pow2_quantize(mod.weight, bits))
         coded[f"{name}.weight" if name else "weight"] = (bits, mod.weight.shape[0])

@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from torch import nn
+
+from edgeslim.quant.config import _matches
+
+CODED_TYPES = (nn.Conv1d, nn.Conv2d, nn.Linear)
+
+
+def coded_layers(model: nn.Module, exclude: Sequence[str] = ()) -> Iterator[tuple[str, nn.Module]]:
+    """``(name, layer)`` for every conv/linear whose weights a weight coding rewrites.
+
+    ``exclude`` holds exact names or whole-name regexes, as everywhere in ``quant``.
+    """
+    for name, mod in model.named_modules():
+        if isinstance(mod, CODED_TYPES) and not any(_matches(p, name) for p in exclude):
+            yield name, mod
 
 
 @dataclass
