@@ -43,7 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return int(args._run(args) or 0)
+        code = int(args._run(args) or 0)
+        from edgeslim.train.distributed import shutdown
+
+        shutdown()  # under torchrun: all ranks leave the process group together
+        return code
     except EdgeslimError as e:
         print(f"edgeslim: error: {e}", file=sys.stderr)
         return 2

@@ -120,6 +120,19 @@ def _destroy() -> None:
         dist.destroy_process_group()
 
 
+def shutdown() -> None:
+    """Leave the process group together: every rank waits for the others, then destroys it.
+
+    Without the barrier a rank that finishes first tears down its gloo pairs while a
+    slower rank still holds them, and the slower one can abort at exit ("terminate
+    called without an active exception"). Call it once, at the very end of a job that
+    ran under ``torchrun``; it is a no-op otherwise.
+    """
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def is_main_process() -> bool:
     """True unless this is a non-zero rank of an initialised process group (or of torchrun)."""
     if dist.is_available() and dist.is_initialized():

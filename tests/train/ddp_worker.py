@@ -69,3 +69,6 @@ if __name__ == "__main__":
         },
         out / f"rank{rank}.pt",
     )
+    from edgeslim.train.distributed import shutdown
+
+    shutdown()
