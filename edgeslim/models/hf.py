@@ -55,6 +55,9 @@ def build_hf(config: dict) -> HFClassifier:
         hf_config = transformers.AutoConfig.for_model(model_type, **cfg)
     except (ValueError, KeyError) as e:
         raise EdgeslimError(f"bad transformers config: {e}") from None
-    hf_config.attn_implementation = "eager"
-    model = transformers.AutoModelForSequenceClassification.from_config(hf_config)
+    # eager attention: plain matmuls that torch.export, pruning and quantization see (setting
+    # the attribute on the config after construction is ignored by transformers 5)
+    model = transformers.AutoModelForSequenceClassification.from_config(
+        hf_config, attn_implementation="eager"
+    )
     return HFClassifier(model)

@@ -106,6 +106,8 @@ class ResNet(nn.Module):
         block: :class:`BasicBlock` or :class:`Bottleneck`.
         layers: number of blocks in each of the four stages.
         num_classes: size of the classifier head.
+        small_input: a 3x3/2 stem and no max pool (4x less downsampling), for 32x32
+            inputs; the stages are unchanged.
     """
 
     def __init__(
@@ -113,12 +115,16 @@ class ResNet(nn.Module):
         block: type[BasicBlock | Bottleneck],
         layers: tuple[int, int, int, int],
         num_classes: int = 1000,
+        small_input: bool = False,
     ) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
+        if small_input:
+            self.conv1 = nn.Conv2d(3, 64, 3, stride=2, padding=1, bias=False)
+        else:
+            self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU()
-        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        self.maxpool = nn.Identity() if small_input else nn.MaxPool2d(3, stride=2, padding=1)
         in_ch = 64
         for i, (width, n) in enumerate(zip((64, 128, 256, 512), layers, strict=True)):
             stage = make_stage(block, in_ch, width, n, stride=1 if i == 0 else 2)
@@ -143,6 +149,17 @@ class ResNet(nn.Module):
 def resnet18(num_classes: int = 1000) -> ResNet:
     """ResNet-18: basic blocks (2, 2, 2, 2)."""
     return ResNet(BasicBlock, (2, 2, 2, 2), num_classes)
+
+
+@register_model(
+    "resnet18_small",
+    input_shape=(1, 3, 32, 32),
+    num_classes=10,
+    description="ResNet-18 for 32x32 inputs: 3x3/2 stem, no max pool (11.2M params, 0.14 GMACs)",
+)
+def resnet18_small(num_classes: int = 10) -> ResNet:
+    """ResNet-18 stages on 16x16 feature maps: wide layers that INT8 kernels run well."""
+    return ResNet(BasicBlock, (2, 2, 2, 2), num_classes, small_input=True)
 
 
 @register_model(

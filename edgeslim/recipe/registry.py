@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel
 
 from edgeslim.core.registry import Registry
+from edgeslim.recipe.schema import Recipe
 
 
 @dataclass(frozen=True)
@@ -20,18 +21,28 @@ class StageDef:
     settings: type[BaseModel]  # strict pydantic model of the stage's settings
     run: Callable  # run(state: PipelineState, settings, ctx: PipelineContext) -> PipelineState
     help: str = ""
+    # what else in the recipe the result depends on (e.g. the targets); part of its checkpoint key
+    depends: Callable[[Recipe], object] | None = None
 
 
 STAGES: Registry[StageDef] = Registry("recipe stage")
 
 
 def register_stage(
-    name: str, settings: type[BaseModel], help: str = ""
+    name: str,
+    settings: type[BaseModel],
+    help: str = "",
+    *,
+    depends: Callable[[Recipe], object] | None = None,
 ) -> Callable[[Callable], Callable]:
-    """Decorator: register ``run`` as recipe stage ``name`` with its settings schema."""
+    """Decorator: register ``run`` as recipe stage ``name`` with its settings schema.
+
+    ``depends(recipe)`` returns the JSON-able parts of the recipe, beyond the stage's
+    own settings, that its result depends on: a change there reruns the stage.
+    """
 
     def deco(run: Callable) -> Callable:
-        STAGES.register(name, StageDef(name, settings, run, help))
+        STAGES.register(name, StageDef(name, settings, run, help, depends))
         return run
 
     return deco

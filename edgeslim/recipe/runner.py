@@ -26,13 +26,11 @@ def input_model(recipe, progress: bool = True) -> LoadedModel:
     shape = tuple(recipe.input_shape) if recipe.input_shape else None
     if recipe.pretrain is None:
         return load_model(recipe.model, num_classes=recipe.num_classes, input_shape=shape)
-    from edgeslim.train.config import TrainConfig
     from edgeslim.train.fit_model import pretrained
 
     if not recipe.data:
         raise EdgeslimError("'pretrain' needs 'data:' in the recipe")
-    p = recipe.pretrain
-    cfg = TrainConfig(epochs=p.epochs, lr=p.lr, batch_size=p.batch_size, seed=recipe.seed)
+    cfg = recipe.pretrain.train_config(recipe.seed)
     return pretrained(recipe.model, recipe.data, cfg, progress=progress)
 
 
@@ -56,7 +54,11 @@ def run_stages(
     deployable_only = False
     done: list[dict] = []
     for i, stage in enumerate(loaded.stages, start=1):
-        done.append({stage.name: stage.settings.model_dump()})
+        entry: dict = {stage.name: stage.settings.model_dump()}
+        depends = STAGES.get(stage.name).depends
+        if depends is not None:
+            entry["depends"] = depends(r)
+        done.append(entry)
         fp = fingerprint(head, done)
         sdir = stages_dir / f"{i:02d}-{stage.name}"
         resumed = load_stage(sdir, fp)

@@ -21,12 +21,32 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class PretrainSpec(Strict):
-    """Train the input model first (zoo models only; cached, deterministic by seed)."""
+class TrainSettings(Strict):
+    """What every training stage shares; ``train_config`` turns it into a TrainConfig."""
 
     epochs: int = Field(8, ge=1)
     lr: float = Field(0.1, gt=0)
     batch_size: int = Field(128, ge=1)
+    weight_decay: float = Field(5e-4, ge=0)
+    amp: bool = Field(False, description="bf16 autocast (CPUs with AVX512-BF16/AMX, CUDA)")
+    channels_last: bool = Field(False, description="NHWC training (faster convs on CPU)")
+
+    def train_config(self, seed: int):
+        from edgeslim.train.config import TrainConfig
+
+        return TrainConfig(
+            epochs=self.epochs,
+            lr=self.lr,
+            batch_size=self.batch_size,
+            weight_decay=self.weight_decay,
+            amp=self.amp,
+            channels_last=self.channels_last,
+            seed=seed,
+        )
+
+
+class PretrainSpec(TrainSettings):
+    """Train the input model first (zoo models only; cached, deterministic by seed)."""
 
 
 class Targets(Strict):

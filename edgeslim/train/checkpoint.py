@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import safetensors.torch
@@ -18,6 +19,9 @@ STATE = "last_state.pt"
 def save_checkpoint(ckpt_dir: Path, model: nn.Module, state: dict) -> None:
     """Write weights then state, each atomically; ``state`` holds tensors and plain data only."""
     ckpt_dir.mkdir(parents=True, exist_ok=True)
+    if not all(t.is_contiguous() for t in model.state_dict().values()):
+        # channels_last training: safetensors stores contiguous tensors only; save a copy
+        model = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
     with atomic_path(ckpt_dir / WEIGHTS) as tmp:
         safetensors.torch.save_model(model, str(tmp))
     with atomic_path(ckpt_dir / STATE) as tmp:

@@ -35,7 +35,8 @@ class TrainConfig:
     patience: int | None = None  # early stopping on val top-1, in epochs
     seed: int = 0
     device: str = "cpu"
-    amp: bool = False  # autocast to bf16/fp16 on CUDA only
+    amp: bool = False  # autocast: bf16 on CPUs with AVX512-BF16/AMX and on CUDA, else fp16
+    channels_last: bool = False  # NHWC weights and inputs (oneDNN's fast conv layout on CPU)
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -54,4 +55,6 @@ class TrainConfig:
     def fingerprint(self) -> str:
         """Hash of the fields that change results; a checkpoint resumes only under the same one."""
         d = {k: v for k, v in asdict(self).items() if k not in ("patience", "device")}
+        if not d["channels_last"]:  # added later: keeps the identity of older checkpoints
+            del d["channels_last"]
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]

@@ -141,6 +141,8 @@ class Trainer:
         start, best = 0, -1.0
         if self.ckpt_dir is not None:
             start, history, best = self._resume(opt)
+        if c.channels_last:
+            self._set_layout(torch.channels_last)
         objective: nn.Module = _Objective(self.model, self.extra, self.loss_fn)
         if ctx.distributed:
             ids = [ctx.device.index] if ctx.device.type == "cuda" else None
@@ -170,11 +172,24 @@ class Trainer:
                     break
         finally:
             self.model.train(was_training)
+            if c.channels_last:
+                self._set_layout(torch.contiguous_format)  # hand back a standard model
         return history
+
+    def _set_layout(self, fmt: torch.memory_format) -> None:
+        """Convert the 4-D weights of the model and ``extra`` in place (same Parameters)."""
+        for m in (self.model, self.extra):
+            if m is not None:
+                m.to(memory_format=fmt)
 
     def _amp(self) -> tuple[bool, torch.dtype, torch.amp.GradScaler | None]:
         assert self.ctx is not None
-        if not (self.config.amp and self.ctx.device.type == "cuda"):
+        if not self.config.amp:
+            return False, torch.float32, None
+        if self.ctx.device.type == "cpu":
+            # bf16 autocast on CPU only pays with native bf16 dot products (AVX512-BF16 or AMX)
+            return cpu_has_bf16(), torch.bfloat16, None
+        if self.ctx.device.type != "cuda":
             return False, torch.float32, None
         if torch.cuda.is_bf16_supported():
             return True, torch.bfloat16, None  # bf16 has fp32's range: no loss scaling needed
@@ -201,6 +216,8 @@ class Trainer:
             for g in opt.param_groups:
                 g["lr"] = lr
             x, y = x.to(ctx.device, non_blocking=True), y.to(ctx.device, non_blocking=True)
+            if c.channels_last and x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(ctx.device.type, dtype=amp_dtype, enabled=use_amp):
                 loss, logits = objective(x, y)
             if not torch.isfinite(loss):
@@ -275,6 +292,16 @@ class Trainer:
             self.extra.load_state_dict(state["extra"])
         self._say(f"resuming from {self.ckpt_dir} after epoch {state['epoch'] + 1}")
         return state["epoch"] + 1, list(state["history"]), float(state["best"])
+
+
+def cpu_has_bf16() -> bool:
+    """True when this CPU multiplies bf16 natively (AVX512-BF16 or AMX)."""
+    try:
+        return bool(
+            torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+        )
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def _stalled(history: list[dict], patience: int) -> bool:

@@ -31,6 +31,8 @@ def test_hf_spec_builds_runs_and_roundtrips(tmp_path):
     assert x.dtype == torch.long and int(x.max()) < 500
     out = lm.model(x)
     assert out.shape == (2, 3)
+    # eager attention (explicit matmuls), not SDPA: what export, pruning and PTQ must see
+    assert lm.model.hf.config._attn_implementation == "eager"
     save_model(lm, tmp_path / "saved")
     back = load_saved(tmp_path / "saved")
     torch.testing.assert_close(back.model(x), out)

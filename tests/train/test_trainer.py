@@ -94,3 +94,57 @@ def test_lr_schedules():
     assert lr_at(100, 100, 0.1, "cosine") == pytest.approx(0.0)
     assert lr_at(60, 100, 0.1, "step") == pytest.approx(0.01)
     assert lr_at(0, 100, 0.1, "cosine", warmup_steps=10) == pytest.approx(0.01)
+
+
+def _conv_data(n=64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 3, 8, 8, generator=g)
+    y = (x[:, 0].mean((1, 2)) > 0).long()
+    return TensorDataset(x, y)
+
+
+def _conv_model(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 2),
+    )
+
+
+@pytest.mark.parametrize("amp", [False, True])
+def test_channels_last_and_bf16_train_checkpoint_and_hand_back_a_standard_model(tmp_path, amp):
+    cfg = TrainConfig(epochs=2, batch_size=16, lr=0.05, augment=False, channels_last=True, amp=amp)
+    m = _conv_model()
+    hist = Trainer(m, cfg, ckpt_dir=tmp_path, progress=False).fit(_conv_data())
+    assert all(p.is_contiguous() for p in m.parameters())  # NCHW again after training
+    assert (tmp_path / "last.safetensors").is_file()  # saved despite NHWC weights
+    # the same run in NCHW fp32 agrees (bf16 autocast only within its rounding)
+    ref = _conv_model()
+    plain = TrainConfig(epochs=2, batch_size=16, lr=0.05, augment=False)
+    ref_hist = Trainer(ref, plain, progress=False).fit(_conv_data())
+    tol = 5e-2 if amp else 1e-4
+    assert hist[-1]["train_loss"] == pytest.approx(ref_hist[-1]["train_loss"], abs=tol)
+    for (k, a), b in zip(ref.state_dict().items(), m.state_dict().values(), strict=True):
+        torch.testing.assert_close(b.float(), a.float(), rtol=tol, atol=tol, msg=k)
+    # a finished run "resumes" to the same weights from its NHWC-trained checkpoint
+    again = _conv_model(seed=5)
+    Trainer(again, cfg, ckpt_dir=tmp_path, progress=False).fit(_conv_data())
+    for (k, a), b in zip(m.state_dict().items(), again.state_dict().values(), strict=True):
+        torch.testing.assert_close(b, a, rtol=0, atol=0, msg=k)
+
+
+def test_old_checkpoints_keep_their_identity():
+    # channels_last was added later; leaving it off must not change the fingerprint
+    assert TrainConfig().fingerprint() != TrainConfig(channels_last=True).fingerprint()
+    import hashlib
+    import json
+    from dataclasses import asdict
+
+    d = {k: v for k, v in asdict(TrainConfig()).items() if k not in ("patience", "device")}
+    del d["channels_last"]
+    old = hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+    assert TrainConfig().fingerprint() == old

@@ -13,6 +13,12 @@ squared error of clipping at ``alpha`` and quantizing ``[-alpha, alpha]`` to
 and the optimal ``alpha`` is a constant times ``b`` (or ``sigma``) per bit width
 (Laplace: 2.83b at 2 bits ... 9.89b at 8 bits). The distribution parameters are
 estimated from the observed histogram.
+
+A signed tensor is clipped to ``mu +- alpha`` with every level of the grid.
+A non-negative tensor (a ReLU output) is modelled as ``max(0, z)`` with ``z``
+centred at 0: its scale comes from the positive values alone, and since all the
+levels then cover half a distribution, ``alpha`` is the optimum for one bit more
+(``M + 1``), as in Banner et al.'s treatment of ReLU activations.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import math
 from functools import lru_cache
 
+import torch
 from scipy.optimize import minimize_scalar
 from torch import Tensor
 
@@ -70,12 +77,42 @@ class _ACIQ(HistogramObserver):
             spread = ((c - mu[:, None]).abs() * n).sum(1) / total
         else:
             spread = (((c - mu[:, None]) ** 2 * n).sum(1) / total).sqrt()
-        bits = max(2, round(math.log2(qmax - qmin + 1)))
-        # an unsigned grid after ReLU covers one side only: all levels go to [0, alpha]
-        if self.min_val.min() >= 0:
-            bits += 1
-        alpha = optimal_alpha(bits, self.dist) * spread
-        return self.clamp_to_observed(mu - alpha, mu + alpha)
+        levels = qmax - qmin + 1
+        lo = mu - optimal_alpha(_bits(levels), self.dist) * spread
+        hi = mu + optimal_alpha(_bits(levels), self.dist) * spread
+        one_sided = self.min_val >= 0
+        if bool(one_sided.any()):
+            # after a ReLU: model x = max(0, z), z ~ Laplace(0, b) or N(0, sigma), from the
+            # positive values alone (mean and spread of the rectified data, zeros included,
+            # underestimate b and sigma). All the levels that cover [0, alpha] quantize half a
+            # distribution: its optimum is the two-sided one with one bit more (Banner et
+            # al.'s M + 1 for ReLU outputs), unless a signed symmetric grid wastes half.
+            pos_levels = levels if (qmin >= 0 or not symmetric) else qmax + 1
+            alpha = optimal_alpha(_bits(pos_levels) + 1, self.dist) * self._positive_scale()
+            lo = torch.where(one_sided, torch.zeros_like(lo), lo)
+            hi = torch.where(one_sided, alpha.to(hi.dtype), hi)
+        return self.clamp_to_observed(lo, hi)
+
+    def _positive_scale(self) -> Tensor:
+        """``b`` (Laplace) or ``sigma`` (Gaussian) of ``z`` from the values of ``max(0, z)`` > 0.
+
+        The first positive bin also holds the exact zeros, so it is left out: for a
+        Laplace tail ``E[x - w | x > w] = b`` exactly (memoryless), for a Gaussian the
+        second moment above ``w`` (a bin width, a fraction of a percent of the range)
+        is ``sigma^2`` to within a fraction of a percent.
+        """
+        half = self.bins // 2
+        w = self.half_range.double()[:, None] / half
+        c = self.centers()[:, half + 1 :]
+        n = self.hist[:, half + 1 :]
+        total = n.sum(1).clamp(min=1)
+        if self.dist == "laplace":
+            return ((c - w) * n).sum(1) / total
+        return ((c**2 * n).sum(1) / total).sqrt()
+
+
+def _bits(levels: int) -> int:
+    return max(2, round(math.log2(levels)))
 
 
 @OBSERVERS.register("aciq")

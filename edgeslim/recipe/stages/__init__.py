@@ -1,3 +1,10 @@
 """Recipe stages: one file each; importing this package registers them all."""
 
-from edgeslim.recipe.stages import distill, export, finetune, prune, quantize  # noqa: F401
+from edgeslim.recipe.stages import (  # noqa: F401
+    distill,
+    export,
+    finetune,
+    prune,
+    quantize,
+    search,
+)

@@ -5,34 +5,25 @@ from __future__ import annotations
 from pydantic import Field
 
 from edgeslim.recipe.registry import register_stage
-from edgeslim.recipe.schema import Strict
+from edgeslim.recipe.schema import TrainSettings
 from edgeslim.recipe.state import PipelineContext, PipelineState
 
 
-class DistillSettings(Strict):
+class DistillSettings(TrainSettings):
     epochs: int = Field(3, ge=1)
     lr: float = Field(0.02, gt=0)
-    batch_size: int = Field(128, ge=1)
     losses: str = "kd"
     temperature: float = Field(4.0, gt=0)
     alpha: float = Field(0.9, ge=0, le=1)
-    weight_decay: float = Field(5e-4, ge=0)
 
 
 @register_stage("distill", DistillSettings, "fine-tune with knowledge distillation from the input")
 def run(state: PipelineState, s: DistillSettings, ctx: PipelineContext) -> PipelineState:
     from edgeslim.distill.fit import distill_model
     from edgeslim.distill.losses import LossSpec
-    from edgeslim.train.config import TrainConfig
 
     data = ctx.require_data("distill")
-    cfg = TrainConfig(
-        epochs=s.epochs,
-        lr=s.lr,
-        batch_size=s.batch_size,
-        weight_decay=s.weight_decay,
-        seed=ctx.seed,
-    )
+    cfg = s.train_config(ctx.seed)
     spec = LossSpec(temperature=s.temperature, alpha=s.alpha)
     res = distill_model(
         state.lm,

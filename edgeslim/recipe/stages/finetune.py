@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from edgeslim.recipe.registry import register_stage
-from edgeslim.recipe.schema import Strict
+from edgeslim.recipe.schema import TrainSettings
 from edgeslim.recipe.state import PipelineContext, PipelineState
 
 
-class FinetuneSettings(Strict):
-    epochs: int = 2
-    lr: float = 0.01
-    batch_size: int = 128
-    weight_decay: float = 5e-4
-
-
-def train_settings(s, ctx: PipelineContext):
-    from edgeslim.train.config import TrainConfig
-
-    return TrainConfig(
-        epochs=s.epochs,
-        lr=s.lr,
-        batch_size=s.batch_size,
-        weight_decay=s.weight_decay,
-        seed=ctx.seed,
-    )
+class FinetuneSettings(TrainSettings):
+    epochs: int = Field(2, ge=1)
+    lr: float = Field(0.01, gt=0)
 
 
 @register_stage("finetune", FinetuneSettings, "train the current model on the recipe's data")
@@ -33,7 +21,7 @@ def run(state: PipelineState, s: FinetuneSettings, ctx: PipelineContext) -> Pipe
     ctx.require_data("finetune")
     Trainer(
         state.lm.model,
-        train_settings(s, ctx),
+        s.train_config(ctx.seed),
         ckpt_dir=ctx.work_dir / "ckpt",
         progress=ctx.progress,
     ).fit(ctx.dataset("train", augment=True), ctx.dataset("val"))

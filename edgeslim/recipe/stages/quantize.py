@@ -23,22 +23,30 @@ class QuantizeSettings(Strict):
     exclude: list[str] = Field(default_factory=list)
 
 
-@register_stage("quantize", QuantizeSettings, "INT8 PTQ with edgeslim's own scales, ONNX QDQ")
-def run(state: PipelineState, s: QuantizeSettings, ctx: PipelineContext) -> PipelineState:
-    from edgeslim.export.qdq import export_qdq
+def ptq_config(s: QuantizeSettings, keep_float: tuple[str, ...] = ()):
+    """The :class:`~edgeslim.quant.config.PTQConfig` of these settings (``keep_float`` excluded)."""
     from edgeslim.quant.config import PTQConfig, activation_spec, weight_spec
-    from edgeslim.quant.pipeline import calibration_loader
-    from edgeslim.quant.ptq import quantize_ptq
 
-    data = ctx.require_data("quantize")
     wmethod = s.calib_method if s.calib_method in WEIGHT_OBSERVERS else "minmax"
-    cfg = PTQConfig(
+    return PTQConfig(
         weight=weight_spec(s.w_bits, wmethod, s.per_channel),
         activation=activation_spec(s.a_bits, s.calib_method),
         calib_batches=s.calib_batches,
         bias_correction=s.bias_correction,
-        exclude=tuple(s.exclude),
+        exclude=tuple(s.exclude) + tuple(keep_float),
     )
+
+
+@register_stage("quantize", QuantizeSettings, "INT8 PTQ with edgeslim's own scales, ONNX QDQ")
+def run(state: PipelineState, s: QuantizeSettings, ctx: PipelineContext) -> PipelineState:
+    from edgeslim.export.qdq import export_qdq
+    from edgeslim.quant.pipeline import calibration_loader
+    from edgeslim.quant.ptq import quantize_ptq
+
+    data = ctx.require_data("quantize")
+    # layers a preceding ``search`` stage chose to keep in float (its latency assumed it)
+    keep_float = tuple((state.notes.get("search") or {}).get("float_layers", ()))
+    cfg = ptq_config(s, keep_float)
     qm = quantize_ptq(state.lm.model, calibration_loader(data), cfg, progress=ctx.progress)
     res = export_qdq(qm.model, state.lm.require_input(), ctx.work_dir / "int8.onnx")
     layers = {k: dict(v) for k, v in state.layers.items()}
@@ -46,6 +54,7 @@ def run(state: PipelineState, s: QuantizeSettings, ctx: PipelineContext) -> Pipe
         layers.setdefault(name, {})["bits"] = s.w_bits
     notes = {
         **state.notes,
-        "quantize": f"W{s.w_bits}A{s.a_bits} {s.calib_method}, {len(qm.layers())} layers",
+        "quantize": f"W{s.w_bits}A{s.a_bits} {s.calib_method}, {len(qm.layers())} layers"
+        + (f", {len(keep_float)} kept in float by search" if keep_float else ""),
     }
     return PipelineState(state.lm, res.path, layers, notes)

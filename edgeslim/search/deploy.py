@@ -1,0 +1,75 @@
+"""Candidates deployed and timed the way the final model will run.
+
+A budget on FP32 latency means nothing when INT8 quantization follows: INT8
+kernels, the QDQ boundaries and the layers kept in float change what a channel
+costs. So with ``int8`` every candidate is post-training quantized (with the
+quantize stage's own settings and excluded layers) and written as the same ONNX
+QDQ file the pipeline will ship; timing only depends on the graph, so a few
+calibration batches suffice. All files are timed in one interleaved loop
+(:func:`edgeslim.bench.latency.measure`), so a burst of load on a shared machine
+hits every candidate alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from edgeslim.bench.latency import measure, onnx_target
+from edgeslim.bench.size import onnx_bytes
+from edgeslim.models.inputs import InputSpec
+from edgeslim.quant.config import PTQConfig
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """How the deployed model runs: FP32 or INT8 QDQ on ONNX Runtime, at which batch."""
+
+    spec: InputSpec
+    int8: bool
+    ptq: PTQConfig  # the quantize stage's configuration (its ``exclude`` included)
+    calib: tuple[torch.Tensor, ...]  # calibration inputs for INT8 candidates
+    batch: int = 8
+    threads: int | None = None
+    runs: int = 20
+
+    def export(self, model: nn.Module, path: Path, float_layers: tuple[str, ...] = ()) -> Path:
+        """Write ``model`` as deployed (INT8 QDQ with ``float_layers`` kept in float, or FP32)."""
+        if not self.int8:
+            from edgeslim.export.onnx import export_onnx
+
+            return export_onnx(model, self.spec, path).path
+        from edgeslim.export.qdq import export_qdq
+        from edgeslim.quant.ptq import quantize_ptq
+
+        cfg = replace(
+            self.ptq,
+            exclude=self.ptq.exclude + tuple(float_layers),
+            calib_batches=len(self.calib),
+            bias_correction=False,  # changes values, not the graph
+        )
+        qm = quantize_ptq(model, list(self.calib), cfg, progress=False)
+        return export_qdq(qm.model, self.spec, path).path
+
+    def time(self, files: dict[str, Path], progress: bool = False) -> dict[str, float]:
+        """ONNX Runtime latency (ms) at ``batch`` of every file, timed interleaved.
+
+        Two interleaved passes (the second in reverse order); each file keeps the lower
+        of its two medians, so one burst of load on a shared machine does not stick.
+        """
+        best: dict[str, float] = {}
+        for labels in (list(files), list(files)[::-1]):
+            targets = [onnx_target(files[k], k, self.spec) for k in labels]
+            rep = measure(
+                targets, (self.batch,), runs=self.runs, threads=self.threads, progress=progress
+            )
+            for k in labels:
+                best[k] = min(best.get(k, float("inf")), rep.median(k, self.batch))
+        return best
+
+    @staticmethod
+    def size(path: Path) -> int:
+        return onnx_bytes(path)
