@@ -47,6 +47,9 @@ def build_hf(config: dict) -> HFClassifier:
     """Build a randomly initialised sequence classifier from a config dict."""
     if not is_transformers_available():
         raise EdgeslimError("hf: models need the 'hf' extra: pip install 'edgeslim[hf]'")
+    from edgeslim.models.tv import repair_installed_torchvision
+
+    repair_installed_torchvision()  # transformers imports torchvision when it is installed
     import transformers
 
     cfg = dict(config)

@@ -4,6 +4,7 @@
 - the user's code: ``path/to/file.py:factory``
 - a saved edgeslim model directory (see :mod:`edgeslim.models.saved`)
 - ``hf:path/to/config.json``: a transformers classifier built offline (``hf`` extra)
+- ``tv:NAME``: a torchvision classification model, random weights (``vision`` extra)
 """
 
 from __future__ import annotations
@@ -47,6 +48,10 @@ def build_source(source: dict) -> nn.Module:
         return build_from_file(f"{source['path']}:{source['factory']}")
     if kind == "hf":
         return build_hf(source["config"])
+    if kind == "tv":
+        from edgeslim.models.tv import build_tv
+
+        return build_tv(source["name"], source.get("num_classes"))
     raise EdgeslimError(f"unknown model source kind {kind!r}")
 
 
@@ -85,6 +90,10 @@ def _resolve(spec: str, num_classes: int | None) -> LoadedModel:
         source = {"kind": "hf", "config": config}
         inp = InputSpec((1, HF_SEQ_LEN), "int64", int(config.get("vocab_size", 30522)))
         return LoadedModel(build_source(source), source, inp, Path(spec[3:]).stem)
+    if spec.startswith("tv:"):
+        source = {"kind": "tv", "name": spec[3:], "num_classes": num_classes}
+        inp = InputSpec((1, 3, 224, 224))
+        return LoadedModel(build_source(source), source, inp, spec[3:])
     if is_file_spec(spec):
         file, _, factory = spec.rpartition(":")
         source = {
