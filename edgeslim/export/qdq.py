@@ -35,7 +35,14 @@ from edgeslim.core.atomic import atomic_path
 from edgeslim.core.errors import EdgeslimError
 from edgeslim.export.onnx import DEFAULT_OPSET, export_onnx
 from edgeslim.models.inputs import InputSpec
-from edgeslim.quant.fake_quant import ONNX_RANGES, _QuantWeight, fake_quantizers, float_weights
+from edgeslim.quant.fake_quant import (
+    ONNX_RANGES,
+    _QuantWeight,
+    bias_codes,
+    bias_scale,
+    fake_quantizers,
+    float_weights,
+)
 from edgeslim.quant.primitives import quantize
 
 _WEIGHTED_OPS = ("Conv", "Gemm", "MatMul")
@@ -193,9 +200,9 @@ def _quantize_bias(g, inits, node, producers, w_scale: np.ndarray, new_nodes) ->
     x_scale = _constant(dq.input[1], inits, producers)
     if x_scale is None or x_scale.size != 1:
         return
-    bscale = (float(x_scale.reshape(())) * w_scale.astype(np.float64)).astype(np.float32)
-    qb = np.round(b.astype(np.float64) / bscale.astype(np.float64))
-    qb = np.clip(qb, -(2**31), 2**31 - 1).astype(np.int32)
+    # the same scale and codes as the simulation (edgeslim.quant.fake_quant.quantize_bias)
+    bscale = bias_scale(torch.tensor(x_scale), torch.tensor(w_scale)).numpy()
+    qb = bias_codes(torch.tensor(b), torch.tensor(bscale)).numpy().astype(np.int32)
     stem = f"{node.name or bname}_bias"
     qi = numpy_helper.from_array(qb, f"{stem}_quantized")
     si = numpy_helper.from_array(bscale, f"{stem}_scale")

@@ -7,6 +7,12 @@ is the deployed accuracy. :class:`FakeQuantize` holds an observer and the frozen
 :class:`QuantConv2d` / :class:`QuantLinear` are drop-in subclasses of the torch
 layers (same parameter names) whose weights pass through a weight quantizer.
 
+After calibration a layer's bias is simulated as the int32 codes at
+``s_x * s_w`` that the integer kernel adds to its accumulator; a float bias
+here would shift every output channel by up to half a code of ``s_x * s_w``
+against ONNX Runtime, and the one-code rounding flips this causes compound
+through a deep network.
+
 Per-tensor 8-bit activations run through ``torch.fake_quantize_per_tensor_affine``,
 which the ONNX exporter lowers to ``QuantizeLinear -> DequantizeLinear``: the
 quantization points of the simulation and of the deployed graph are the same
@@ -119,25 +125,70 @@ class FakeQuantize(nn.Module):
         return f"bits={self.spec.bits}, {self.spec.granularity}, observer={self.spec.observer}"
 
 
+def bias_scale(input_scale: Tensor, weight_scale: Tensor) -> Tensor:
+    """Scale of the int32 bias, ``s_x * s_w`` per output channel.
+
+    The product is taken in float64 and rounded once to float32, which is what the
+    QDQ writer stores next to the int32 codes (:mod:`edgeslim.export.qdq`).
+    """
+    return (input_scale.detach().double().reshape(()) * weight_scale.detach().double()).float()
+
+
+def quantize_bias(bias: Tensor, scale: Tensor) -> Tensor:
+    """``bias`` as an integer kernel adds it: int32 codes at ``scale`` (straight-through grad).
+
+    Integer runtimes add the bias to the int32 accumulator, so it is rounded to a
+    multiple of ``s_x * s_w`` (ONNX ``QLinearConv``; ONNX Runtime quantizes a float
+    bias the same way when it fuses a QDQ conv).
+    """
+    return bias + (bias_codes(bias, scale).float() * scale - bias).detach()
+
+
+def bias_codes(bias: Tensor, scale: Tensor) -> Tensor:
+    """int32 bias codes ``round(bias / scale)`` (float64 division), as a float64 tensor."""
+    return torch.clamp(torch.round(bias.detach().double() / scale.double()), -(2**31), 2**31 - 1)
+
+
 class _QuantWeight:
-    """Mixin: a layer whose weight goes through ``weight_fq`` (and input through ``input_fq``)."""
+    """Mixin: a layer whose weight goes through ``weight_fq`` (and input through ``input_fq``).
+
+    Once calibration knows the scale of the layer's input, ``bias_scale`` (a buffer,
+    empty until then) holds ``s_x * s_w`` and the bias is simulated as int32 codes.
+    """
 
     weight_fq: FakeQuantize | None
     input_fq: FakeQuantize | None
     float_weight: bool
+    bias_scale: Tensor
 
     def _init_quant(self, wspec: QuantSpec | None, aspec: QuantSpec | None) -> None:
         self.weight_fq = FakeQuantize(wspec, ch_axis=0) if wspec is not None else None
         self.input_fq = FakeQuantize(aspec) if aspec is not None else None
         self.float_weight = False  # set by the QDQ writer: it stores the integer weights itself
+        self.register_buffer("bias_scale", torch.empty(0))
         if self.weight_fq is not None:
             self.weight_fq(self.weight)  # weights are known now: calibrate immediately
             self.weight_fq.freeze()
+
+    def set_bias_scale(self, input_scale: Tensor) -> None:
+        """Quantize the bias to int32 at ``input_scale * s_w`` from now on (per-tensor input)."""
+        fq = self.weight_fq
+        if self.bias is None or fq is None or fq.spec.granularity == "group":
+            return
+        if input_scale.numel() != 1:
+            return
+        self.bias_scale = bias_scale(input_scale, fq.scale.reshape(-1))
 
     def qweight(self) -> Tensor:
         if self.weight_fq is None or self.float_weight:
             return self.weight
         return self.weight_fq(self.weight)
+
+    def qbias(self) -> Tensor | None:
+        quantized = self.weight_fq is not None and self.weight_fq.quantizing
+        if self.bias is None or self.float_weight or not quantized or self.bias_scale.numel() == 0:
+            return self.bias
+        return quantize_bias(self.bias, self.bias_scale)
 
     def _qinput(self, x: Tensor) -> Tensor:
         return self.input_fq(x) if self.input_fq is not None else x
@@ -166,7 +217,11 @@ class QuantConv2d(nn.Conv2d, _QuantWeight):
         return q
 
     def forward(self, x: Tensor) -> Tensor:
-        return self._conv_forward(self._qinput(x), self.qweight(), self.bias)
+        return self._conv_forward(self._qinput(x), self.qweight(), self.qbias())
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        resize_buffers(self, state_dict, prefix)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 class QuantLinear(nn.Linear, _QuantWeight):
@@ -182,7 +237,14 @@ class QuantLinear(nn.Linear, _QuantWeight):
         return q
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.linear(self._qinput(x), self.qweight(), self.bias)
+        # on 2-D inputs the exporter writes Gemm, whose bias the runtime adds as int32;
+        # on 3-D inputs it writes MatMul + Add, and the runtime adds the float bias
+        bias = self.qbias() if x.dim() == 2 else self.bias
+        return F.linear(self._qinput(x), self.qweight(), bias)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        resize_buffers(self, state_dict, prefix)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 QUANT_LAYERS: dict[type, type] = {nn.Conv2d: QuantConv2d, nn.Linear: QuantLinear}

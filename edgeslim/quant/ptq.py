@@ -123,6 +123,11 @@ def calibrate_(qm: QuantizedModel, data: Iterable, batches: int, progress: bool 
             fq.freeze()
         else:  # never reached (e.g. a dead branch): stay transparent
             fq.observing = fq.quantizing = False
+    # the runtime adds each bias as int32 at s_x * s_w: simulate it now that s_x is known
+    for layer_name, fq_name in qm.input_quantizer_of.items():
+        fq = qm.model.get_submodule(fq_name)
+        if fq.quantizing and fq.per_tensor_int_range is not None:
+            qm.model.get_submodule(layer_name).set_bias_scale(fq.scale)
     return seen
 
 

@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from edgeslim.quant.config import QuantSpec, activation_spec, weight_spec
-from edgeslim.quant.fake_quant import FakeQuantize, QuantConv2d, QuantLinear
+from edgeslim.quant.fake_quant import FakeQuantize, QuantConv2d, QuantLinear, quantize_bias
 from edgeslim.quant.primitives import choose_qparams, dequantize, quantize
 
 
@@ -51,3 +51,22 @@ def test_group_and_linear():
     x = torch.randn(3, 16)
     assert q(x).shape == (3, 4)
     assert not torch.equal(q.qweight(), lin.weight)
+
+
+def test_bias_quantization_is_int32_codes_with_straight_through_gradient():
+    b = torch.tensor([0.1234567, -2.5e-3, 7.0], requires_grad=True)
+    s = torch.tensor([1e-3, 2e-4, 0.5])
+    q = quantize_bias(b, s)
+    assert torch.equal(q.detach(), torch.round(b.detach().double() / s.double()).float() * s)
+    q.sum().backward()
+    assert torch.equal(b.grad, torch.ones(3))
+
+
+def test_quant_linear_bias_int32_only_where_export_writes_gemm():
+    lin = QuantLinear.from_float(nn.Linear(8, 4), weight_spec(8))
+    lin.set_bias_scale(torch.tensor(0.37))
+    x = torch.randn(2, 8)
+    ref = nn.functional.linear(x, lin.qweight(), lin.qbias())
+    assert torch.equal(lin(x), ref) and not torch.equal(lin.qbias(), lin.bias)
+    x3 = torch.randn(2, 5, 8)  # MatMul + Add in ONNX: ONNX Runtime adds the float bias
+    assert torch.equal(lin(x3), nn.functional.linear(x3, lin.qweight(), lin.bias))

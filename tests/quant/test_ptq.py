@@ -6,8 +6,9 @@ import torch
 from edgeslim.bench.accuracy import evaluate_model
 from edgeslim.models.spec import load_model
 from edgeslim.quant.bit_allocation import allocate_bits
-from edgeslim.quant.config import PTQConfig, weight_spec
+from edgeslim.quant.config import PTQConfig, activation_spec, weight_spec
 from edgeslim.quant.fake_quant import FakeQuantize, QuantConv2d, fake_quantizers
+from edgeslim.quant.observers import OBSERVERS
 from edgeslim.quant.ptq import quantize_ptq
 
 
@@ -27,6 +28,31 @@ def test_w8a8_keeps_accuracy_on_test_nets(trained, digits, name):
     q8 = evaluate_model(qm.model, digits[2])["top1"]
     assert fp > 0.8
     assert q8 >= fp - 0.02
+
+
+@pytest.mark.parametrize("observer", OBSERVERS.names())
+@pytest.mark.parametrize("name", ["concat", "depthwise", "se", "resnet_tiny"])
+def test_w8a8_every_calibrator_keeps_accuracy(trained, digits, name, observer):
+    model = trained(name)
+    cfg = PTQConfig(activation=activation_spec(8, observer), calib_batches=2)
+    qm = quantize_ptq(model, _calib(digits[1]), cfg, progress=False)
+    fp = evaluate_model(model, digits[2])["top1"]
+    assert evaluate_model(qm.model, digits[2])["top1"] >= fp - 0.015  # 4 of 269 images
+
+
+def test_bias_is_simulated_as_int32_once_the_input_scale_is_known(trained, digits):
+    model = trained("resnet_tiny")
+    qm = quantize_ptq(model, _calib(digits[1]), PTQConfig(calib_batches=2), progress=False)
+    for layer_name, fq_name in qm.input_quantizer_of.items():
+        layer, fq = qm.model.get_submodule(layer_name), qm.model.get_submodule(fq_name)
+        expect = (fq.scale.double() * layer.weight_fq.scale.double()).float()
+        torch.testing.assert_close(layer.bias_scale, expect, rtol=0, atol=0)
+        codes = torch.round(layer.bias.double() / layer.bias_scale.double())
+        torch.testing.assert_close(layer.qbias(), codes.float() * layer.bias_scale, rtol=0, atol=0)
+    weight_only = quantize_ptq(model, None, PTQConfig(activation=None), progress=False)
+    for name in weight_only.layers():  # no input scale: the runtime adds a float bias
+        layer = weight_only.model.get_submodule(name)
+        assert layer.bias_scale.numel() == 0 and layer.qbias() is layer.bias
 
 
 def test_quantization_points_cover_add_cat_and_pool(trained, digits):

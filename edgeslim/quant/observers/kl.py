@@ -6,9 +6,12 @@ edge of bin ``i``, ``i`` from the number of levels up to 2048), the reference
 distribution ``P`` is the histogram up to ``T`` with the clipped tail added to
 its last bin, ``Q`` is the same bins (without the tail) merged into as many
 levels as the grid has and spread evenly back over the non-empty bins. The
-threshold that minimises ``KL(P || Q)`` wins (the largest one on ties); a
+threshold that minimises ``KL(P || Q)`` wins (the largest one on ties). A
 candidate whose last bin is empty while the tail is not has ``Q = 0`` where
-``P > 0``, an infinite divergence, and never wins. As in NVIDIA's
+``P > 0``; as in MXNet's implementation that bin of ``Q`` is smoothed to
+``eps = 1e-4`` counts, so clipping a few far outliers costs a finite
+divergence and can win (NVIDIA's ``pytorch-quantization`` leaves it infinite
+and then never clips outliers that sit beyond empty bins). As in
 ``pytorch-quantization`` the zero bin is set to its neighbour first, so that the
 spike of exact zeros after a ReLU (which every threshold represents exactly)
 does not decide ``T``.
@@ -35,10 +38,15 @@ from edgeslim.quant.observers.histogram import HistogramObserver
 from edgeslim.quant.observers.registry import OBSERVERS
 
 TRT_BINS = 2048  # TensorRT's |x| histogram resolution
+SMOOTHING = 1e-4  # counts given to Q's empty last bin when the clipped tail lands there
 
 
-def kl_divergences(hist: np.ndarray, levels: int, start: int | None = None) -> np.ndarray:
-    """``KL(P || Q)`` for every candidate ``i`` in ``[start, len(hist)]`` (``inf`` if invalid).
+def kl_divergences(
+    hist: np.ndarray, levels: int, start: int | None = None, eps: float = SMOOTHING
+) -> np.ndarray:
+    """``KL(P || Q)`` for every candidate ``i`` in ``[start, len(hist)]``.
+
+    ``inf`` where nothing is left below the threshold.
 
     Vectorised over candidates with prefix sums: per candidate the cost is one pass
     over the ``levels`` levels, not over the ``i`` bins. Level ``k`` holds the bins
@@ -65,18 +73,20 @@ def kl_divergences(hist: np.ndarray, levels: int, start: int | None = None) -> n
     sum_p_log_q = np.where(lsum > 0, lsum * np.log(np.where(q > 0, q, 1.0)), 0.0).sum(1)
     tail = total - csum[cand]
     last = h[cand - 1]
-    q_last = q[:, -1]  # the last bin always lies in the last level
+    # the last bin always lies in the last level; empty, it gets the smoothing mass
+    smoothed = (last == 0) & (tail > 0)
+    q_last = np.where(smoothed, eps, q[:, -1])
     tail_log_q = np.where(tail > 0, tail * np.log(np.where(q_last > 0, q_last, 1.0)), 0.0)
     sum_p_log_q = sum_p_log_q + tail_log_q
     p_last = last + tail
     sum_p_log_p = chl[cand - 1] + np.where(
         p_last > 0, p_last * np.log(np.where(p_last > 0, p_last, 1.0)), 0.0
     )
-    inner = csum[cand]  # Q's total mass: the bins up to i without the tail
+    inner = csum[cand]  # the bins up to i without the tail
+    q_total = inner + np.where(smoothed, eps, 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        kl = (sum_p_log_p - sum_p_log_q) / total - np.log(total) + np.log(inner)
-    invalid = (inner <= 0) | ((last == 0) & (tail > 0))
-    return np.where(invalid, np.inf, np.maximum(kl, 0.0))
+        kl = (sum_p_log_p - sum_p_log_q) / total - np.log(total) + np.log(q_total)
+    return np.where(inner <= 0, np.inf, np.maximum(kl, 0.0))
 
 
 def kl_threshold(
