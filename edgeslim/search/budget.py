@@ -4,34 +4,37 @@
 2. solve the MILP for the least predicted damage within the budget
    (:mod:`edgeslim.search.milp`); latency aims ``latency_margin`` below its
    budget, because the final report times the model again on a noisy machine;
-3. apply the policy (physical pruning) and measure the result as deployed;
+3. apply the policy (physical pruning) and measure the result as deployed
+   (latency timed interleaved with the dense model, see :func:`_measure`);
 4. over the aim? The additive latency model was optimistic by ``measured /
-   predicted``: tighten the effective budget by that factor and re-solve
-   (at most ``max_rounds`` policies); the least-damage policy measured within
-   the aim wins (else one within the budget itself);
-5. nothing met? Measure the most compressed policy too. If even that misses,
-   the budget is impossible with these candidates: say so, and return the
-   closest point found (smallest worst ratio of measured to budget).
+   predicted``: tighten the effective budget by that factor and re-solve; when
+   that leaves no policy, bisect back towards the last miss's prediction (at
+   most ``max_rounds`` policies measured); the least-damage policy measured
+   within the aim wins (else one within the budget itself);
+5. nothing met? Measure the two most compressed policies too: the one with the
+   lowest predicted cost, and every group at its largest ratio (INT8 kernels are
+   not monotone in the channel count, so they can differ). If both miss, the
+   budget is impossible with these candidates: say so, and return the closest
+   point found (smallest worst ratio of measured to budget).
 """
 
 from __future__ import annotations
 
 import copy
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
 from edgeslim.bench.macs import count_macs
 from edgeslim.search.candidates import Batch, CandidateConfig, damage, measure_candidates
 from edgeslim.search.deploy import Deployment
-from edgeslim.search.milp import Solution, most_compressed, solve
+from edgeslim.search.milp import Problem, Solution, most_compressed, solution_of, solve
 from edgeslim.search.policy import Policy, apply_
-
-UNITS = {"latency_ms": "ms", "macs": "MACs", "size_bytes": "bytes"}
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,7 @@ class Point:
     solution: Solution
     measured: dict[str, float]
     met: bool
-    how: str  # "milp" or "most compressed"
+    how: str  # "milp", "milp, no margin", "lowest predicted cost" or "largest ratios"
     model: nn.Module = field(repr=False)
     effective: dict[str, float] = field(default_factory=dict)
 
@@ -99,58 +102,102 @@ def search(
             calib=calib,
             progress=progress,
         )
-        prob, budgets = cands.problem, cfg.budgets
-        dense_file = work_dir / "dense.onnx"
-        points: dict[tuple, Point] = {}
+        budgets, dense_file = cfg.budgets, work_dir / "dense.onnx"
+        dense_seen: list[float] = []  # the dense model's latency in every policy's timing loop
 
-        def try_(sol: Solution, how: str, eff: dict[str, float]) -> Point:
-            key = (sol.choice, sol.fallback)
-            if key not in points:
-                policy = Policy(
-                    tuple(cands.ratios[i] for i in sol.choice),
-                    tuple(
-                        la for la, on in zip(cands.fallback_layers, sol.fallback, strict=True) if on
-                    ),
-                )
-                pruned = copy.deepcopy(model)
-                apply_(pruned, example, cfg.candidates.prune, cands.decisions, policy, data)
-                measured = _measure(
-                    pruned, example[:1], policy, deploy, budgets, work_dir, dense_file
-                )
-                met = all(measured[k] <= b for k, b in budgets.items())
-                points[key] = Point(policy, sol, measured, met, how, pruned, dict(eff))
-            return points[key]
+        def apply_and_measure(sol: Solution) -> tuple[Policy, nn.Module, dict[str, float]]:
+            policy = Policy(
+                tuple(cands.ratios[i] for i in sol.choice),
+                tuple(la for la, on in zip(cands.fallback_layers, sol.fallback, strict=True) if on),
+            )
+            pruned = copy.deepcopy(model)
+            apply_(pruned, example, cfg.candidates.prune, cands.decisions, policy, data)
+            measured = _measure(
+                pruned, example[:1], policy, deploy, budgets, work_dir, dense_file, dense_seen
+            )
+            return policy, pruned, measured
 
-        # aim under the latency budget: the report times the model again, on a noisy machine
-        aim = {
-            k: b * (1 - cfg.latency_margin) if k == "latency_ms" else b for k, b in budgets.items()
-        }
-        eff = dict(aim)
-        rounds_infeasible = False
-        for _ in range(cfg.max_rounds):
-            sol = solve(prob, eff)
-            if sol is None:
-                rounds_infeasible = True
-                break
-            pt = try_(sol, "milp", eff)
-            if pt.within(aim):
-                break
-            for k, a in aim.items():  # the model was optimistic by measured / predicted
-                if pt.measured[k] > a and pt.measured[k] > 0:
-                    eff[k] = min(eff[k], a * sol.predicted[k] / pt.measured[k])
-        fastest = None
-        if not any(p.met for p in points.values()):
-            fastest = try_(most_compressed(prob, budgets), "most compressed", {})
-        aimed = [p for p in points.values() if p.within(aim)]
-        met = aimed or [p for p in points.values() if p.met]
-        if met:
-            chosen = min(met, key=lambda p: p.solution.objective)
-        else:
-            chosen = min(points.values(), key=lambda p: p.worst(budgets))
+        r = refine(cands.problem, budgets, apply_and_measure, cfg.latency_margin, cfg.max_rounds)
+        chosen = r.chosen
         top1 = damage(chosen.model, batches)[1]
-        notes = _notes(cands, cfg, deploy, chosen, list(points.values()), fastest, top1)
-        notes.update(aim=aim, within_aim=chosen.within(aim), milp_infeasible=rounds_infeasible)
+        notes = _notes(cands, cfg, deploy, chosen, r.points, r.floors, top1)
+        notes.update(aim=r.aim, within_aim=chosen.within(r.aim), milp_infeasible=r.infeasible)
         return SearchResult(chosen.model, notes, cands.quant_drop, notes["message"])
+
+
+@dataclass
+class Refined:
+    chosen: Point  # the least-damage policy within the aim (else the budget), else the closest
+    points: list[Point]  # every policy measured, in order
+    floors: list[Point]  # the most compressed policies, when they had to be measured
+    aim: dict[str, float]
+    infeasible: bool  # some (tightened) budget left the MILP without a policy
+
+
+def refine(
+    prob: Problem,
+    budgets: dict[str, float],
+    apply_and_measure: Callable[[Solution], tuple[Policy, nn.Module, dict[str, float]]],
+    latency_margin: float = 0.1,
+    max_rounds: int = 6,
+) -> Refined:
+    """Steps 2-5 of the module docstring; ``apply_and_measure`` makes and measures one policy."""
+    points: dict[tuple, Point] = {}
+
+    def try_(sol: Solution, how: str, eff: dict[str, float]) -> Point:
+        key = (sol.choice, sol.fallback)
+        if key not in points:
+            policy, model, measured = apply_and_measure(sol)
+            met = all(measured[k] <= b for k, b in budgets.items())
+            points[key] = Point(policy, sol, measured, met, how, model, dict(eff))
+        return points[key]
+
+    # aim under the latency budget: the report times the model again, on a noisy machine
+    aim = {k: b * (1 - latency_margin) if k == "latency_ms" else b for k, b in budgets.items()}
+    eff = dict(aim)
+    last: Point | None = None  # the last measured policy that missed the aim
+    infeasible = False
+    for _ in range(4 * max_rounds):  # solves; infeasible ones measure nothing
+        if sum(p.how == "milp" for p in points.values()) >= max_rounds:
+            break
+        sol = solve(prob, eff)
+        if sol is None:
+            infeasible = True
+            if last is None:  # even the aim is below every predicted policy
+                break
+            # tightened too far: bisect between it and the last miss's prediction
+            over = [k for k in eff if eff[k] < last.solution.predicted[k] - 1e-9 * abs(aim[k])]
+            if not over:
+                break
+            for k in over:
+                eff[k] = (eff[k] + last.solution.predicted[k]) / 2
+            continue
+        pt = try_(sol, "milp", eff)
+        if pt.within(aim):
+            break
+        last = pt
+        for k, a in aim.items():  # the model was optimistic by measured / predicted
+            if pt.measured[k] > a and pt.measured[k] > 0:
+                eff[k] = min(eff[k], a * sol.predicted[k] / pt.measured[k])
+    if last is None and infeasible and aim != budgets:  # the margin alone left no policy
+        sol = solve(prob, budgets)
+        if sol is not None:
+            try_(sol, "milp, no margin", dict(budgets))
+    floors = []
+    if not any(p.met for p in points.values()):
+        n_d, n_r, _ = prob.shape
+        floors = [
+            try_(most_compressed(prob, budgets), "lowest predicted cost", {}),
+            try_(solution_of(prob, (n_r - 1,) * n_d), "largest ratios", {}),
+        ]
+        floors = [p for i, p in enumerate(floors) if all(p is not q for q in floors[:i])]
+    aimed = [p for p in points.values() if p.within(aim)]
+    met = aimed or [p for p in points.values() if p.met]
+    if met:
+        chosen = min(met, key=lambda p: p.solution.objective)
+    else:
+        chosen = min(points.values(), key=lambda p: p.worst(budgets))
+    return Refined(chosen, list(points.values()), floors, aim, infeasible)
 
 
 def _measure(
@@ -161,13 +208,23 @@ def _measure(
     budgets: dict[str, float],
     work_dir: Path,
     dense_file: Path,
+    dense_seen: list[float],
 ) -> dict[str, float]:
-    """MACs (exact), and latency and size of the deployed file when they are budgeted."""
+    """MACs (exact), and latency and size of the deployed file when they are budgeted.
+
+    Latency is timed interleaved with the dense model and reported as the ratio
+    from that loop times the median dense latency over every such loop so far
+    (``dense_seen``, appended to): a burst of load during one measurement slows
+    both files and does not read as a slow policy.
+    """
     out: dict[str, float] = {"macs": float(count_macs(model, ex1)[0])}
     if budgets.keys() & {"latency_ms", "size_bytes"}:
         path = deploy.export(model, work_dir / "policy.onnx", policy.float_layers)
-        files = {"policy": path, "dense": dense_file} if dense_file.is_file() else {"policy": path}
-        out["latency_ms"] = deploy.time(files)["policy"]
+        t = deploy.time({"policy": path, "dense": dense_file})
+        dense_seen.append(t["dense"])
+        out["latency_ms"] = float(np.median(dense_seen)) * t["policy"] / t["dense"]
+        out["latency_ms_this_loop"] = t["policy"]
+        out["dense_ms_this_loop"] = t["dense"]
         out["size_bytes"] = float(Deployment.size(path))
     return out
 
@@ -182,7 +239,7 @@ def _notes(
     deploy: Deployment,
     chosen: Point,
     points: list[Point],
-    fastest: Point | None,
+    floors: list[Point],
     top1: float,
 ) -> dict:
     budgets = cfg.budgets
@@ -197,15 +254,27 @@ def _notes(
             f"{len(pol.float_layers)} layers kept in float"
         )
     else:
-        assert fastest is not None  # nothing met: the most compressed policy was measured
-        over = {k: fastest.measured[k] for k, b in budgets.items() if fastest.measured[k] > b}
+        assert floors  # nothing met: the most compressed policies were measured
         reason = (
-            f"the budget is below what the most compressed candidate policy measures "
-            f"(every group at up to {max(cands.ratios):g} of its channels removed"
-            + (", INT8" if deploy.int8 else ", FP32")
-            + "): "
-            + ", ".join(f"{k} {v:.4g} > {budgets[k]:.4g}" for k, v in over.items())
+            "neither the policy with the lowest predicted cost nor every group at "
+            f"{max(cands.ratios):g} of its channels removed"
+            + (" (INT8)" if deploy.int8 else " (FP32)")
+            + " measures within the budget: "
+            + "; ".join(
+                f"{p.how}: "
+                + ", ".join(
+                    f"{k} {p.measured[k]:.4g} > {b:.4g}"
+                    for k, b in budgets.items()
+                    if p.measured[k] > b
+                )
+                for p in floors
+            )
         )
+        dense = [
+            p.measured["dense_ms_this_loop"] for p in points if "dense_ms_this_loop" in p.measured
+        ]
+        if dense:  # tells a loaded machine from a tight budget
+            reason += f" (the dense model measured {np.median(dense):.4g} ms in the same loops)"
         message = (
             f"search: WARNING: budget cannot be met: {reason}; continuing with the closest "
             f"point found: {_describe(chosen.measured, budgets)}"

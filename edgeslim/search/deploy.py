@@ -4,8 +4,8 @@ A budget on FP32 latency means nothing when INT8 quantization follows: INT8
 kernels, the QDQ boundaries and the layers kept in float change what a channel
 costs. So with ``int8`` every candidate is post-training quantized (with the
 quantize stage's own settings and excluded layers) and written as the same ONNX
-QDQ file the pipeline will ship; timing only depends on the graph, so a few
-calibration batches suffice. All files are timed in one interleaved loop
+QDQ file the pipeline will ship; timing only depends on the graph, so one
+calibration batch and min-max observers suffice. All files are timed in one interleaved loop
 (:func:`edgeslim.bench.latency.measure`), so a burst of load on a shared machine
 hits every candidate alike.
 """
@@ -45,11 +45,15 @@ class Deployment:
         from edgeslim.export.qdq import export_qdq
         from edgeslim.quant.ptq import quantize_ptq
 
+        # observers, bias correction and bit allocation change values, not the graph
+        act, w = self.ptq.activation, self.ptq.weight
         cfg = replace(
             self.ptq,
+            weight=w.with_(observer="minmax", observer_args=()) if w else None,
+            activation=act.with_(observer="minmax", observer_args=()) if act else None,
             exclude=self.ptq.exclude + tuple(float_layers),
             calib_batches=len(self.calib),
-            bias_correction=False,  # changes values, not the graph
+            bias_correction=False,
         )
         qm = quantize_ptq(model, list(self.calib), cfg, progress=False)
         return export_qdq(qm.model, self.spec, path).path
@@ -57,18 +61,18 @@ class Deployment:
     def time(self, files: dict[str, Path], progress: bool = False) -> dict[str, float]:
         """ONNX Runtime latency (ms) at ``batch`` of every file, timed interleaved.
 
-        Two interleaved passes (the second in reverse order); each file keeps the lower
-        of its two medians, so one burst of load on a shared machine does not stick.
+        Two interleaved passes, the second in reverse order (a file late in a long round
+        runs with colder caches); each file gets the mean of its two medians.
         """
-        best: dict[str, float] = {}
+        total = dict.fromkeys(files, 0.0)
         for labels in (list(files), list(files)[::-1]):
             targets = [onnx_target(files[k], k, self.spec) for k in labels]
             rep = measure(
                 targets, (self.batch,), runs=self.runs, threads=self.threads, progress=progress
             )
             for k in labels:
-                best[k] = min(best.get(k, float("inf")), rep.median(k, self.batch))
-        return best
+                total[k] += rep.median(k, self.batch) / 2
+        return total
 
     @staticmethod
     def size(path: Path) -> int:

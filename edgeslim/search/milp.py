@@ -91,6 +91,12 @@ def evaluate(
     return obj, costs
 
 
+def solution_of(p: Problem, choice: tuple[int, ...], fallback: tuple[bool, ...] = ()) -> Solution:
+    """A given policy as a :class:`Solution` (its predicted damage and costs)."""
+    fallback = tuple(fallback) or (False,) * len(p.gain)
+    return Solution(tuple(choice), fallback, *evaluate(p, choice, fallback))
+
+
 def _layout(p: Problem) -> tuple[int, int, int, list[Pair]]:
     d, r, n_fb = p.shape
     pairs = p.pairs()

@@ -6,6 +6,7 @@ import base64
 import html
 
 from edgeslim.bench.report import plots
+from edgeslim.bench.report import search as search_rows
 from edgeslim.bench.report.rows import (
     LAYER_HEAD,
     STAGE_HEAD,
@@ -46,6 +47,22 @@ def _targets(targets: dict) -> str:
     return "<ul>" + ("".join(items) or "<li>No targets were set.</li>") + "</ul>"
 
 
+def _search(s: dict) -> str:
+    met, text = search_rows.verdict(s)
+    items = [
+        f"<li class='{'met' if ok else 'miss'}'>{html.escape(t)}</li>"
+        for ok, t in search_rows.budget_lines(s)
+    ]
+    items += [f"<li>{html.escape(t)}</li>" for t in search_rows.notes_lines(s)]
+    return (
+        f"<h2>Search</h2><p class='{'met' if met else 'miss'}'>{html.escape(text)}</p>"
+        f"<ul>{''.join(items)}</ul><h3>Chosen policy</h3>"
+        + _table(search_rows.policy_rows(s), search_rows.POLICY_HEAD)
+        + "<h3>Policies measured</h3>"
+        + _table(search_rows.round_rows(s), search_rows.ROUND_HEAD)
+    )
+
+
 def render(report: dict) -> str:
     """The whole report as one HTML document (opens offline in any browser)."""
     title = html.escape(f"edgeslim report: {report['model']}")
@@ -60,7 +77,7 @@ def render(report: dict) -> str:
         _img(plots.accuracy_vs_latency(report["stages"]), "accuracy vs latency per stage"),
         "<h2>Targets</h2>",
         _targets(report["targets"]),
-        f"<h2>Search</h2><pre>{html.escape(str(search))}</pre>" if search else "",
+        _search(search) if search else "",
         "<h2>Layers</h2>",
         _img(plots.channels_kept(report["layers"]), "channels kept per layer"),
         _img(plots.sensitivity(report["layers"]), "per-layer quantization sensitivity"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from edgeslim.bench.report import search
 from edgeslim.bench.report.rows import (
     LAYER_HEAD,
     STAGE_HEAD,
@@ -36,6 +37,17 @@ def render(report: dict) -> str:
         *targets,
     ]
     if report.get("search"):
-        parts += ["", "## Search", "```", str(report["search"]), "```"]
+        parts += ["", *search_section(report["search"])]
     parts += ["", "## Layers", table([layer_row(r) for r in report["layers"]], LAYER_HEAD), ""]
     return "\n".join(parts)
+
+
+def search_section(s: dict) -> list[str]:
+    """Budget verdict, per-budget lines, the chosen policy and every measured round."""
+    met, text = search.verdict(s)
+    out = ["## Search", "", text if met else f"**{text}**", ""]
+    out += [f"- {t}" if ok else f"- **{t}**" for ok, t in search.budget_lines(s)]
+    out += [f"- {t}" for t in search.notes_lines(s)]
+    out += ["", "Chosen policy:", "", table(search.policy_rows(s), search.POLICY_HEAD)]
+    out += ["", "Policies measured:", "", table(search.round_rows(s), search.ROUND_HEAD)]
+    return out

@@ -29,20 +29,22 @@ from edgeslim.recipe.state import PipelineContext, PipelineState
 class SearchSettings(Strict):
     """Candidates, accuracy probe and measurement effort of the search."""
 
-    ratios: list[float] = Field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75])
-    criterion: str = "l1"
+    ratios: list[float] = Field(  # 0 (leave the group alone) is always added
+        default_factory=lambda: [0.0, 0.25, 0.5, 0.75], description="channel ratios per group"
+    )
+    criterion: str = "l1"  # which channels of a group go (see `edgeslim prune --help`)
     round_to: int = Field(1, ge=1)
     min_channels: int = Field(1, ge=1)
-    ignore: list[str] = Field(default_factory=list)
+    ignore: list[str] = Field(default_factory=list)  # layers whose output channels stay
     int8: bool | None = Field(None, description="latency as INT8 QDQ; default: a quantize follows")
     float_fallback: int = Field(2, ge=0, description="at most this many layers kept in float")
     fallback_min_loss: float = Field(0.01, ge=0, description="nats of val loss INT8 must cost")
-    sensitivity_batches: int = Field(4, ge=1)
+    sensitivity_batches: int = Field(4, ge=1)  # validation batches per candidate
     batch_size: int = Field(128, ge=1)
-    latency_runs: int = Field(20, ge=3)
+    latency_runs: int = Field(30, ge=3)  # timed runs per candidate and pass (two passes)
     latency_margin: float = Field(0.1, ge=0, lt=0.5, description="aim this fraction under")
     max_probes: int = Field(48, ge=2, description="deployed candidates timed at most")
-    max_rounds: int = Field(6, ge=1)
+    max_rounds: int = Field(6, ge=1)  # policies applied and measured at most
 
     @field_validator("ratios")
     @classmethod

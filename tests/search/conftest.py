@@ -1,0 +1,6 @@
+"""Search tests share small random problems (``problems.py``)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
