@@ -66,3 +66,34 @@ def refuse_overwrite(src: str, dest: str | Path) -> None:
     s, d = Path(src).expanduser(), Path(dest).expanduser()
     if s.exists() and d.exists() and s.resolve() == d.resolve():
         raise EdgeslimError(f"output {dest} is the input model; choose another output path")
+
+
+def add_train_args(p: argparse.ArgumentParser) -> None:
+    """The training options every training command shares (see :func:`train_config`)."""
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--optimizer", default="sgd", choices=("sgd", "adamw"))
+    p.add_argument("--weight-decay", type=float, default=5e-4)
+    p.add_argument("--schedule", default="cosine", choices=("cosine", "step", "constant"))
+    p.add_argument("--label-smoothing", type=float, default=0.0)
+    p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+
+
+def train_config(args: argparse.Namespace):
+    """The TrainConfig that the :func:`add_train_args` options ask for."""
+    from edgeslim.train.config import TrainConfig
+
+    return TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        optimizer=args.optimizer,
+        weight_decay=args.weight_decay,
+        schedule=args.schedule,
+        label_smoothing=args.label_smoothing,
+        augment=not args.no_augment,
+        seed=args.seed,
+        device=args.device,
+    )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from edgeslim.cli.common import batches_arg, refuse_overwrite
+from edgeslim.cli.common import add_train_args, batches_arg, refuse_overwrite, train_config
 
 HELP = "distil a student from a teacher (KD, features, attention, multi-teacher, self)"
 
@@ -39,13 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--layers", default=None, help="layer map STUDENT=TEACHER,... (default: auto)")
     p.add_argument("--epochs", type=int, required=True)
     p.add_argument("-o", "--output", required=True, help="output directory")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=0.1)
-    p.add_argument("--optimizer", default="sgd", choices=("sgd", "adamw"))
-    p.add_argument("--weight-decay", type=float, default=5e-4)
-    p.add_argument("--no-augment", action="store_true")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
+    add_train_args(p)
     p.add_argument("--batch", type=batches_arg, default=(1, 8), help="latency batch sizes")
     p.add_argument("--runs", type=int, default=30, help="timed runs per model and batch")
 
@@ -61,7 +55,6 @@ def run(args: argparse.Namespace) -> int:
     from edgeslim.distill.losses import LossSpec
     from edgeslim.distill.report import stage_records
     from edgeslim.distill.students import load_student, load_teacher
-    from edgeslim.train.config import TrainConfig
     from edgeslim.train.distributed import is_main_process
 
     specs = [t.strip() for t in (args.teachers or "").split(",") if t.strip()]
@@ -86,16 +79,7 @@ def run(args: argparse.Namespace) -> int:
         layers=parse_layer_map(args.layers) if args.layers else (),
         teacher_weights=weights,
     )
-    cfg = TrainConfig(
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        optimizer=args.optimizer,
-        weight_decay=args.weight_decay,
-        augment=not args.no_augment,
-        seed=args.seed,
-        device=args.device,
-    )
+    cfg = train_config(args)
     teachers = [load_teacher(s, args.data, args.teacher_epochs) for s in specs]
     torch.manual_seed(args.seed)  # a freshly built student's initial weights
     student = load_student(args.student, teachers[0] if teachers else None, args.data)
