@@ -69,6 +69,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--finetune-epochs", type=int, default=0)
     p.add_argument("--steps", type=int, default=1, help="prune/fine-tune rounds")
     p.add_argument("--lr", type=float, default=0.01, help="fine-tuning learning rate")
+    p.add_argument(
+        "--distill",
+        default=None,
+        metavar="LOSS",
+        help="fine-tune with distillation from the unpruned input model as a frozen teacher: "
+        "kd, kd+at, kd+feature, ... (default: plain cross-entropy)",
+    )
+    p.add_argument("--temperature", type=float, default=4.0, help="KD temperature")
+    p.add_argument("--alpha", type=float, default=0.9, help="KD weight of the soft term")
+    p.add_argument(
+        "--amp", action="store_true", help="fine-tune in bf16/fp16 autocast (CUDA or bf16 CPUs)"
+    )
+    p.add_argument("--channels-last", action="store_true", help="fine-tune in NHWC layout")
     p.add_argument("--batch", type=batches_arg, default=(1, 8), help="latency batch sizes")
     p.add_argument("--runs", type=int, default=30, help="timed runs per model and batch")
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="intra-op threads")
@@ -78,8 +91,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from edgeslim.cli.common import model_from_args
     from edgeslim.core.errors import EdgeslimError
+    from edgeslim.distill.losses import LossSpec
     from edgeslim.prune.config import PruneConfig
     from edgeslim.prune.pipeline import run_prune
+    from edgeslim.train.config import TrainConfig
 
     refuse_overwrite(args.model, args.output)
     overrides = []
@@ -93,6 +108,8 @@ def run(args: argparse.Namespace) -> int:
             raise EdgeslimError(f"bad --override {item!r}: expected LAYER=RATIO")
     if args.finetune_epochs and not args.data:
         raise EdgeslimError("--finetune-epochs needs --data")
+    if args.distill and not args.finetune_epochs:
+        raise EdgeslimError("--distill needs --finetune-epochs (it is how the pruned model trains)")
     cfg = PruneConfig(
         ratio=args.ratio,
         target_macs=int(args.target_macs) if args.target_macs else None,
@@ -121,6 +138,9 @@ def run(args: argparse.Namespace) -> int:
         batches=args.batch,
         runs=args.runs,
         threads=args.threads,
+        train=TrainConfig(amp=args.amp, channels_last=args.channels_last),
+        distill=args.distill,
+        distill_spec=LossSpec(temperature=args.temperature, alpha=args.alpha),
     )
     print(report["text"])
     print(f"wrote {args.output} (saved model, model.onnx, report.json)")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import tempfile
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from torch import nn
@@ -21,11 +21,14 @@ from edgeslim.bench.macs import count_macs, count_params
 from edgeslim.bench.size import onnx_bytes
 from edgeslim.bench.stages import format_stages, stage_record
 from edgeslim.core.atomic import write_text_atomic
+from edgeslim.core.errors import EdgeslimError
+from edgeslim.distill.losses import LossSpec
 from edgeslim.export.onnx import export_onnx
 from edgeslim.models.saved import save_model
 from edgeslim.models.spec import LoadedModel
 from edgeslim.prune.config import PruneConfig
 from edgeslim.prune.structured import PruneResult, prune
+from edgeslim.train.config import TrainConfig
 
 
 def run_prune(
@@ -40,9 +43,18 @@ def run_prune(
     batches: tuple[int, ...] = (1, 8),
     runs: int = 30,
     threads: int | None = None,
-    loss_fn=None,
+    train: TrainConfig | None = None,
+    distill: str | None = None,
+    distill_spec: LossSpec | None = None,
 ) -> dict:
     """Prune ``lm``, fine-tune it on ``data``, write ``out_dir``; return the report dict.
+
+    Args:
+        train: the fine-tuning run (default: SGD at ``lr`` for ``finetune_epochs``); its
+            ``epochs`` and ``lr`` are replaced by those arguments.
+        distill: fine-tune with these distillation losses (``"kd"``, ``"kd+at"``, ...)
+            from the unpruned input model as a frozen teacher, instead of plain CE.
+        distill_spec: temperature, alpha, ... of ``distill``.
 
     Example:
         >>> # run_prune(load_model("resnet18"), PruneConfig(ratio=0.5), "out/r18-p50")
@@ -55,6 +67,10 @@ def run_prune(
     stages: list[tuple[str, nn.Module]] = [("input", lm.model)]
     res: PruneResult | None = None
     log: list[dict] = []
+    tcfg = (
+        replace(train or TrainConfig(), epochs=finetune_epochs, lr=lr) if finetune_epochs else None
+    )
+    objective = _objective(lm.model, distill, distill_spec, data) if distill else None
     if finetune_epochs and steps > 1:
         from edgeslim.prune.schedule import prune_finetune
 
@@ -62,11 +78,11 @@ def run_prune(
             lm.model,
             example,
             cfg,
-            _train_cfg(finetune_epochs, lr),
-            load_dataset(data, "train", augment=True),
+            tcfg,
+            load_dataset(data, "train", augment=tcfg.augment),
             load_dataset(data, "val"),
             steps=steps,
-            loss_fn=loss_fn,
+            objective=objective,
         )
         stages.append((f"pruned + fine-tuned ({steps} rounds)", model))
     else:
@@ -76,10 +92,12 @@ def run_prune(
             from edgeslim.train.trainer import Trainer
 
             tuned = copy.deepcopy(res.model)
-            log = Trainer(tuned, _train_cfg(finetune_epochs, lr), loss_fn=loss_fn).fit(
-                load_dataset(data, "train", augment=True), load_dataset(data, "val")
+            loss_fn = objective(tuned) if objective else None
+            log = Trainer(tuned, tcfg, loss_fn=loss_fn, extra=loss_fn).fit(
+                load_dataset(data, "train", augment=tcfg.augment), load_dataset(data, "val")
             )
-            stages.append((f"pruned + fine-tuned ({finetune_epochs} ep)", tuned))
+            how = f"{distill} from the input" if distill else "fine-tuned"
+            stages.append((f"pruned + {how} ({finetune_epochs} ep)", tuned))
     final = stages[-1][1]
     out_dir = Path(out_dir)
     test = make_loader(load_dataset(data, "test"), 256, shuffle=False) if data else None
@@ -114,6 +132,7 @@ def run_prune(
         "untouched_ops": res.graph.unsupported if res is not None else [],
         "latency_steps": res.steps if res is not None else [],
         "max_abs_diff_vs_masked": res.max_abs_diff if res is not None else None,
+        "finetune": {"train": asdict(tcfg), "distill": distill} if finetune_epochs else None,
         "finetune_log": log,
     }
     pruned = LoadedModel(
@@ -129,10 +148,26 @@ def run_prune(
     return report
 
 
-def _train_cfg(epochs: int, lr: float):
-    from edgeslim.train.config import TrainConfig
+def _objective(teacher: nn.Module, losses: str, spec: LossSpec | None, data: str | None):
+    """A builder of the distillation objective for a pruned student, the input as teacher.
 
-    return TrainConfig(epochs=epochs, lr=lr)
+    The teacher is a frozen copy of the unpruned model: the pruned model recovers by
+    matching what it computed before (Hinton KD with a label mix, features, ...).
+    """
+    from edgeslim.distill.distiller import Distiller, parse_loss_names
+
+    if not data:
+        raise EdgeslimError("distillation during fine-tuning needs --data")
+    parse_loss_names(losses)  # fail before pruning on an unknown loss
+    frozen = copy.deepcopy(teacher).eval().requires_grad_(False)
+
+    def build(student: nn.Module) -> Distiller:
+        from edgeslim.data import load_dataset, make_loader
+
+        x = next(iter(make_loader(load_dataset(data, "val"), 4, shuffle=False)))[0]
+        return Distiller.build(student, [frozen], losses, spec or LossSpec(), x)
+
+    return build
 
 
 def _groups(res: PruneResult) -> list[dict]:

@@ -4,14 +4,17 @@ Pruning a little at a time and recovering in between keeps more accuracy than on
 shot (Han et al., "Learning both Weights and Connections for Efficient Neural
 Networks", NeurIPS 2015; Molchanov et al. 2017). Each round prunes towards a
 geometric interpolation of the target (kept MACs or kept channels), then trains
-with the shared :class:`~edgeslim.train.trainer.Trainer`. A distillation loss plugs
-in as ``loss_fn`` (``loss_fn(student, x, y) -> (loss, logits)``, e.g. one that runs
-a frozen teacher), its trainable adapters as ``extra``.
+with the shared :class:`~edgeslim.train.trainer.Trainer`. A distillation objective
+plugs in as ``objective``: called with the model after each round (its widths
+change, so adapters are sized anew), it returns a module that is both the trainer's
+``loss_fn`` (``(student, x, y) -> (loss, logits)``, e.g. running a frozen teacher)
+and its ``extra`` (trainable adapters).
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import replace
 
 import torch
@@ -23,7 +26,7 @@ from edgeslim.data.loader import make_loader
 from edgeslim.prune.config import PruneConfig
 from edgeslim.prune.structured import PruneResult, prune_
 from edgeslim.train.config import TrainConfig
-from edgeslim.train.trainer import LossFn, Trainer
+from edgeslim.train.trainer import Trainer
 
 
 def prune_finetune(
@@ -35,8 +38,7 @@ def prune_finetune(
     val_ds: Dataset | None = None,
     *,
     steps: int = 1,
-    loss_fn: LossFn | None = None,
-    extra: nn.Module | None = None,
+    objective: Callable[[nn.Module], nn.Module] | None = None,
     progress: bool = True,
 ) -> tuple[nn.Module, list[dict]]:
     """Return a pruned, fine-tuned copy of ``model`` and a log per round.
@@ -57,6 +59,8 @@ def prune_finetune(
     for k in range(1, steps + 1):
         cfg = _round_config(config, k, steps, macs0, count_macs(model, example)[0])
         res: PruneResult = prune_(model, example, cfg, data=calib)
+        loss_fn = objective(model) if objective else None
+        extra = loss_fn if isinstance(loss_fn, nn.Module) else None
         history = Trainer(model, train, loss_fn=loss_fn, extra=extra, progress=progress).fit(
             train_ds, val_ds
         )

@@ -105,3 +105,25 @@ def test_slimming_penalty_adds_l1_of_bn_scales():
     assert torch.allclose(loss, base + 1e-2 * bn_l1(m))
     loss.backward()
     assert m.bn1.weight.grad is not None
+
+
+def test_cli_prune_fine_tunes_with_kd_from_the_input(tmp_path):
+    out = tmp_path / "kd"
+    args = ["prune", "resnet20_half", "--ratio", "0.5", "--data", "digits", "--runs", "2"]
+    args += ["--batch", "1", "--finetune-epochs", "1", "--distill", "kd", "-o", str(out)]
+    assert main(args) == 0
+    rep = json.loads((out / "report.json").read_text())
+    assert [s["name"] for s in rep["stages"]] == [
+        "input",
+        "pruned",
+        "pruned + kd from the input (1 ep)",
+    ]
+    assert rep["finetune"]["distill"] == "kd" and rep["finetune"]["train"]["epochs"] == 1
+    assert all(s["accuracy"] is not None for s in rep["stages"])
+    assert len(rep["finetune_log"]) == 1
+
+
+def test_cli_prune_distill_needs_finetuning(tmp_path, capsys):
+    rc = main(["prune", "resnet20", "--ratio", "0.5", "--distill", "kd", "-o", str(tmp_path / "x")])
+    assert rc == 2 and "--distill needs --finetune-epochs" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

@@ -37,10 +37,44 @@ def test_rounds_reach_the_macs_target_and_call_the_loss_hook():
         TrainConfig(epochs=1, batch_size=16, lr=0.01),
         ds,
         steps=2,
-        loss_fn=distill_like,
+        objective=lambda m: distill_like,
         progress=False,
     )
     assert [r["round"] for r in log] == [1, 2]
     assert log[0]["macs"] > log[1]["macs"] and count_macs(pruned, x)[0] <= macs0 // 2
     assert len(calls) == 4  # 2 rounds x 1 epoch x 2 batches
     assert count_macs(model, x)[0] == macs0  # the input is not modified
+
+
+def test_a_feature_distiller_is_rebuilt_for_each_rounds_widths():
+    from edgeslim.distill.distiller import Distiller
+    from edgeslim.distill.losses import LossSpec
+
+    rng = np.random.default_rng(1)
+    ds = ArrayDataset(
+        rng.integers(0, 255, (16, 32, 32, 3), dtype=np.uint8),
+        rng.integers(0, 10, 16),
+        (0.5,) * 3,
+        (0.25,) * 3,
+    )
+    teacher = build_zoo_model("resnet20_half").eval()
+    x = torch.randn(1, 3, 32, 32)
+    built = []
+
+    def objective(student):
+        d = Distiller.build(student, [teacher], "kd+feature", LossSpec(), torch.randn(2, 3, 32, 32))
+        built.append(sum(p.numel() for p in d.parameters()))
+        return d
+
+    pruned, log = prune_finetune(
+        teacher,
+        x,
+        PruneConfig(ratio=0.5),
+        TrainConfig(epochs=1, batch_size=16, lr=0.01),
+        ds,
+        steps=2,
+        objective=objective,
+        progress=False,
+    )
+    assert len(built) == 2 and built[0] != built[1]  # adapters sized to each round's widths
+    assert count_macs(pruned, x)[0] < count_macs(teacher, x)[0]
