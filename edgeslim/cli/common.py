@@ -79,6 +79,12 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--amp",
+        action="store_true",
+        help="mixed precision: fp16 autocast on CUDA, bf16 on CPUs with native bf16",
+    )
+    p.add_argument("--channels-last", action="store_true", help="train conv nets in NHWC")
 
 
 def train_config(args: argparse.Namespace):
@@ -96,4 +102,6 @@ def train_config(args: argparse.Namespace):
         augment=not args.no_augment,
         seed=args.seed,
         device=args.device,
+        amp=args.amp,
+        channels_last=args.channels_last,
     )

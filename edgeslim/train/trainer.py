@@ -34,6 +34,7 @@ from edgeslim.core.modes import eval_mode
 from edgeslim.train.checkpoint import load_checkpoint, save_checkpoint
 from edgeslim.train.config import TrainConfig
 from edgeslim.train.distributed import DistContext
+from edgeslim.train.layout import ChannelsLast
 from edgeslim.train.schedule import lr_at
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -141,8 +142,7 @@ class Trainer:
         start, best = 0, -1.0
         if self.ckpt_dir is not None:
             start, history, best = self._resume(opt)
-        if c.channels_last:
-            self._set_layout(torch.channels_last)
+        layout = ChannelsLast([self.model, self.extra]) if c.channels_last else None
         objective: nn.Module = _Objective(self.model, self.extra, self.loss_fn)
         if ctx.distributed:
             ids = [ctx.device.index] if ctx.device.type == "cuda" else None
@@ -172,15 +172,9 @@ class Trainer:
                     break
         finally:
             self.model.train(was_training)
-            if c.channels_last:
-                self._set_layout(torch.contiguous_format)  # hand back a standard model
+            if layout is not None:
+                layout.restore()  # hand back a standard model
         return history
-
-    def _set_layout(self, fmt: torch.memory_format) -> None:
-        """Convert the 4-D weights of the model and ``extra`` in place (same Parameters)."""
-        for m in (self.model, self.extra):
-            if m is not None:
-                m.to(memory_format=fmt)
 
     def _amp(self) -> tuple[bool, torch.dtype, torch.amp.GradScaler | None]:
         assert self.ctx is not None

@@ -60,9 +60,11 @@ def test_export_then_bench_and_evaluate_onnx(tmp_path, capsys):
 def test_train_then_reload_and_evaluate(tmp_path, capsys):
     out = tmp_path / "run"
     args = ["train", "resnet20_half", "--data", "digits", "--epochs", "1", "-o", str(out),
-            "--batch-size", "64", "--no-augment"]  # fmt: skip
+            "--batch-size", "64", "--no-augment", "--channels-last"]  # fmt: skip
     assert main(args) == 0
     assert (out / "checkpoints" / "last.safetensors").is_file()
+    meta = json.loads((out / "edgeslim_model.json").read_text())["meta"]
+    assert meta["train_config"]["channels_last"] is True
     assert main(["evaluate", str(out), "--data", "digits", "--json", str(tmp_path / "e.json")]) == 0
     assert json.loads((tmp_path / "e.json").read_text())["n"] > 0
     assert main(["analyze", str(out), "--no-onnx"]) == 0  # saved dir is a model spec
