@@ -12,14 +12,15 @@ from edgeslim.train.config import TrainConfig
 from edgeslim.train.trainer import cross_entropy
 
 
+def _images(n: int, seed: int) -> ArrayDataset:
+    """``n`` random 32x32 RGB images with 10 random labels."""
+    rng = np.random.default_rng(seed)
+    img = rng.integers(0, 255, (n, 32, 32, 3), dtype=np.uint8)
+    return ArrayDataset(img, rng.integers(0, 10, n), (0.5,) * 3, (0.25,) * 3)
+
+
 def test_rounds_reach_the_macs_target_and_call_the_loss_hook():
-    rng = np.random.default_rng(0)
-    ds = ArrayDataset(
-        rng.integers(0, 255, (32, 32, 32, 3), dtype=np.uint8),
-        rng.integers(0, 10, 32),
-        (0.5,) * 3,
-        (0.25,) * 3,
-    )
+    ds = _images(32, seed=0)
     model = build_zoo_model("resnet20_half").eval()
     x = torch.randn(1, 3, 32, 32)
     macs0 = count_macs(model, x)[0]
@@ -50,13 +51,7 @@ def test_a_feature_distiller_is_rebuilt_for_each_rounds_widths():
     from edgeslim.distill.distiller import Distiller
     from edgeslim.distill.losses import LossSpec
 
-    rng = np.random.default_rng(1)
-    ds = ArrayDataset(
-        rng.integers(0, 255, (16, 32, 32, 3), dtype=np.uint8),
-        rng.integers(0, 10, 16),
-        (0.5,) * 3,
-        (0.25,) * 3,
-    )
+    ds = _images(16, seed=1)
     teacher = build_zoo_model("resnet20_half").eval()
     x = torch.randn(1, 3, 32, 32)
     built = []
