@@ -7,6 +7,11 @@ benchmark only (``pip install torch-pruning==1.6.1``).
 
     python benchmarks/pruning_accuracy.py --base-epochs 6 --ft-epochs 3
 
+``--distill kd`` fine-tunes every pruned model (Torch-Pruning's too, so the comparison
+stays equal) with Hinton KD from the dense model, as ``edgeslim prune --distill kd``
+does. ``--seeds 0,1,2`` repeats the fine-tuning with other seeds (pruning is
+deterministic for L1) and reports the mean.
+
 Writes benchmarks/results/pruning_accuracy.json and prints a markdown table.
 """
 
@@ -24,6 +29,8 @@ import torch
 from edgeslim.bench.accuracy import evaluate_model
 from edgeslim.bench.macs import count_macs, count_params
 from edgeslim.data import load_dataset, make_loader
+from edgeslim.distill.distiller import Distiller
+from edgeslim.distill.losses import LossSpec
 from edgeslim.prune import PruneConfig, prune
 from edgeslim.train.config import TrainConfig
 from edgeslim.train.fit_model import pretrained
@@ -61,9 +68,21 @@ def tp_prune_to_macs(model: torch.nn.Module, x: torch.Tensor, target: int) -> to
 FAST = {"amp": True, "channels_last": True}  # bf16 autocast + NHWC: ~2x on this CPU
 
 
-def finetune(model: torch.nn.Module, epochs: int, lr: float, seed: int, fast: dict) -> list[dict]:
+def finetune(
+    model: torch.nn.Module,
+    epochs: int,
+    lr: float,
+    seed: int,
+    fast: dict,
+    teacher: torch.nn.Module | None = None,
+    distill: str | None = None,
+) -> list[dict]:
     cfg = TrainConfig(epochs=epochs, lr=lr, seed=seed, **fast)
-    return Trainer(model, cfg, progress=False).fit(
+    loss_fn = None
+    if distill:
+        x = torch.randn(4, 3, 32, 32)
+        loss_fn = Distiller.build(model, [teacher], distill, LossSpec(), x)
+    return Trainer(model, cfg, loss_fn=loss_fn, extra=loss_fn, progress=False).fit(
         load_dataset("signs", "train", augment=True), load_dataset("signs", "val")
     )
 
@@ -81,7 +100,11 @@ def main() -> None:
         help="also run edgeslim with global ranking + Taylor at the same MACs",
     )
     ap.add_argument("--fp32", action="store_true", help="train in fp32 NCHW (slower)")
+    ap.add_argument("--distill", default=None, help="fine-tune with KD from the dense model")
+    ap.add_argument("--seeds", default="0", help="fine-tuning seeds, comma separated")
+    ap.add_argument("--out", default="pruning_accuracy.json", help="file under results/")
     args = ap.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
     fast = {} if args.fp32 else FAST
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -123,28 +146,36 @@ def main() -> None:
     t0 = time.perf_counter()
     theirs = tp_prune_to_macs(model, x, count_macs(pruned[0][1], x)[0])
     seconds["Torch-Pruning 1.6.1 L1 uniform"] = time.perf_counter() - t0
-    for name, m in [*pruned, ("Torch-Pruning 1.6.1 L1 uniform", theirs)]:
-        before = evaluate_model(m, test)["top1"]
-        hist = finetune(m, args.ft_epochs, args.lr, seed=0, fast=fast)
+    for name, pm in [*pruned, ("Torch-Pruning 1.6.1 L1 uniform", theirs)]:
+        before = evaluate_model(pm, test)["top1"]
+        per_seed, hists = [], []
+        for seed in seeds:
+            m = copy.deepcopy(pm)
+            hists.append(finetune(m, args.ft_epochs, args.lr, seed, fast, model, args.distill))
+            per_seed.append(evaluate_model(m, test)["top1"])
+            print(name, "seed", seed, per_seed[-1], flush=True)
         rows.append(
             {
-                "model": name,
-                "params": count_params(m),
-                "macs": count_macs(m, x)[0],
+                "model": name + (f" + {args.distill} from dense" if args.distill else ""),
+                "params": count_params(pm),
+                "macs": count_macs(pm, x)[0],
                 "top1_pruned": before,
-                "top1": evaluate_model(m, test)["top1"],
-                "history": hist,
+                "top1": sum(per_seed) / len(per_seed),
+                "top1_per_seed": per_seed,
+                "history": hists,
             }
         )
     out = {
         "setting": f"ResNet-56 trained {args.base_epochs} epochs on signs; pruned to <= half "
-        f"MACs; fine-tuned {args.ft_epochs} epochs (SGD, lr {args.lr}, cosine)",
+        f"MACs; fine-tuned {args.ft_epochs} epochs (SGD, lr {args.lr}, cosine"
+        + (f", {args.distill} from the dense model" if args.distill else "")
+        + f"), seeds {args.seeds}",
         "prune_seconds": seconds,
         "command": "python benchmarks/pruning_accuracy.py " + " ".join(sys.argv[1:]),
         "rows": rows,
     }
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "pruning_accuracy.json").write_text(json.dumps(out, indent=2) + "\n")
+    (RESULTS / args.out).write_text(json.dumps(out, indent=2) + "\n")
     print(out["setting"])
     print("| model | params | MMACs | top-1 after pruning | top-1 after fine-tune | drop |")
     print("|---|---|---|---|---|---|")
