@@ -79,6 +79,11 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
+    add_speed_args(p)
+
+
+def add_speed_args(p: argparse.ArgumentParser) -> None:
+    """``--amp`` and ``--channels-last``: how any training (or fine-tuning) runs faster."""
     p.add_argument(
         "--amp",
         action="store_true",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from edgeslim.cli.common import add_model_args, batches_arg, refuse_overwrite
+from edgeslim.cli.common import add_model_args, add_speed_args, batches_arg, refuse_overwrite
 from edgeslim.prune.criteria import CRITERIA
 
 HELP = "structured pruning: remove channels (ratio, MACs or measured-latency target)"
@@ -78,10 +78,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--temperature", type=float, default=4.0, help="KD temperature")
     p.add_argument("--alpha", type=float, default=0.9, help="KD weight of the soft term")
-    p.add_argument(
-        "--amp", action="store_true", help="fine-tune in bf16/fp16 autocast (CUDA or bf16 CPUs)"
-    )
-    p.add_argument("--channels-last", action="store_true", help="fine-tune in NHWC layout")
+    add_speed_args(p)
     p.add_argument("--batch", type=batches_arg, default=(1, 8), help="latency batch sizes")
     p.add_argument("--runs", type=int, default=30, help="timed runs per model and batch")
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="intra-op threads")

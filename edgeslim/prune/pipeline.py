@@ -154,17 +154,16 @@ def _objective(teacher: nn.Module, losses: str, spec: LossSpec | None, data: str
     The teacher is a frozen copy of the unpruned model: the pruned model recovers by
     matching what it computed before (Hinton KD with a label mix, features, ...).
     """
+    from edgeslim.data import load_dataset, make_loader
     from edgeslim.distill.distiller import Distiller, parse_loss_names
 
     if not data:
         raise EdgeslimError("distillation during fine-tuning needs --data")
     parse_loss_names(losses)  # fail before pruning on an unknown loss
     frozen = copy.deepcopy(teacher).eval().requires_grad_(False)
+    x = next(iter(make_loader(load_dataset(data, "val"), 4, shuffle=False)))[0]  # sizes adapters
 
     def build(student: nn.Module) -> Distiller:
-        from edgeslim.data import load_dataset, make_loader
-
-        x = next(iter(make_loader(load_dataset(data, "val"), 4, shuffle=False)))[0]
         return Distiller.build(student, [frozen], losses, spec or LossSpec(), x)
 
     return build
