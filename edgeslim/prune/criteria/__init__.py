@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
+from edgeslim.core.errors import EdgeslimError
 from edgeslim.core.registry import Registry
 
 Rows = dict[str, torch.Tensor]  # "weight", "taylor", "fisher", "scale", "apoz", "mean_act"
@@ -29,6 +30,10 @@ class Criterion:
         needs: "weights", "gradients" (a few labelled batches) or "activations" (batches).
         view: which rows it reads: "weight", "scale" (BN gamma) or "activation".
         spaces: "out" (a layer's own channels) or "all" (also consumers' input columns).
+        reduce: how a unit's scores in the group's spaces combine: "sum" adds the raw
+            row scores of every coupled parameter (a group norm: a 3x3 conv's filter
+            outweighs a BN scale), "mean" divides each space by its mean first (every
+            layer weighs the same). See :mod:`edgeslim.prune.importance`.
         summary: one line for ``--help``.
     """
 
@@ -36,7 +41,12 @@ class Criterion:
     needs: str = "weights"
     view: str = "weight"
     spaces: str = "out"
+    reduce: str = "mean"
     summary: str = ""
+
+    def __post_init__(self) -> None:
+        if self.reduce not in ("sum", "mean"):
+            raise EdgeslimError(f"reduce must be 'sum' or 'mean', got {self.reduce!r}")
 
 
 CRITERIA: Registry[Criterion] = Registry("criterion")
