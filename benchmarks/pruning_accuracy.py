@@ -12,6 +12,16 @@ stays equal) with Hinton KD from the dense model, as ``edgeslim prune --distill 
 does. ``--seeds 0,1,2`` repeats the fine-tuning with other seeds (pruning is
 deterministic for L1) and reports the mean.
 
+``--search`` adds edgeslim's sensitivity search at the same MACs
+(:func:`edgeslim.search.search`, as the ``search`` recipe stage runs it): each
+group's L1 pruning damage is measured at a few ratios on validation batches and a
+MILP picks the per-group ratios with the least total damage within the MAC budget.
+
+edgeslim's uniform L1 (a group norm) picks exactly Torch-Pruning's
+channels; when the two pruned models are equal parameter by parameter, the
+uniform variant is not fine-tuned twice: its row says so and repeats
+Torch-Pruning's numbers.
+
 Writes benchmarks/results/pruning_accuracy.json and prints a markdown table.
 """
 
@@ -65,6 +75,31 @@ def tp_prune_to_macs(model: torch.nn.Module, x: torch.Tensor, target: int) -> to
     return best if best is not None else run(hi)
 
 
+def same(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(
+        sa[k].shape == sb[k].shape and torch.equal(sa[k], sb[k]) for k in sa
+    )
+
+
+def searched(model: torch.nn.Module, macs: int, ratios=(0.0, 0.25, 0.5, 0.625, 0.75)):
+    """edgeslim's sensitivity search with L1 at ``macs`` (damage on 4 validation batches)."""
+    import itertools
+
+    from edgeslim.models.inputs import InputSpec
+    from edgeslim.quant.config import PTQConfig
+    from edgeslim.search import CandidateConfig, Deployment, SearchConfig, search
+
+    val = make_loader(load_dataset("signs", "val"), 128, shuffle=False)
+    batches = list(itertools.islice(val, 4))
+    spec = InputSpec((1, 3, 32, 32))
+    cand = CandidateConfig(ratios, PruneConfig(ratio=0.0), frozenset({"macs"}), 0)
+    deploy = Deployment(spec, False, PTQConfig(), ())
+    res = search(model, spec.example(batch=2), SearchConfig(cand, {"macs": macs}), batches, deploy)
+    print(res.message, flush=True)
+    return res.model
+
+
 FAST = {"amp": True, "channels_last": True}  # bf16 autocast + NHWC: ~2x on this CPU
 
 
@@ -98,6 +133,11 @@ def main() -> None:
         "--also-global",
         action="store_true",
         help="also run edgeslim with global ranking + Taylor at the same MACs",
+    )
+    ap.add_argument(
+        "--search",
+        action="store_true",
+        help="also run edgeslim's sensitivity search (MILP) at the same MACs",
     )
     ap.add_argument("--fp32", action="store_true", help="train in fp32 NCHW (slower)")
     ap.add_argument("--distill", default=None, help="fine-tune with KD from the dense model")
@@ -143,10 +183,25 @@ def main() -> None:
         t0 = time.perf_counter()
         pruned.append((name, prune(model, x, cfg, data=calib).model))
         seconds[name] = time.perf_counter() - t0
+    tp_name = "Torch-Pruning 1.6.1 L1 uniform"
     t0 = time.perf_counter()
     theirs = tp_prune_to_macs(model, x, count_macs(pruned[0][1], x)[0])
-    seconds["Torch-Pruning 1.6.1 L1 uniform"] = time.perf_counter() - t0
-    for name, pm in [*pruned, ("Torch-Pruning 1.6.1 L1 uniform", theirs)]:
+    seconds[tp_name] = time.perf_counter() - t0
+    if args.search:
+        name = "edgeslim l1 + sensitivity search (MILP)"
+        t0 = time.perf_counter()
+        pruned.append((name, searched(model, count_macs(theirs, x)[0])))
+        seconds[name] = time.perf_counter() - t0
+    done: dict[str, dict] = {}
+    suffix = f" + {args.distill} from dense" if args.distill else ""
+    for name, pm in [(tp_name, theirs), *pruned]:
+        twin = next((n for n, m in [(tp_name, theirs)] if n != name and same(pm, m)), None)
+        if twin is not None:
+            rows.append(
+                {**done[twin], "model": name + suffix, "identical_to": twin, "history": None}
+            )
+            print(name, "is parameter for parameter", twin, flush=True)
+            continue
         before = evaluate_model(pm, test)["top1"]
         per_seed, hists = [], []
         for seed in seeds:
@@ -154,17 +209,16 @@ def main() -> None:
             hists.append(finetune(m, args.ft_epochs, args.lr, seed, fast, model, args.distill))
             per_seed.append(evaluate_model(m, test)["top1"])
             print(name, "seed", seed, per_seed[-1], flush=True)
-        rows.append(
-            {
-                "model": name + (f" + {args.distill} from dense" if args.distill else ""),
-                "params": count_params(pm),
-                "macs": count_macs(pm, x)[0],
-                "top1_pruned": before,
-                "top1": sum(per_seed) / len(per_seed),
-                "top1_per_seed": per_seed,
-                "history": hists,
-            }
-        )
+        done[name] = {
+            "model": name + suffix,
+            "params": count_params(pm),
+            "macs": count_macs(pm, x)[0],
+            "top1_pruned": before,
+            "top1": sum(per_seed) / len(per_seed),
+            "top1_per_seed": per_seed,
+            "history": hists,
+        }
+        rows.append(done[name])
     out = {
         "setting": f"ResNet-56 trained {args.base_epochs} epochs on signs; pruned to <= half "
         f"MACs; fine-tuned {args.ft_epochs} epochs (SGD, lr {args.lr}, cosine"

@@ -43,10 +43,14 @@ def test_l1_is_the_l1_norm_of_every_parameter_removed_with_the_channel(scored):
     model, graph, gi = scored
     m = model
     want = (
-        m.conv1.weight.abs().sum((1, 2, 3))
-        + m.bn1.weight.abs()
-        + m.conv2.weight.abs().sum((0, 2, 3))
-    ).detach().double()
+        (
+            m.conv1.weight.abs().sum((1, 2, 3))
+            + m.bn1.weight.abs()
+            + m.conv2.weight.abs().sum((0, 2, 3))
+        )
+        .detach()
+        .double()
+    )
     want = want / want.mean()
     got = torch.as_tensor(group_scores(model, graph, CRITERIA.get("l1"))[gi])
     torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-9)
