@@ -13,7 +13,7 @@ does. ``--seeds 0,1,2`` repeats the fine-tuning with other seeds (pruning is
 deterministic for L1) and reports the mean.
 
 ``--search`` adds edgeslim's sensitivity search at the same MACs
-(:func:`edgeslim.search.search`, as the ``search`` recipe stage runs it): each
+(``edgeslim prune --search``, :mod:`edgeslim.search.prune_target`): each
 group's L1 pruning damage is measured at a few ratios on validation batches and a
 MILP picks the per-group ratios with the least total damage within the MAC budget.
 
@@ -82,20 +82,18 @@ def same(a: torch.nn.Module, b: torch.nn.Module) -> bool:
     )
 
 
-def searched(model: torch.nn.Module, macs: int, ratios=(0.0, 0.25, 0.5, 0.625, 0.75)):
-    """edgeslim's sensitivity search with L1 at ``macs`` (damage on 4 validation batches)."""
+def searched(model: torch.nn.Module, macs: int) -> torch.nn.Module:
+    """``edgeslim prune --search --target-macs``: damage on 4 validation batches, L1."""
     import itertools
 
     from edgeslim.models.inputs import InputSpec
-    from edgeslim.quant.config import PTQConfig
-    from edgeslim.search import CandidateConfig, Deployment, SearchConfig, search
+    from edgeslim.search.prune_target import search_to_target
 
     val = make_loader(load_dataset("signs", "val"), 128, shuffle=False)
-    batches = list(itertools.islice(val, 4))
     spec = InputSpec((1, 3, 32, 32))
-    cand = CandidateConfig(ratios, PruneConfig(ratio=0.0), frozenset({"macs"}), 0)
-    deploy = Deployment(spec, False, PTQConfig(), ())
-    res = search(model, spec.example(batch=2), SearchConfig(cand, {"macs": macs}), batches, deploy)
+    res = search_to_target(
+        model, spec, PruneConfig(target_macs=macs), list(itertools.islice(val, 4))
+    )
     print(res.message, flush=True)
     return res.model
 

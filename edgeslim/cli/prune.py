@@ -38,6 +38,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="rank channels across layers instead of a uniform per-layer ratio",
     )
+    p.add_argument(
+        "--search",
+        action="store_true",
+        help="choose each group's ratio by its measured damage on --data's validation "
+        "split, the least total damage within --target-macs / --target-latency-ms (MILP)",
+    )
     p.add_argument("--round-to", type=int, default=1, help="kept widths are multiples of K")
     p.add_argument("--min-channels", type=int, default=1)
     p.add_argument(
@@ -138,6 +144,7 @@ def run(args: argparse.Namespace) -> int:
         train=TrainConfig(amp=args.amp, channels_last=args.channels_last),
         distill=args.distill,
         distill_spec=LossSpec(temperature=args.temperature, alpha=args.alpha),
+        search=args.search,
     )
     print(report["text"])
     print(f"wrote {args.output} (saved model, model.onnx, report.json)")

@@ -46,6 +46,7 @@ def run_prune(
     train: TrainConfig | None = None,
     distill: str | None = None,
     distill_spec: LossSpec | None = None,
+    search: bool = False,
 ) -> dict:
     """Prune ``lm``, fine-tune it on ``data``, write ``out_dir``; return the report dict.
 
@@ -55,6 +56,9 @@ def run_prune(
         distill: fine-tune with these distillation losses (``"kd"``, ``"kd+at"``, ...)
             from the unpruned input model as a frozen teacher, instead of plain CE.
         distill_spec: temperature, alpha, ... of ``distill``.
+        search: choose each group's ratio by measured damage under ``cfg``'s MAC or
+            latency target (:mod:`edgeslim.search.prune_target`) instead of a uniform
+            or global rule; needs ``data`` (its validation split).
 
     Example:
         >>> # run_prune(load_model("resnet18"), PruneConfig(ratio=0.5), "out/r18-p50")
@@ -71,6 +75,9 @@ def run_prune(
         replace(train or TrainConfig(), epochs=finetune_epochs, lr=lr) if finetune_epochs else None
     )
     objective = _objective(lm.model, distill, distill_spec, data) if distill else None
+    searched = None
+    if search and steps > 1:
+        raise EdgeslimError("--search chooses every ratio at once: use it with --steps 1")
     if finetune_epochs and steps > 1:
         from edgeslim.prune.schedule import prune_finetune
 
@@ -86,12 +93,16 @@ def run_prune(
         )
         stages.append((f"pruned + fine-tuned ({steps} rounds)", model))
     else:
-        res = prune(lm.model, example, cfg, data=calib)
-        stages.append(("pruned", res.model))
+        if search:
+            searched = _search(lm, cfg, data, calib, threads)
+            stages.append(("pruned (searched ratios)", searched.model))
+        else:
+            res = prune(lm.model, example, cfg, data=calib)
+            stages.append(("pruned", res.model))
         if finetune_epochs:
             from edgeslim.train.trainer import Trainer
 
-            tuned = copy.deepcopy(res.model)
+            tuned = copy.deepcopy(stages[-1][1])
             loss_fn = objective(tuned) if objective else None
             log = Trainer(tuned, tcfg, loss_fn=loss_fn, extra=loss_fn).fit(
                 load_dataset(data, "train", augment=tcfg.augment), load_dataset(data, "val")
@@ -132,6 +143,7 @@ def run_prune(
         "untouched_ops": res.graph.unsupported if res is not None else [],
         "latency_steps": res.steps if res is not None else [],
         "max_abs_diff_vs_masked": res.max_abs_diff if res is not None else None,
+        "search": searched.notes if searched is not None else None,
         "finetune": {"train": asdict(tcfg), "distill": distill} if finetune_epochs else None,
         "finetune_log": log,
     }
@@ -146,6 +158,19 @@ def run_prune(
     write_text_atomic(out_dir / "report.json", json.dumps(report, indent=2, default=str) + "\n")
     report["text"] = format_stages(records)
     return report
+
+
+def _search(lm: LoadedModel, cfg: PruneConfig, data: str | None, calib, threads: int | None):
+    """The sensitivity search to ``cfg``'s target, damage measured on 4 validation batches."""
+    import itertools
+
+    from edgeslim.data import load_dataset, make_loader
+    from edgeslim.search.prune_target import search_to_target
+
+    if not data:
+        raise EdgeslimError("--search measures each group's damage: it needs --data")
+    val = list(itertools.islice(make_loader(load_dataset(data, "val"), 128, shuffle=False), 4))
+    return search_to_target(lm.model, lm.require_input(), cfg, val, data=calib, threads=threads)
 
 
 def _objective(teacher: nn.Module, losses: str, spec: LossSpec | None, data: str | None):
