@@ -44,6 +44,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="choose each group's ratio by its measured damage on --data's validation "
         "split, the least total damage within --target-macs / --target-latency-ms (MILP)",
     )
+    p.add_argument(
+        "--recalibrate-bn",
+        action="store_true",
+        help="re-estimate BatchNorm statistics of the pruned model on 30 --data training "
+        "batches (adaptive BN: no gradient step; fine-tuning starts from it)",
+    )
     p.add_argument("--round-to", type=int, default=1, help="kept widths are multiples of K")
     p.add_argument("--min-channels", type=int, default=1)
     p.add_argument(
@@ -145,6 +151,7 @@ def run(args: argparse.Namespace) -> int:
         distill=args.distill,
         distill_spec=LossSpec(temperature=args.temperature, alpha=args.alpha),
         search=args.search,
+        recalibrate=args.recalibrate_bn,
     )
     print(report["text"])
     print(f"wrote {args.output} (saved model, model.onnx, report.json)")

@@ -47,6 +47,7 @@ def run_prune(
     distill: str | None = None,
     distill_spec: LossSpec | None = None,
     search: bool = False,
+    recalibrate: bool = False,
 ) -> dict:
     """Prune ``lm``, fine-tune it on ``data``, write ``out_dir``; return the report dict.
 
@@ -59,6 +60,9 @@ def run_prune(
         search: choose each group's ratio by measured damage under ``cfg``'s MAC or
             latency target (:mod:`edgeslim.search.prune_target`) instead of a uniform
             or global rule; needs ``data`` (its validation split).
+        recalibrate: re-estimate the pruned model's BatchNorm statistics on 30 training
+            batches of ``data`` (:mod:`edgeslim.prune.recalibrate`), recorded as its own
+            stage; fine-tuning starts from it.
 
     Example:
         >>> # run_prune(load_model("resnet18"), PruneConfig(ratio=0.5), "out/r18-p50")
@@ -78,6 +82,8 @@ def run_prune(
     searched = None
     if search and steps > 1:
         raise EdgeslimError("--search chooses every ratio at once: use it with --steps 1")
+    if recalibrate and (not data or steps > 1):
+        raise EdgeslimError("--recalibrate-bn needs --data and --steps 1")
     if finetune_epochs and steps > 1:
         from edgeslim.prune.schedule import prune_finetune
 
@@ -99,6 +105,12 @@ def run_prune(
         else:
             res = prune(lm.model, example, cfg, data=calib)
             stages.append(("pruned", res.model))
+        if recalibrate:
+            from edgeslim.prune.recalibrate import recalibrate_bn
+
+            fresh = copy.deepcopy(stages[-1][1])
+            recalibrate_bn(fresh, calib, max_batches=30)
+            stages.append((f"{stages[-1][0]} + BN recalibrated", fresh))
         if finetune_epochs:
             from edgeslim.train.trainer import Trainer
 
