@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import TinyNet, tiny_data
+from distill_tiny import TinyNet, tiny_data
 from torch import nn
 
 from edgeslim.core.errors import EdgeslimError
