@@ -13,6 +13,7 @@ residual widths and thins the inner convolutions
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 
 from torch import nn
 
@@ -57,16 +58,7 @@ def search_to_target(
         raise EdgeslimError("--search chooses every group's ratio: drop --override / --global")
     if not batches:
         raise EdgeslimError("--search needs labelled validation data (--data)")
-    base = PruneConfig(
-        ratio=0.0,
-        criterion=cfg.criterion,
-        round_to=cfg.round_to,
-        min_channels=cfg.min_channels,
-        ignore=cfg.ignore,
-        seed=cfg.seed,
-        calib_batches=cfg.calib_batches,
-        strict=cfg.strict,
-    )
+    base = replace(cfg, ratio=0.0, target_macs=None, target_latency_ms=None)
     cand = CandidateConfig(tuple(sorted({0.0, *ratios})), base, frozenset(budgets), 0)
     deploy = Deployment(spec.with_batch(1), False, PTQConfig(), (), batch=1, threads=threads)
     return search(
