@@ -190,15 +190,13 @@ def main() -> None:
         t0 = time.perf_counter()
         pruned.append((name, searched(model, count_macs(theirs, x)[0])))
         seconds[name] = time.perf_counter() - t0
-    done: dict[str, dict] = {}
     suffix = f" + {args.distill} from dense" if args.distill else ""
     for name, pm in [(tp_name, theirs), *pruned]:
-        twin = next((n for n, m in [(tp_name, theirs)] if n != name and same(pm, m)), None)
-        if twin is not None:
+        if name != tp_name and same(pm, theirs):  # Torch-Pruning's row is rows[1]
             rows.append(
-                {**done[twin], "model": name + suffix, "identical_to": twin, "history": None}
+                {**rows[1], "model": name + suffix, "identical_to": tp_name, "history": None}
             )
-            print(name, "is parameter for parameter", twin, flush=True)
+            print(name, "is parameter for parameter", tp_name, flush=True)
             continue
         before = evaluate_model(pm, test)["top1"]
         per_seed, hists = [], []
@@ -207,16 +205,17 @@ def main() -> None:
             hists.append(finetune(m, args.ft_epochs, args.lr, seed, fast, model, args.distill))
             per_seed.append(evaluate_model(m, test)["top1"])
             print(name, "seed", seed, per_seed[-1], flush=True)
-        done[name] = {
-            "model": name + suffix,
-            "params": count_params(pm),
-            "macs": count_macs(pm, x)[0],
-            "top1_pruned": before,
-            "top1": sum(per_seed) / len(per_seed),
-            "top1_per_seed": per_seed,
-            "history": hists,
-        }
-        rows.append(done[name])
+        rows.append(
+            {
+                "model": name + suffix,
+                "params": count_params(pm),
+                "macs": count_macs(pm, x)[0],
+                "top1_pruned": before,
+                "top1": sum(per_seed) / len(per_seed),
+                "top1_per_seed": per_seed,
+                "history": hists,
+            }
+        )
     out = {
         "setting": f"ResNet-56 trained {args.base_epochs} epochs on signs; pruned to <= half "
         f"MACs; fine-tuned {args.ft_epochs} epochs (SGD, lr {args.lr}, cosine"
