@@ -51,18 +51,27 @@ def _means(model: nn.Module, names: list[str], batches: list[Tensor]) -> dict[st
 
 
 def bias_correct_(
-    qmodel: nn.Module, float_model: nn.Module, batches: Iterable[Tensor], progress: bool = True
+    qmodel: nn.Module,
+    float_model: nn.Module,
+    batches: Iterable[Tensor],
+    progress: bool = True,
+    names: list[str] | None = None,
 ) -> dict[str, float]:
     """Correct the bias of every quantized layer of ``qmodel`` in place.
 
     ``float_model`` must have the same layer names (the BN-folded reference).
+    ``names`` lists the layers to correct (default: every fake-quant layer with a
+    weight quantizer; a weight coding passes the layers it rewrote).
     Returns ``{layer: max |correction|}``.
 
     Example:
         >>> # bias_correct_(qm.model, qm.float_model, [x for x, _ in loader][:4])
     """
     batches = list(batches)
-    names = [n for n, m in qmodel.named_modules() if isinstance(m, _QuantWeight) and m.weight_fq]
+    if names is None:
+        names = [
+            n for n, m in qmodel.named_modules() if isinstance(m, _QuantWeight) and m.weight_fq
+        ]
     ref = _means(float_model, names, batches)
     shifts = {}
     for n in tqdm(names, desc="bias correction", leave=False, disable=not progress):

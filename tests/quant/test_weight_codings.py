@@ -2,12 +2,14 @@
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from edgeslim.bench.accuracy import evaluate_model
 from edgeslim.quant.half import half_bytes, to_half
 from edgeslim.quant.kmeans import kmeans_1d, kmeans_share_model
-from edgeslim.quant.log2 import pow2_quantize, pow2_quantize_model
+from edgeslim.quant.log2 import pow2_fit, pow2_quantize, pow2_quantize_model
 
 
 def test_pow2_values_are_signed_powers_of_two_or_zero():
@@ -39,9 +41,8 @@ def test_codings_keep_accuracy_and_report_storage(trained, digits):
     model = trained("resnet_tiny")
     fp = evaluate_model(model, digits[2])["top1"]
     km, km_rep = kmeans_share_model(model, bits=4, exclude=("fc",))
-    p2, p2_rep = pow2_quantize_model(model, bits=5, exclude=("fc",))
+    _, p2_rep = pow2_quantize_model(model, bits=5, exclude=("fc",))
     assert evaluate_model(km, digits[2])["top1"] >= fp - 0.03
-    assert evaluate_model(p2, digits[2])["top1"] >= fp - 0.05
     for rep in (km_rep, p2_rep):
         assert rep.ratio > 2.0  # the fc head stays fp32
         assert "fc.weight" not in rep.layers
@@ -49,6 +50,47 @@ def test_codings_keep_accuracy_and_report_storage(trained, digits):
         if isinstance(m, nn.Conv2d):
             assert len(m.weight.unique()) <= 16, name
     assert kmeans_share_model(model, 2)[1].compressed_bytes < km_rep.compressed_bytes
+
+
+def test_pow2_with_calibration_keeps_accuracy_over_trainings(trained, digits):
+    """Power-of-two codes have up to 1/3 relative error at any bit width, so how much a
+    given set of trained weights suffers varies from training to training (and so from
+    CPU to CPU: 5-bit plain codes lost -0.4 to 21.6 points over 10 seeds). The scaled,
+    bias-corrected coding is checked over three trainings, on the mean drop."""
+    calib = [x for i, (x, _) in enumerate(digits[0]) if i < 8]
+    drops = []
+    for seed in range(3):
+        model = trained("resnet_tiny", seed)
+        fp = evaluate_model(model, digits[2])["top1"]
+        p2, _ = pow2_quantize_model(model, bits=5, exclude=("fc",), calib=calib)
+        drops.append(fp - evaluate_model(p2, digits[2])["top1"])
+    assert sum(drops) / len(drops) <= 0.05, drops
+    assert max(drops) <= 0.08, drops
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**16), bits=st.integers(2, 8), spread=st.floats(0.01, 10.0))
+def test_pow2_fit_never_worse_than_plain(seed, bits, spread):
+    w = torch.randn(6, 4, 3, 3, generator=torch.Generator().manual_seed(seed)) * spread
+    q, s = pow2_fit(w, bits)
+    nz = q[q != 0].abs()
+    assert torch.equal(torch.log2(nz), torch.log2(nz).round())  # codes stay powers of two
+    fitted = ((w - s * q) ** 2).flatten(1).sum(1)
+    plain = ((w - pow2_quantize(w, bits)) ** 2).flatten(1).sum(1)
+    assert bool((fitted <= plain * (1 + 1e-5) + 1e-12).all())
+
+
+def test_pow2_scale_removes_the_gain_bias():
+    """Nearest-power-of-two rounding shrinks bell-shaped weights; the fitted scale makes
+    the coded weights' projection on the originals exact (least squares)."""
+    w = torch.randn(16, 64, generator=torch.Generator().manual_seed(0))
+
+    def gain(c):  # the best rescaling of c towards w, per channel
+        return (c * w).sum(1) / (c * c).sum(1)
+
+    q, s = pow2_fit(w, 5)
+    assert float((gain(pow2_quantize(w, 5)) - 1).abs().max()) > 0.02
+    assert torch.allclose(gain(s * q), torch.ones(16), atol=1e-4)
 
 
 @pytest.mark.parametrize("dtype", ["fp16", "bf16"])
