@@ -30,14 +30,14 @@ from edgeslim.bench.accuracy import evaluate_model
 from edgeslim.bench.macs import count_macs, count_params
 from edgeslim.core.paths import cache_dir
 from edgeslim.data import dataset_info, load_dataset, make_loader
-from edgeslim.distill.fit import distill_model
 from edgeslim.distill.losses import LossSpec
 from edgeslim.models.inputs import InputSpec
 from edgeslim.models.saved import is_saved_model, load_saved, save_model
 from edgeslim.models.spec import load_model
 from edgeslim.train.config import TrainConfig
-from edgeslim.train.fit_model import pretrained, pretrained_path
 from edgeslim.train.trainer import Trainer
+from edgeslim.workflows.distill import distill_model
+from edgeslim.workflows.train import pretrained, pretrained_path
 
 DATA = "signs"
 STUDENT = "resnet20_half"

@@ -21,14 +21,14 @@ import torch
 from edgeslim.bench.accuracy import evaluate_model
 from edgeslim.data import load_dataset, make_loader
 from edgeslim.distill.bert_init import distilbert_student
-from edgeslim.distill.fit import distill_model
 from edgeslim.distill.layers import transformer_pairs
 from edgeslim.distill.losses import LossSpec
-from edgeslim.distill.report import stage_records
 from edgeslim.models.inputs import InputSpec
 from edgeslim.models.spec import LoadedModel, build_source
 from edgeslim.train.config import TrainConfig
 from edgeslim.train.trainer import Trainer
+from edgeslim.workflows.distill import distill_model
+from edgeslim.workflows.distill_report import stage_records
 
 DATA = "synthtext"
 OUT = Path(__file__).parent / "results" / "distillation.synthtext.json"

@@ -43,8 +43,8 @@ from edgeslim.distill.distiller import Distiller
 from edgeslim.distill.losses import LossSpec
 from edgeslim.prune import PruneConfig, prune
 from edgeslim.train.config import TrainConfig
-from edgeslim.train.fit_model import pretrained
 from edgeslim.train.trainer import Trainer
+from edgeslim.workflows.train import pretrained
 
 RESULTS = Path(__file__).parent / "results"
 

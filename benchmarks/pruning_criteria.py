@@ -33,7 +33,7 @@ from edgeslim.data import load_dataset, make_loader
 from edgeslim.prune import CRITERIA, PruneConfig, prune
 from edgeslim.prune.recalibrate import recalibrate_bn
 from edgeslim.train.config import TrainConfig
-from edgeslim.train.fit_model import pretrained
+from edgeslim.workflows.train import pretrained
 
 sys.path.insert(0, str(Path(__file__).parent))
 from pruning_accuracy import FAST, searched, tp_prune_to_macs  # noqa: E402

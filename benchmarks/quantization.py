@@ -29,11 +29,11 @@ from edgeslim.bench.latency import measure, onnx_target
 from edgeslim.bench.size import onnx_bytes
 from edgeslim.data import load_dataset, make_loader
 from edgeslim.export.onnx import export_onnx
-from edgeslim.export.qdq import export_qdq
 from edgeslim.models.spec import load_model
 from edgeslim.quant.config import PTQConfig, activation_spec, weight_spec
-from edgeslim.quant.pipeline import agreement
 from edgeslim.quant.ptq import quantize_ptq
+from edgeslim.quant.qdq import export_qdq
+from edgeslim.workflows.quantize import agreement
 
 RESULTS = Path(__file__).parent / "results"
 CALIBRATORS = ("minmax", "ema_minmax", "percentile", "kl", "mse", "aciq", "aciq_gauss")
@@ -138,7 +138,7 @@ def _deployed(lm, data: str, test, seed: int) -> dict:
 
 def section_accuracy(model: str = "resnet20", data: str = "signs", epochs: int = 8) -> dict:
     from edgeslim.train.config import TrainConfig
-    from edgeslim.train.fit_model import pretrained
+    from edgeslim.workflows.train import pretrained
 
     lm = pretrained(model, data, TrainConfig(epochs=epochs), progress=False)
     test = make_loader(load_dataset(data, "test"), 256, shuffle=False)
@@ -203,7 +203,7 @@ def section_accuracy(model: str = "resnet20", data: str = "signs", epochs: int =
 def section_mobilenet(epochs: int = 12) -> dict:
     """MobileNetV2 (depthwise): per-channel W8A8 per calibrator, per-tensor as the contrast."""
     from edgeslim.train.config import TrainConfig
-    from edgeslim.train.fit_model import pretrained
+    from edgeslim.workflows.train import pretrained
 
     cfg = TrainConfig(epochs=epochs, amp=True, channels_last=True)  # bf16: ~2x on this CPU
     lm = pretrained("mobilenet_v2_cifar", "signs", cfg, progress=True)

@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from edgeslim.export.onnx import export_onnx
     from edgeslim.models.saved import save_model
     from edgeslim.train.config import TrainConfig
-    from edgeslim.train.fit_model import pretrained
+    from edgeslim.workflows.train import pretrained
 
     out = Path(args.output)
     cfg = TrainConfig(epochs=args.epochs)

@@ -50,12 +50,12 @@ def run(args: argparse.Namespace) -> int:
     from edgeslim.bench.stages import format_stages
     from edgeslim.cli.common import write_json
     from edgeslim.core.errors import EdgeslimError
-    from edgeslim.distill.fit import distill_model
     from edgeslim.distill.layers import parse_layer_map
     from edgeslim.distill.losses import LossSpec
-    from edgeslim.distill.report import stage_records
-    from edgeslim.distill.students import load_student, load_teacher
     from edgeslim.train.distributed import is_main_process
+    from edgeslim.workflows.distill import distill_model
+    from edgeslim.workflows.distill_report import stage_records
+    from edgeslim.workflows.students import load_student, load_teacher
 
     specs = [t.strip() for t in (args.teachers or "").split(",") if t.strip()]
     if args.teacher:

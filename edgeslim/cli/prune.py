@@ -102,8 +102,8 @@ def run(args: argparse.Namespace) -> int:
     from edgeslim.core.errors import EdgeslimError
     from edgeslim.distill.losses import LossSpec
     from edgeslim.prune.config import PruneConfig
-    from edgeslim.prune.pipeline import run_prune
     from edgeslim.train.config import TrainConfig
+    from edgeslim.workflows.prune import run_prune
 
     refuse_overwrite(args.model, args.output)
     overrides = []

@@ -67,7 +67,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from edgeslim.core.errors import EdgeslimError
     from edgeslim.quant.config import PTQConfig, activation_spec, weight_spec
-    from edgeslim.quant.pipeline import run_quantize
+    from edgeslim.workflows.quantize import run_quantize
 
     refuse_overwrite(args.model, args.output)
     w_bits = args.w_bits or args.bits

@@ -28,9 +28,9 @@ def run(args: argparse.Namespace) -> int:
     from edgeslim.core.atomic import write_text_atomic
     from edgeslim.data import load_dataset, make_loader
     from edgeslim.quant.config import PTQConfig, activation_spec, weight_spec
-    from edgeslim.quant.pipeline import calibration_loader
     from edgeslim.quant.ptq import quantize_ptq
     from edgeslim.quant.sensitivity import layer_sensitivity, plot, to_json, to_markdown
+    from edgeslim.workflows.quantize import calibration_loader
 
     lm = model_from_args(args)
     cfg = PTQConfig(

@@ -18,7 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgeslim.train.fit_model import train_model
+    from edgeslim.workflows.train import train_model
 
     refuse_overwrite(args.model, args.output)
     lm = train_model(args.model, args.data, train_config(args), args.output)

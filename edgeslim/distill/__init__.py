@@ -5,7 +5,7 @@
   registered in :data:`~edgeslim.distill.losses.LOSSES`.
 - :class:`Distiller`: the objective the one :class:`~edgeslim.train.trainer.Trainer`
   trains with (``loss_fn`` and ``extra``), frozen teachers and hooks included.
-- :func:`distill_model`: the verb behind ``edgeslim distill``.
+- ``edgeslim.workflows.distill.distill_model``: the job behind ``edgeslim distill``.
 - :func:`early_exit`: FastBERT-style inference with self-distilled heads.
 - :func:`distilbert_init`: a BERT student from every other teacher layer.
 
@@ -18,7 +18,6 @@ Example:
 from edgeslim.distill.bert_init import distilbert_init, distilbert_student
 from edgeslim.distill.distiller import Distiller
 from edgeslim.distill.early_exit import early_exit
-from edgeslim.distill.fit import DistillResult, distill_model
 from edgeslim.distill.hooks import Outputs, capture, teacher_forward
 from edgeslim.distill.losses import LOSSES, DistillLoss, LossSpec
 from edgeslim.distill.memo import MemoTeacher
@@ -26,13 +25,11 @@ from edgeslim.distill.memo import MemoTeacher
 __all__ = [
     "LOSSES",
     "DistillLoss",
-    "DistillResult",
     "Distiller",
     "LossSpec",
     "MemoTeacher",
     "Outputs",
     "capture",
-    "distill_model",
     "distilbert_init",
     "distilbert_student",
     "early_exit",

@@ -11,18 +11,14 @@
 from __future__ import annotations
 
 import math
-import re
 
 import numpy as np
 
+from edgeslim.core.select import matches, matches_any
 from edgeslim.graph.groups import DependencyGraph, Group
 from edgeslim.prune.config import PruneConfig
 
 Plan = dict[int, np.ndarray]  # group index -> unit indices to remove
-
-
-def matches(name: str, patterns: tuple[str, ...] | list[str]) -> bool:
-    return any(name == p or re.fullmatch(p, name) for p in patterns)
 
 
 def _outs(group: Group) -> list[str]:
@@ -32,10 +28,10 @@ def _outs(group: Group) -> list[str]:
 def group_ratio(group: Group, cfg: PruneConfig, ratio: float) -> float | None:
     """The ratio for ``group``: None if ignored, an override, else ``ratio``."""
     outs = _outs(group)
-    if any(matches(o, cfg.ignore) for o in outs):
+    if any(matches_any(o, cfg.ignore) for o in outs):
         return None
     for pattern, r in cfg.overrides:
-        if any(matches(o, (pattern,)) for o in outs):
+        if any(matches(o, pattern) for o in outs):
             return r
     return ratio
 
@@ -66,7 +62,7 @@ def allocate(
         if r is None or not len(s):
             continue
         if cfg.global_ranking and not any(
-            any(matches(o, (p,)) for o in _outs(group)) for p, _ in cfg.overrides
+            any(matches(o, p) for o in _outs(group)) for p, _ in cfg.overrides
         ):
             norm = s / (np.abs(s).mean() + 1e-12)
             ranked += [(float(v), gi, u) for u, v in enumerate(norm)]

@@ -129,7 +129,7 @@ def bias_scale(input_scale: Tensor, weight_scale: Tensor) -> Tensor:
     """Scale of the int32 bias, ``s_x * s_w`` per output channel.
 
     The product is taken in float64 and rounded once to float32, which is what the
-    QDQ writer stores next to the int32 codes (:mod:`edgeslim.export.qdq`).
+    QDQ writer stores next to the int32 codes (:mod:`edgeslim.quant.qdq`).
     """
     return (input_scale.detach().double().reshape(()) * weight_scale.detach().double()).float()
 

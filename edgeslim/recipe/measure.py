@@ -8,14 +8,10 @@ from __future__ import annotations
 
 from torch import nn
 
-from edgeslim.bench.accuracy import evaluate_model, evaluate_onnx
-from edgeslim.bench.latency import measure, onnx_target, torch_target
-from edgeslim.bench.macs import count_macs, count_params, zero_fraction
-from edgeslim.bench.size import onnx_bytes, safetensors_bytes
-from edgeslim.bench.stages import stage_record
 from edgeslim.data import load_dataset, make_loader
 from edgeslim.recipe.schema import Recipe
 from edgeslim.recipe.state import PipelineState
+from edgeslim.workflows.measure import Stage, measure_stages
 
 BASELINE = "input (fp32, torch eager)"
 
@@ -28,53 +24,28 @@ def measure_history(
     loader = None
     if recipe.data:
         loader = make_loader(load_dataset(recipe.data, m.eval_split), 256, shuffle=False)
-    rows = [
-        (name if name != "input" else "input (fp32, onnxruntime)", st)
+    inp = history[0][1].lm
+    stages = [Stage(BASELINE, inp.model, inp.require_input(), runtime="torch")]
+    stages += [
+        Stage(
+            name if name != "input" else "input (fp32, onnxruntime)",
+            st.lm.model,
+            st.lm.require_input(),
+            onnx=st.onnx,
+            extra={"deployable": str(st.onnx)},
+        )
         for name, st in history
         if name != "export"
     ]
-    inp = history[0][1].lm
-    targets = [torch_target(inp.model, inp.require_input(), BASELINE)]
-    targets += [
-        onnx_target(st.onnx, f"{i}:{name}", st.lm.require_input())
-        for i, (name, st) in enumerate(rows)
-    ]
-    rep = measure(targets, tuple(m.batches), runs=m.runs, threads=m.threads, progress=progress)
-    spec = inp.require_input()
-    base_acc = evaluate_model(inp.model, loader)["top1"] if loader else None
-    records = [
-        stage_record(
-            BASELINE,
-            BASELINE,
-            rep,
-            runtime="torch",
-            accuracy=base_acc,
-            size_bytes=safetensors_bytes(inp.model),
-            **_counts(inp.model, spec),
-        )
-    ]
-    for i, (name, st) in enumerate(rows):
-        acc = evaluate_onnx(st.onnx, loader)["top1"] if loader else None
-        rec = stage_record(
-            name,
-            f"{i}:{name}",
-            rep,
-            runtime="onnxruntime",
-            accuracy=acc,
-            size_bytes=onnx_bytes(st.onnx),
-            **_counts(st.lm.model, st.lm.require_input()),
-        )
-        rec["deployable"] = str(st.onnx)
-        records.append(rec)
+    records, _ = measure_stages(
+        stages,
+        batches=tuple(m.batches),
+        runs=m.runs,
+        threads=m.threads,
+        loader=loader,
+        progress=progress,
+    )
     return records
-
-
-def _counts(model: nn.Module, spec) -> dict:
-    return {
-        "params": count_params(model),
-        "macs": count_macs(model, spec.example())[0],
-        "sparsity": zero_fraction(model),
-    }
 
 
 def check_targets(records: list[dict], recipe: Recipe) -> dict:

@@ -26,7 +26,7 @@ def input_model(recipe, progress: bool = True) -> LoadedModel:
     shape = tuple(recipe.input_shape) if recipe.input_shape else None
     if recipe.pretrain is None:
         return load_model(recipe.model, num_classes=recipe.num_classes, input_shape=shape)
-    from edgeslim.train.fit_model import pretrained
+    from edgeslim.workflows.train import pretrained
 
     if not recipe.data:
         raise EdgeslimError("'pretrain' needs 'data:' in the recipe")

@@ -42,8 +42,8 @@ class Deployment:
             from edgeslim.export.onnx import export_onnx
 
             return export_onnx(model, self.spec, path).path
-        from edgeslim.export.qdq import export_qdq
         from edgeslim.quant.ptq import quantize_ptq
+        from edgeslim.quant.qdq import export_qdq
 
         # observers, bias correction and bit allocation change values, not the graph
         act, w = self.ptq.activation, self.ptq.weight

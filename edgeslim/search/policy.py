@@ -19,8 +19,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from edgeslim.core.select import matches
 from edgeslim.graph.groups import DependencyGraph
-from edgeslim.prune.allocate import Plan, allocate, group_ratio, matches
+from edgeslim.prune.allocate import Plan, allocate, group_ratio
 from edgeslim.prune.config import PruneConfig
 from edgeslim.prune.structured import PruneResult, prune_
 
@@ -67,7 +68,7 @@ def decisions(graph: DependencyGraph, base: PruneConfig) -> list[Decision]:
     members: dict[str, list[int]] = {k: [] for k in keys}
     for gi in prunable:  # the first key that matches an output wins, as in allocate
         outs = _outs(graph, gi)
-        first = next((k for k in keys if any(matches(o, (k,)) for o in outs)), None)
+        first = next((k for k in keys if any(matches(o, k) for o in outs)), None)
         if first is not None:
             members[first].append(gi)
     return [Decision(k, tuple(g), graph.groups[g[0]].size) for k, g in members.items() if g]

@@ -12,7 +12,6 @@ pytest.importorskip("transformers")
 from edgeslim.data import dataset_info, load_dataset  # noqa: E402
 from edgeslim.distill.bert_init import distilbert_init, distilbert_student, every_other  # noqa: E402
 from edgeslim.distill.distiller import Distiller  # noqa: E402
-from edgeslim.distill.fit import distill_model  # noqa: E402
 from edgeslim.distill.layers import transformer_pairs  # noqa: E402
 from edgeslim.distill.losses import LossSpec  # noqa: E402
 from edgeslim.export.onnx import export_onnx  # noqa: E402
@@ -21,6 +20,7 @@ from edgeslim.models.saved import load_saved  # noqa: E402
 from edgeslim.models.spec import LoadedModel, build_source  # noqa: E402
 from edgeslim.train.config import TrainConfig  # noqa: E402
 from edgeslim.train.trainer import Trainer  # noqa: E402
+from edgeslim.workflows.distill import distill_model  # noqa: E402
 
 CONFIG = {
     "model_type": "bert",

@@ -82,7 +82,7 @@ def test_cli_distill_bad_input_is_one_line_error(tmp_path, models, capsys):
 
 def test_cli_student_prune_ratio(tmp_path, models):
     pytest.importorskip("edgeslim.prune")
-    from edgeslim.distill.students import load_student, load_teacher
+    from edgeslim.workflows.students import load_student, load_teacher
 
     teacher = load_teacher(f"{models}:teacher", "digits", epochs=1)
     student = load_student("prune:0.5", teacher, "digits")

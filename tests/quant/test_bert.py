@@ -10,11 +10,11 @@ import pytest
 pytest.importorskip("transformers")
 
 from edgeslim.export.ort import ort_run, ort_session  # noqa: E402
-from edgeslim.export.qdq import export_qdq  # noqa: E402
 from edgeslim.models.hf import build_hf  # noqa: E402
 from edgeslim.models.inputs import InputSpec  # noqa: E402
 from edgeslim.quant.config import PTQConfig  # noqa: E402
 from edgeslim.quant.ptq import quantize_ptq  # noqa: E402
+from edgeslim.quant.qdq import export_qdq  # noqa: E402
 
 CFG = {
     "model_type": "bert",

@@ -19,8 +19,8 @@ class DistillSettings(TrainSettings):
 
 @register_stage("distill", DistillSettings, "fine-tune with knowledge distillation from the input")
 def run(state: PipelineState, s: DistillSettings, ctx: PipelineContext) -> PipelineState:
-    from edgeslim.distill.fit import distill_model
     from edgeslim.distill.losses import LossSpec
+    from edgeslim.workflows.distill import distill_model
 
     data = ctx.require_data("distill")
     cfg = s.train_config(ctx.seed)

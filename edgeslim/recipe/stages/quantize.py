@@ -39,9 +39,9 @@ def ptq_config(s: QuantizeSettings, keep_float: tuple[str, ...] = ()):
 
 @register_stage("quantize", QuantizeSettings, "INT8 PTQ with edgeslim's own scales, ONNX QDQ")
 def run(state: PipelineState, s: QuantizeSettings, ctx: PipelineContext) -> PipelineState:
-    from edgeslim.export.qdq import export_qdq
-    from edgeslim.quant.pipeline import calibration_loader
     from edgeslim.quant.ptq import quantize_ptq
+    from edgeslim.quant.qdq import export_qdq
+    from edgeslim.workflows.quantize import calibration_loader
 
     data = ctx.require_data("quantize")
     # layers a preceding ``search`` stage chose to keep in float (its latency assumed it)

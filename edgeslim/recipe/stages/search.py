@@ -95,8 +95,8 @@ def _depends(recipe: Recipe) -> dict:
 )
 def run(state: PipelineState, s: SearchSettings, ctx: PipelineContext) -> PipelineState:
     from edgeslim.prune.config import PruneConfig
-    from edgeslim.quant.pipeline import calibration_loader
     from edgeslim.search import CandidateConfig, Deployment, SearchConfig, search
+    from edgeslim.workflows.quantize import calibration_loader
 
     limits = budgets(ctx.recipe.targets)
     data = ctx.require_data("search")

@@ -9,26 +9,21 @@ from __future__ import annotations
 
 import copy
 import json
-import tempfile
 from dataclasses import asdict, replace
 from pathlib import Path
 
 from torch import nn
 
-from edgeslim.bench.accuracy import evaluate_model
-from edgeslim.bench.latency import measure, onnx_target
-from edgeslim.bench.macs import count_macs, count_params
-from edgeslim.bench.size import onnx_bytes
-from edgeslim.bench.stages import format_stages, stage_record
+from edgeslim.bench.stages import format_stages
 from edgeslim.core.atomic import write_text_atomic
 from edgeslim.core.errors import EdgeslimError
 from edgeslim.distill.losses import LossSpec
-from edgeslim.export.onnx import export_onnx
 from edgeslim.models.saved import save_model
 from edgeslim.models.spec import LoadedModel
 from edgeslim.prune.config import PruneConfig
 from edgeslim.prune.structured import PruneResult, prune
 from edgeslim.train.config import TrainConfig
+from edgeslim.workflows.measure import Stage, measure_stages
 
 
 def run_prune(
@@ -124,28 +119,22 @@ def run_prune(
     final = stages[-1][1]
     out_dir = Path(out_dir)
     test = make_loader(load_dataset(data, "test"), 256, shuffle=False) if data else None
-    records = []
-    with tempfile.TemporaryDirectory() as d:
-        paths = []
-        for i, (_, m) in enumerate(stages):
-            dest = out_dir / "model.onnx" if m is final else Path(d) / f"stage{i}.onnx"
-            paths.append(export_onnx(m, spec, dest).path)
-        targets = [onnx_target(p, name, spec) for p, (name, _) in zip(paths, stages, strict=True)]
-        rep = measure(targets, batches, runs=runs, threads=threads)
-        for p, (name, m) in zip(paths, stages, strict=True):
-            acc = evaluate_model(m, test)["top1"] if test is not None else None
-            records.append(
-                stage_record(
-                    name,
-                    name,
-                    rep,
-                    runtime="onnxruntime",
-                    params=count_params(m),
-                    macs=count_macs(m, example)[0],
-                    size_bytes=onnx_bytes(p),
-                    accuracy=acc,
-                )
+    records, _ = measure_stages(
+        [
+            Stage(
+                name,
+                m,
+                spec,
+                evaluate="model",
+                export_to=out_dir / "model.onnx" if m is final else None,
             )
+            for name, m in stages
+        ],
+        batches=batches,
+        runs=runs,
+        threads=threads,
+        loader=test,
+    )
     report = {
         "model": lm.name,
         "input_shape": list(spec.shape),

@@ -37,7 +37,7 @@ def fit_input(lm: LoadedModel, data: str) -> LoadedModel:
 def load_teacher(spec: str, data: str, epochs: int, progress: bool = True) -> LoadedModel:
     """A trained teacher: a saved model as is, or a zoo model trained (cached) for ``epochs``."""
     if spec in ZOO:
-        from edgeslim.train.fit_model import pretrained
+        from edgeslim.workflows.train import pretrained
 
         lm = pretrained(spec, data, TrainConfig(epochs=epochs), progress=progress)
     else:

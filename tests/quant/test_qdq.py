@@ -13,11 +13,11 @@ from torch.utils.data import TensorDataset
 
 from edgeslim.core.errors import EdgeslimError
 from edgeslim.data import load_dataset, make_loader
-from edgeslim.export.qdq import export_qdq
 from edgeslim.models.inputs import InputSpec
 from edgeslim.models.spec import load_model
 from edgeslim.quant.config import PTQConfig, activation_spec
 from edgeslim.quant.ptq import quantize_ptq
+from edgeslim.quant.qdq import export_qdq
 
 
 class Net(nn.Module):

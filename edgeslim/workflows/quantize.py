@@ -9,7 +9,6 @@ fake-quant simulation's accuracy and its top-1 agreement with ONNX Runtime.
 from __future__ import annotations
 
 import json
-import tempfile
 import warnings
 from dataclasses import asdict
 from pathlib import Path
@@ -17,19 +16,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgeslim.bench.accuracy import evaluate_model, evaluate_onnx
-from edgeslim.bench.latency import measure, onnx_target
-from edgeslim.bench.macs import count_macs, count_params
-from edgeslim.bench.size import onnx_bytes
-from edgeslim.bench.stages import format_stages, stage_record
+from edgeslim.bench.accuracy import evaluate_model
+from edgeslim.bench.stages import format_stages
 from edgeslim.core.atomic import write_text_atomic
 from edgeslim.data import load_dataset, make_loader
-from edgeslim.export.onnx import export_onnx
 from edgeslim.export.ort import ort_run, ort_session
-from edgeslim.export.qdq import export_qdq
 from edgeslim.models.spec import LoadedModel
 from edgeslim.quant.config import PTQConfig
 from edgeslim.quant.ptq import quantize_ptq
+from edgeslim.quant.qdq import export_qdq
+from edgeslim.workflows.measure import Stage, measure_stages
 
 
 def calibration_loader(data: str, batch_size: int = 32):
@@ -80,51 +76,21 @@ def run_quantize(
     out_dir = Path(out_dir)
     qm = quantize_ptq(lm.model, calib_loader_or_none(calib_data), cfg, progress)
     test = make_loader(load_dataset(eval_data, "test"), 256, shuffle=False) if eval_data else None
-    example = spec.example(batch=1)
-    with tempfile.TemporaryDirectory() as d:
-        fp32 = export_onnx(lm.model, spec, Path(d) / "fp32.onnx").path
-        int8 = export_qdq(qm.model, spec, out_dir / "model.onnx").path
-        rep = measure(
-            [onnx_target(fp32, "fp32", spec), onnx_target(int8, "int8", spec)],
-            batches,
-            runs=runs,
-            threads=threads,
-            progress=progress,
-        )
-        acc = {"fp32": None, "int8": None}
-        extra: dict = {}
-        if test is not None:
-            acc = {
-                "fp32": evaluate_onnx(fp32, test)["top1"],
-                "int8": evaluate_onnx(int8, test)["top1"],
-            }
-            extra = {
-                "fp32_torch_top1": evaluate_model(lm.model, test)["top1"],
-                "int8_simulated_top1": evaluate_model(qm.model, test)["top1"],
-                "simulation_vs_ort_top1_agreement": agreement(qm.model, int8, test),
-            }
-        records = [
-            stage_record(
-                "fp32",
-                "fp32",
-                rep,
-                runtime="onnxruntime",
-                params=count_params(lm.model),
-                macs=count_macs(lm.model, example)[0],
-                size_bytes=onnx_bytes(fp32),
-                accuracy=acc["fp32"],
-            ),
-            stage_record(
-                "int8 (QDQ)",
-                "int8",
-                rep,
-                runtime="onnxruntime",
-                params=count_params(qm.float_model),
-                macs=count_macs(qm.float_model, example)[0],
-                size_bytes=onnx_bytes(int8),
-                accuracy=acc["int8"],
-            ),
-        ]
+    int8 = export_qdq(qm.model, spec, out_dir / "model.onnx").path
+    stages = [
+        Stage("fp32", lm.model, spec),
+        Stage("int8 (QDQ)", qm.float_model, spec, onnx=int8),
+    ]
+    records, rep = measure_stages(
+        stages, batches=batches, runs=runs, threads=threads, loader=test, progress=progress
+    )
+    extra: dict = {}
+    if test is not None:
+        extra = {
+            "fp32_torch_top1": evaluate_model(lm.model, test)["top1"],
+            "int8_simulated_top1": evaluate_model(qm.model, test)["top1"],
+            "simulation_vs_ort_top1_agreement": agreement(qm.model, int8, test),
+        }
     report = {
         "model": lm.name,
         "input_shape": list(spec.shape),

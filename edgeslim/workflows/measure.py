@@ -1,0 +1,133 @@
+"""Measure model states side by side and record them: the one export -> time -> record loop.
+
+Every job that reports a before/after (``prune``, ``quantize``, ``distill``, the
+recipe runner) describes its model states as :class:`Stage` s and calls
+:func:`measure_stages`. Each stage is exported to ONNX unless it already has a
+deployed file (or is timed in eager PyTorch), all stages are timed in ONE
+interleaved loop (:func:`edgeslim.bench.latency.measure`), so their ratios hold on
+a noisy machine, and each gets a record in the shared ``stages`` schema
+(:mod:`edgeslim.bench.stages`): parameters, MACs, sparsity, size on disk, latency
+per batch and accuracy.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from torch import nn
+from torch.utils.data import DataLoader
+
+from edgeslim.bench.accuracy import evaluate_model, evaluate_onnx
+from edgeslim.bench.latency import BenchReport, Target, measure, onnx_target, torch_target
+from edgeslim.bench.macs import count_macs, count_params, zero_fraction
+from edgeslim.bench.size import onnx_bytes, safetensors_bytes
+from edgeslim.bench.stages import stage_record
+from edgeslim.export.onnx import export_onnx
+from edgeslim.models.inputs import InputSpec
+
+
+@dataclass
+class Stage:
+    """One model state to measure.
+
+    Attributes:
+        name: the row's name in the report.
+        model: the PyTorch model whose parameters, MACs and sparsity are counted (for
+            an INT8 file, its float twin).
+        spec: the input the model takes.
+        onnx: the deployed file; ``None`` exports ``model`` (to ``export_to`` if set,
+            else a temporary file) unless ``runtime`` is ``"torch"``.
+        runtime: ``"onnxruntime"`` or ``"torch"`` (eager; size = safetensors bytes).
+        accuracy: a known accuracy; ``None`` evaluates on the loader, if one is given.
+        evaluate: ``"runtime"`` evaluates what is timed (the ONNX file, or the eager
+            model); ``"model"`` evaluates ``model`` in PyTorch.
+        extra: more keys for the record.
+    """
+
+    name: str
+    model: nn.Module
+    spec: InputSpec
+    onnx: Path | None = None
+    runtime: Literal["onnxruntime", "torch"] = "onnxruntime"
+    accuracy: float | None = None
+    evaluate: Literal["runtime", "model"] = "runtime"
+    export_to: Path | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def measure_stages(
+    stages: Sequence[Stage],
+    *,
+    batches: tuple[int, ...] = (1, 8),
+    runs: int = 30,
+    threads: int | None = None,
+    loader: DataLoader | None = None,
+    progress: bool = True,
+) -> tuple[list[dict], BenchReport]:
+    """Export, time (interleaved), evaluate and record every stage, in order.
+
+    Returns the stage records and the timing report (``report.ratio`` compares the
+    first two targets).
+
+    Example:
+        >>> # recs, rep = measure_stages([Stage("fp32", m, spec), Stage("pruned", p, spec)])
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        targets: list[Target] = []
+        exported: list[tuple[Path | None, float | None]] = []
+        for i, st in enumerate(stages):
+            label = _label(i, st)
+            if st.runtime == "torch":
+                targets.append(torch_target(st.model, st.spec, label))
+                exported.append((None, None))
+                continue
+            path, diff = st.onnx, None
+            if path is None:
+                res = export_onnx(st.model, st.spec, st.export_to or Path(tmp) / f"{i}.onnx")
+                path, diff = res.path, res.max_abs_diff
+            targets.append(onnx_target(path, label, st.spec))
+            exported.append((Path(path), diff))
+        rep = measure(targets, batches, runs=runs, threads=threads, progress=progress)
+        return [
+            _record(i, st, path, diff, rep, loader)
+            for i, (st, (path, diff)) in enumerate(zip(stages, exported, strict=True))
+        ], rep
+
+
+def _label(i: int, st: Stage) -> str:
+    return f"{i}:{st.name}"
+
+
+def _record(
+    i: int,
+    st: Stage,
+    path: Path | None,
+    diff: float | None,
+    rep: BenchReport,
+    loader: DataLoader | None,
+) -> dict:
+    acc = st.accuracy
+    if acc is None and loader is not None:
+        if path is None or st.evaluate == "model":
+            acc = evaluate_model(st.model, loader)["top1"]
+        else:
+            acc = evaluate_onnx(path, loader)["top1"]
+    rec = stage_record(
+        st.name,
+        _label(i, st),
+        rep,
+        runtime=st.runtime,
+        params=count_params(st.model),
+        macs=count_macs(st.model, st.spec.example(batch=1))[0],
+        size_bytes=onnx_bytes(path) if path is not None else safetensors_bytes(st.model),
+        sparsity=zero_fraction(st.model),
+        accuracy=acc,
+    )
+    if diff is not None:
+        rec["onnx_max_abs_diff"] = diff
+    rec.update(st.extra)
+    return rec
