@@ -11,6 +11,7 @@ import copy
 import shutil
 from pathlib import Path
 
+import torch
 from tqdm import tqdm
 
 from edgeslim.core.errors import EdgeslimError
@@ -22,10 +23,17 @@ from edgeslim.recipe.state import PipelineContext, PipelineState
 
 
 def input_model(recipe, progress: bool = True) -> LoadedModel:
-    """The recipe's input model, trained first (cached) when ``pretrain`` asks for it."""
+    """The recipe's input model, trained first (cached) when ``pretrain`` asks for it.
+
+    A model built with random weights (a zoo name, a user's factory) draws them from
+    the recipe's ``seed``, inside a forked RNG so that the caller's global state is
+    left as it was: two runs of one recipe start from the same weights.
+    """
     shape = tuple(recipe.input_shape) if recipe.input_shape else None
     if recipe.pretrain is None:
-        return load_model(recipe.model, num_classes=recipe.num_classes, input_shape=shape)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(recipe.seed)
+            return load_model(recipe.model, num_classes=recipe.num_classes, input_shape=shape)
     from edgeslim.workflows.train import pretrained
 
     if not recipe.data:

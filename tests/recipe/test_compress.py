@@ -29,8 +29,8 @@ model: {f}:make
 input_shape: [1, 3, 32, 32]
 data: digits
 stages:
-  - finetune: {{epochs: 1, lr: 0.05, batch_size: 64}}
-  - finetune: {{epochs: 1, lr: 0.01, batch_size: 64}}
+  - finetune: {{epochs: 2, lr: 0.1, batch_size: 64}}
+  - finetune: {{epochs: 1, lr: 0.02, batch_size: 64}}
   - export
 targets: {{max_accuracy_drop: 100, latency_ms: 1000, size_bytes: 1000000}}
 measure: {{runs: 2, batches: [1, 8]}}
