@@ -3,6 +3,11 @@
 ``hf:path/to/config.json`` builds ``AutoModelForSequenceClassification`` with
 random weights; no hub access ever. The model is wrapped so that every edgeslim
 command sees ``forward(input_ids) -> logits`` like any other classifier.
+
+transformers imports torchvision whenever it is installed. If that torchvision is
+the CUDA-only wheel on CPU torch, the build fails; only then is torchvision
+repaired (:func:`edgeslim.models.tv.repair_torchvision`, which warns what it
+defined) and the build retried. A working or absent torchvision is never touched.
 """
 
 from __future__ import annotations
@@ -47,9 +52,20 @@ def build_hf(config: dict) -> HFClassifier:
     """Build a randomly initialised sequence classifier from a config dict."""
     if not is_transformers_available():
         raise EdgeslimError("hf: models need the 'hf' extra: pip install 'edgeslim[hf]'")
-    from edgeslim.models.tv import repair_installed_torchvision
+    try:
+        return _build(config)
+    except (ImportError, RuntimeError) as e:
+        from edgeslim.models.tv import is_broken_torchvision, repair_torchvision
 
-    repair_installed_torchvision()  # transformers imports torchvision when it is installed
+        if not is_broken_torchvision(e):
+            raise
+        # transformers imports torchvision whenever it is installed; only a torchvision
+        # that really fails is repaired, and the repair warns what it defined
+        repair_torchvision(reason=", and transformers imports torchvision when it is installed")
+        return _build(config)
+
+
+def _build(config: dict) -> HFClassifier:
     import transformers
 
     cfg = dict(config)

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from edgeslim.core.errors import EdgeslimError
+from edgeslim.core.modes import eval_mode
 
 
 @torch.no_grad()
@@ -36,23 +37,20 @@ def recalibrate_bn(model: nn.Module, batches: Iterable, max_batches: int = 30) -
     if not bns:
         return 0
     momenta = {m: m.momentum for m in bns}
-    modes = {m: m.training for m in model.modules()}
     for m in bns:
         m.reset_running_stats()
         m.momentum = None  # cumulative average over the batches seen
-    model.eval()
-    for m in bns:
-        m.train()
     n = 0
     try:
-        for batch in itertools.chain([first], it):
-            if n >= max_batches:
-                break
-            model(batch[0] if isinstance(batch, (tuple, list)) else batch)
-            n += 1
+        with eval_mode(model):  # every mode comes back after, per submodule
+            for m in bns:
+                m.train()  # only the BNs update statistics
+            for batch in itertools.chain([first], it):
+                if n >= max_batches:
+                    break
+                model(batch[0] if isinstance(batch, (tuple, list)) else batch)
+                n += 1
     finally:
         for m, momentum in momenta.items():
             m.momentum = momentum
-        for m, training in modes.items():
-            m.training = training
     return n

@@ -22,6 +22,7 @@ from torch import nn
 
 from edgeslim.bench.macs import count_macs, count_params
 from edgeslim.core.errors import EdgeslimError
+from edgeslim.core.modes import eval_mode
 from edgeslim.graph.attention import convert_mha_
 from edgeslim.graph.groups import DependencyGraph, build_dependency_graph
 from edgeslim.prune.allocate import Plan, allocate
@@ -90,12 +91,8 @@ def prune_(
         >>> m.conv1.out_channels
         12
     """
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):  # each submodule's mode comes back, swapped-in MHAs included
         return _prune(model, example, config, data)
-    finally:
-        model.train(was_training)
 
 
 def _prune(model, example, cfg: PruneConfig, data) -> PruneResult:

@@ -9,6 +9,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from edgeslim.bench.report import summarize, write_reports
+from edgeslim.bench.report.rows import target_line
 from edgeslim.bench.stages import format_stages
 from edgeslim.core.atomic import atomic_path
 from edgeslim.core.errors import EdgeslimError
@@ -59,8 +60,5 @@ def compress(loaded: LoadedRecipe, out_dir: str | Path, *, progress: bool = True
     write_reports(out_dir, report)
     tqdm.write(format_stages(stages))
     for k, t in report["targets"].items():
-        tqdm.write(
-            f"target {k}: wanted {t['target']}, achieved {t['achieved']}: "
-            f"{'met' if t['met'] else 'NOT MET'}"
-        )
+        tqdm.write(f"target {target_line(k, t)}")
     return report

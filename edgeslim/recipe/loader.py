@@ -1,9 +1,10 @@
-"""Load a YAML recipe and validate it; every error names the key and its line.
+"""Load a YAML recipe and validate it; every error is listed with its key and line.
 
 YAML is parsed with the safe loader (no tags that construct objects), then
 validated against :mod:`edgeslim.recipe.schema` and each stage's own settings
-schema. Pydantic's error locations are mapped back onto the YAML node tree, so
-``ratoi: 0.5`` in stage 2 reports ``line 9: stages[1].prune.ratoi: unknown key``.
+schema. Pydantic's error locations are mapped back onto the YAML node tree
+(:mod:`edgeslim.recipe.problems`), so ``ratoi: 0.5`` in stage 2 reports
+``line 9: stages[1].prune.ratoi: unknown key; did you mean 'ratio'?``.
 """
 
 from __future__ import annotations
@@ -15,8 +16,16 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from edgeslim.core.errors import EdgeslimError
+from edgeslim.recipe.problems import (
+    Problem,
+    did_you_mean,
+    duplicate_keys,
+    line_of,
+    ordered,
+    problems_from,
+)
 from edgeslim.recipe.registry import STAGES
-from edgeslim.recipe.schema import Recipe
+from edgeslim.recipe.schema import Recipe, one_key_stage
 
 
 @dataclass(frozen=True)
@@ -65,7 +74,34 @@ def _relative_to(spec: str, base: Path) -> str:
 
 
 def parse_recipe(text: str, origin: str = "<recipe>") -> LoadedRecipe:
-    """Validate recipe ``text``; ``origin`` names it in errors."""
+    """Validate recipe ``text``; ``origin`` names it in errors.
+
+    Every problem is reported, one line each (``ORIGIN line N: KEY: MESSAGE``), unknown
+    keys first with the nearest allowed key as a suggestion.
+
+    Example:
+        >>> parse_recipe("version: 1\nmodel: resnet20\nstages: [export]").stages[0].name
+        'export'
+    """
+    data, root = _parse_yaml(text, origin)
+    problems = duplicate_keys(root)
+    recipe = None
+    try:
+        recipe = Recipe.model_validate(data)
+    except ValidationError as e:
+        problems += problems_from(e, Recipe, root)
+    stages, stage_problems = _validate_stages(data.get("stages"), root)
+    problems += stage_problems
+    if problems or recipe is None:
+        lines = [p.format(origin) for p in ordered(problems)]
+        head = (
+            [f"{len(lines)} problems in {origin} (unknown keys first):"] if len(lines) > 1 else []
+        )
+        raise EdgeslimError("\n".join(head + lines))
+    return LoadedRecipe(recipe, tuple(stages), origin)
+
+
+def _parse_yaml(text: str, origin: str) -> tuple[dict, yaml.Node]:
     try:
         data = yaml.safe_load(text)
         root = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -75,55 +111,33 @@ def parse_recipe(text: str, origin: str = "<recipe>") -> LoadedRecipe:
         raise EdgeslimError(f"{origin}{where}: invalid YAML: {getattr(e, 'problem', e)}") from None
     if not isinstance(data, dict):
         raise EdgeslimError(f"{origin}: a recipe must be a mapping with version, model and stages")
-    try:
-        recipe = Recipe.model_validate(data)
-    except ValidationError as e:
-        raise _error(origin, root, e, ()) from None
-    stages = []
-    for i, entry in enumerate(recipe.stages):
-        name, settings = next(iter(entry.items()))
-        if name not in STAGES:
-            line = _line(root, ("stages", i, name))
-            raise EdgeslimError(
-                f"{origin} line {line}: stages[{i}]: unknown stage {name!r}; "
-                f"choose one of: {', '.join(STAGES.names())}"
-            )
+    return data, root
+
+
+def _validate_stages(raw: object, root: yaml.Node) -> tuple[list[Stage], list[Problem]]:
+    """Each stage's settings against its own schema; malformed entries are left to
+    :class:`Recipe`, which reports them."""
+    stages: list[Stage] = []
+    problems: list[Problem] = []
+    for i, item in enumerate(raw if isinstance(raw, list) else []):
         try:
-            stages.append(Stage(name, STAGES.get(name).settings.model_validate(settings)))
+            entry = one_key_stage(item)
+        except ValueError:
+            continue
+        name, settings = next(iter(entry.items()))
+        if not isinstance(name, str) or not isinstance(settings, dict):
+            continue
+        loc = ("stages", i)
+        if name not in STAGES:
+            msg = (
+                f"unknown stage {name!r}{did_you_mean(name, STAGES.names())} "
+                f"(stages: {', '.join(STAGES.names())})"
+            )
+            problems.append(Problem(loc, line_of(root, loc), msg, unknown_key=True))
+            continue
+        schema = STAGES.get(name).settings
+        try:
+            stages.append(Stage(name, schema.model_validate(settings)))
         except ValidationError as e:
-            raise _error(origin, root, e, ("stages", i, name)) from None
-    return LoadedRecipe(recipe, tuple(stages), origin)
-
-
-def _error(origin: str, root: yaml.Node | None, e: ValidationError, prefix: tuple) -> EdgeslimError:
-    err = e.errors()[0]
-    loc = prefix + tuple(err["loc"])
-    key = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
-    msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-    more = f" (and {len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
-    return EdgeslimError(f"{origin} line {_line(root, loc)}: {key}: {msg}{more}")
-
-
-def _line(node: yaml.Node | None, loc: tuple) -> int | str:
-    """1-based line of the deepest YAML node on path ``loc`` ("?" if none)."""
-    line: int | str = "?"
-    for part in loc:
-        if node is None:
-            break
-        line = node.start_mark.line + 1
-        if isinstance(node, yaml.MappingNode):
-            nxt = None
-            for k, v in node.value:
-                if k.value == str(part):
-                    line, nxt = k.start_mark.line + 1, v
-                    break
-            node = nxt
-        elif (
-            isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value)
-        ):
-            node = node.value[part]
-        else:
-            node = None
-    if node is not None:
-        line = node.start_mark.line + 1
-    return line
+            problems += problems_from(e, schema, root, (*loc, name))
+    return stages, problems

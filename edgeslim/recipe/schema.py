@@ -8,11 +8,25 @@ whose settings are validated by the schema that stage registered (see
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from edgeslim.recipe.problems import did_you_mean
 
 RECIPE_VERSION = 1
+# metric name -> direction ("higher" or "lower" is better). Today's only task is
+# classification, whose metric is top-1; the task registry will supply these.
+METRICS: dict[str, str] = {"top1": "higher"}
+DEFAULT_METRIC = "top1"
 
 
 class Strict(BaseModel):
@@ -50,14 +64,46 @@ class PretrainSpec(TrainSettings):
 
 
 class Targets(Strict):
-    """What the user wants; the report says whether each was met."""
+    """What the user wants; the report says whether each was met.
 
-    max_accuracy_drop: float | None = Field(None, ge=0, description="points of top-1")
+    ``max_metric_drop`` is in points of ``metric`` (a fraction metric such as top-1 counts
+    percentage points); ``max_accuracy_drop`` is its older name and still accepted.
+    """
+
+    max_metric_drop: float | None = Field(
+        None,
+        ge=0,
+        validation_alias=AliasChoices("max_metric_drop", "max_accuracy_drop"),
+        description="points of `metric` the last stage may lose against the input",
+    )
+    metric: str | None = Field(None, description=f"metric name; default {DEFAULT_METRIC!r}")
     latency_ms: float | None = Field(None, gt=0, description="budget on `runtime` at `batch`")
     batch: int = Field(8, ge=1)
     runtime: Literal["onnxruntime"] = "onnxruntime"
     size_bytes: int | None = Field(None, gt=0)
     macs: int | None = Field(None, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_name(cls, v: object) -> object:
+        if isinstance(v, dict) and "max_metric_drop" in v and "max_accuracy_drop" in v:
+            raise ValueError("give max_metric_drop or its alias max_accuracy_drop, not both")
+        return v
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, v: str | None) -> str | None:
+        if v is not None and v not in METRICS:
+            raise ValueError(
+                f"unknown metric {v!r}{did_you_mean(v, METRICS)}; choose one of: "
+                + ", ".join(METRICS)
+            )
+        return v
+
+    @property
+    def drop_metric(self) -> str:
+        """The metric ``max_metric_drop`` is about (the task's default when unnamed)."""
+        return self.metric or DEFAULT_METRIC
 
 
 class Measure(Strict):
@@ -67,6 +113,20 @@ class Measure(Strict):
     runs: int = Field(30, ge=1)
     threads: int | None = Field(None, ge=1)
     eval_split: Literal["val", "test"] = "test"
+
+
+def one_key_stage(item: object) -> object:
+    """A stage entry as ``{name: settings}``: ``"export"`` and ``{export: null}`` both work."""
+    if isinstance(item, str):
+        return {item: {}}
+    if isinstance(item, dict) and len(item) == 1:
+        k = next(iter(item))
+        return {k: item[k] if item[k] is not None else {}}
+    raise ValueError("a stage must be a name or a one-key mapping {stage: settings}")
+
+
+# validated per entry, so that every bad entry is reported with its own index and line
+StageEntry = Annotated[dict[str, dict], BeforeValidator(one_key_stage)]
 
 
 class Recipe(Strict):
@@ -79,7 +139,7 @@ class Recipe(Strict):
     num_classes: int | None = None
     pretrain: PretrainSpec | None = None
     seed: int = 0
-    stages: list[dict[str, dict]] = Field(min_length=1)
+    stages: list[StageEntry] = Field(min_length=1)
     targets: Targets = Field(default_factory=Targets)
     measure: Measure = Field(default_factory=Measure)
 
@@ -90,20 +150,4 @@ class Recipe(Strict):
             raise ValueError(
                 f"unsupported recipe version {v}; this edgeslim reads version {RECIPE_VERSION}"
             )
-        return v
-
-    @field_validator("stages", mode="before")
-    @classmethod
-    def _one_key_each(cls, v: object) -> object:
-        if isinstance(v, list):
-            for i, item in enumerate(v):
-                if isinstance(item, str):
-                    v[i] = {item: {}}
-                elif isinstance(item, dict) and len(item) == 1:
-                    k = next(iter(item))
-                    v[i] = {k: item[k] or {}}
-                else:
-                    raise ValueError(
-                        f"stage {i} must be a name or a one-key mapping {{stage: settings}}"
-                    )
         return v

@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from edgeslim.core.errors import EdgeslimError
-from edgeslim.core.modes import eval_mode
+from edgeslim.core.modes import ModeSnapshot, eval_mode
 from edgeslim.train.checkpoint import load_checkpoint, save_checkpoint
 from edgeslim.train.config import TrainConfig
 from edgeslim.train.distributed import DistContext
@@ -149,7 +149,7 @@ class Trainer:
             objective = DistributedDataParallel(objective, device_ids=ids)
         steps = math.ceil(math.ceil(len(train_ds) / ctx.world_size) / ctx.local_batch(c.batch_size))
         total, warmup = c.epochs * steps, int(c.warmup_epochs * steps)
-        was_training = self.model.training
+        modes = ModeSnapshot.of(self.model)  # per submodule: a frozen BN stays frozen after
         try:
             for epoch in range(start, c.epochs):
                 t0 = time.perf_counter()
@@ -171,7 +171,7 @@ class Trainer:
                     self._say(f"early stop: no val improvement in {c.patience} epochs")
                     break
         finally:
-            self.model.train(was_training)
+            modes.restore(self.model)
             if layout is not None:
                 layout.restore()  # hand back a standard model
         return history

@@ -53,15 +53,32 @@ def layer_row(r: dict) -> list[str]:
     ]
 
 
+def target_line(key: str, t: dict) -> str:
+    """``max_metric_drop (top1): wanted 1.0, achieved 0.80: met`` for one checked target.
+
+    Example:
+        >>> target_line("latency_ms", {"target": 2.0, "batch": 8, "achieved": 1.2345, "met": True})
+        'latency_ms (batch 8): wanted 2.0, achieved 1.23: met'
+    """
+    detail = t.get("metric") or (f"batch {t['batch']}" if "batch" in t else None)
+    label = f"{key} ({detail})" if detail else key
+    return (
+        f"{label}: wanted {t['target']}, achieved {human(t['achieved'])}: "
+        f"{'met' if t['met'] else 'NOT MET'}"
+    )
+
+
+def human(v: object) -> str:
+    """A measured value rounded for people: 2 decimals, 3 significant digits below 0.1."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return "-" if v is None else str(v)
+    if isinstance(v, int):
+        return str(v)
+    return f"{v:.3g}" if 0 < abs(v) < 0.1 else f"{v:.2f}"
+
+
 def target_lines(targets: dict) -> list[tuple[bool, str]]:
-    return [
-        (
-            t["met"],
-            f"{k}: wanted {t['target']}, achieved {fmt(t['achieved'])}: "
-            f"{'met' if t['met'] else 'NOT met'}",
-        )
-        for k, t in targets.items()
-    ]
+    return [(t["met"], target_line(k, t)) for k, t in targets.items()]
 
 
 def summary(s: dict) -> str:
