@@ -4,8 +4,8 @@ Each 32x32 RGB scene has a noisy, tinted background and 1 to 3 filled shapes
 (disc, square, triangle) of random size, position and colour; later shapes
 occlude earlier ones. The mask gives every pixel its class: 0 background,
 1 disc, 2 square, 3 triangle. Colour says nothing about the class, so a model
-must use shape. Splits are generated in memory from per-split seeds (train 1200,
-val 200, test 200), deterministically; nothing is downloaded.
+must use shape. Splits are generated in memory from per-split seeds (train 512,
+val 128, test 128), deterministically; nothing is downloaded.
 
 The dataset declares the ``segmentation`` task: samples are
 ``(float32 image 3,32,32 normalized, int64 mask 32,32)``.
@@ -23,7 +23,7 @@ from edgeslim.data.registry import DATASETS, SPLITS, DatasetInfo, DataSource
 VERSION = "shapes_seg-v1"
 SIZE = 32
 CLASS_NAMES = ("background", "disc", "square", "triangle")
-SIZES = {"train": 1200, "val": 200, "test": 200}
+SIZES = {"train": 512, "val": 128, "test": 128}
 MEAN, STD = 0.5, 0.25  # images are in [0, 1]; a fixed affine map is enough for a toy
 
 
