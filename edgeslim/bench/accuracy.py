@@ -99,6 +99,32 @@ def evaluate_onnx(
     return score(onnx_predict(path), loader, task, desc="evaluate onnx")
 
 
+def compare(
+    a: Predict,
+    b: Predict,
+    loader: DataLoader,
+    task: str | Task = "classification",
+    *,
+    lossy: bool = False,
+) -> dict:
+    """Parity of two predictors over ``loader`` by the task's measure (bounded memory).
+
+    ``lossy=False`` demands elementwise agreement within the task's ``atol`` (an export,
+    a fused or pruned twin); ``lossy=True`` demands the task's agreement (top-1 or
+    per-pixel agreement) of at least ``min_agreement`` (INT8, fp16). Returns
+    ``{measure: fraction, "max_abs_diff": x, "n": positions, "ok": bool}``.
+
+    Example:
+        >>> # compare(torch_predict(model), onnx_predict("m.onnx"), loader)["ok"]
+    """
+    task = get_task(task)
+    meter = task.parity.meter(lossy)
+    for batch in loader:
+        x, _ = task.split(batch)
+        meter.update(task.outputs(a(x)), task.outputs(b(x)))
+    return meter.result()
+
+
 def primary_value(result: dict) -> float:
     """The headline metric of a :func:`score` result."""
     return result[result["primary"]]

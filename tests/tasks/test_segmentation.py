@@ -50,3 +50,24 @@ def test_cli_train_and_evaluate_a_segmentation_model(tmp_path, capsys):
     res = json.loads(js.read_text())
     assert res["task"] == "segmentation" and res["n"] == 128
     assert 0.0 <= res["miou"] <= 1.0 and 0.0 <= res["pixel_acc"] <= 1.0
+
+
+def test_onnx_export_of_a_segmentation_model_scores_and_compares_through_the_task(tmp_path):
+    from edgeslim.bench.accuracy import compare, evaluate_onnx, onnx_predict, torch_predict
+    from edgeslim.export.onnx import export_onnx
+    from edgeslim.models.inputs import InputSpec
+
+    torch.manual_seed(0)
+    model = build_zoo_model("seg_tiny").eval()
+    path = export_onnx(model, InputSpec((1, 3, 32, 32)), tmp_path / "seg.onnx").path
+    loader = make_loader(Subset(load_dataset("shapes_seg", "test"), range(16)), 8, shuffle=False)
+    ours, theirs = (
+        evaluate_model(model, loader, "segmentation"),
+        evaluate_onnx(path, loader, "segmentation"),
+    )
+    assert abs(ours["miou"] - theirs["miou"]) < 1e-3 and ours["n"] == theirs["n"] == 16
+    same = compare(torch_predict(model), onnx_predict(path), loader, "segmentation")
+    assert same["ok"] and same["pixel_agreement"] > 0.999 and same["n"] == 16 * 32 * 32
+    broken = build_zoo_model("seg_tiny").eval()  # other random weights
+    diff = compare(torch_predict(broken), onnx_predict(path), loader, "segmentation", lossy=True)
+    assert not diff["ok"]
