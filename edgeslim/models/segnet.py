@@ -53,6 +53,7 @@ class TinyUNet(nn.Module):
     input_shape=(1, 3, 32, 32),
     num_classes=4,
     description="two-level U-Net for per-pixel classes (shapes_seg), 32x32",
+    task="segmentation",
 )
 def seg_tiny(num_classes: int = 4) -> TinyUNet:
     return TinyUNet(num_classes)
