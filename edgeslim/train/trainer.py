@@ -217,7 +217,9 @@ class Trainer:
         seed = c.seed * 100_003 + epoch
         # augmentation and dropout draw from the global generator; ranks draw different masks
         torch.manual_seed(seed + 1_000_003 * ctx.rank)
-        loader = ctx.train_loader(train_ds, c.batch_size, seed=c.seed * 100_003, epoch=epoch)
+        loader = ctx.train_loader(
+            train_ds, c.batch_size, seed=c.seed * 100_003, epoch=epoch, collate_fn=self.task.collate
+        )
         objective.train()
         use_amp, amp_dtype, scaler = self._amp()
         loss_sum = n = 0.0
