@@ -223,8 +223,7 @@ class Trainer:
         objective.train()
         use_amp, amp_dtype, scaler = self._amp()
         loss_sum = n = 0.0
-        metrics = self.task.new_metrics()
-        primary = self.task.primary
+        metric = self.task.primary_metric.make()  # the headline metric on the training batches
         bar = tqdm(
             loader,
             desc=f"epoch {epoch + 1}/{c.epochs}",
@@ -260,14 +259,14 @@ class Trainer:
                 opt.step()
             b = batch_len(y)
             loss_sum += loss.item() * b
-            metrics.acc[primary].update(logits.detach(), y)
+            metric.update(logits.detach(), y)
             n += b
             bar.set_postfix(
-                loss=f"{loss_sum / n:.3f}", **{primary: f"{metrics.acc[primary].compute():.3f}"}
+                loss=f"{loss_sum / n:.3f}", **{self.task.primary: f"{metric.compute():.3f}"}
             )
-        totals = ctx.all_sum([loss_sum, n, *metrics.acc[primary].state()])
-        metrics.acc[primary].load_state(totals[2:])
-        return totals[0] / max(totals[1], 1), metrics.acc[primary].compute()
+        totals = ctx.all_sum([loss_sum, n, *metric.state()])
+        metric.load_state(totals[2:])
+        return totals[0] / max(totals[1], 1), metric.compute()
 
     def _val_log(self, ds: Dataset | None) -> dict:
         """``{"val_<metric>": value}`` for every metric of the task (None without data)."""
