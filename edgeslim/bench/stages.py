@@ -3,7 +3,9 @@
 A stage is one model state in a compression run (the input, after pruning, after
 quantization, ...). Its record is
 ``{name, runtime, params, macs, size_bytes, sparsity, latency_ms: {"1": ms, "8": ms},
-latency_p90_ms: {...}, accuracy}``; ``accuracy`` is null without data.
+latency_p90_ms: {...}, accuracy, metric}``; ``accuracy`` is the value (a fraction)
+of the data's task's primary metric, null without data, and ``metric`` its label
+(``"top-1"``, ``"mIoU"``; see :mod:`edgeslim.tasks`), which reports use as header.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ def stage_record(
     size_bytes: int,
     sparsity: float = 0.0,
     accuracy: float | None = None,
+    metric: str = "top-1",
 ) -> dict:
     """Assemble one stage record; latencies come from ``report`` rows labelled ``label``."""
     lat, p90 = {}, {}
@@ -39,14 +42,21 @@ def stage_record(
         "latency_ms": lat,
         "latency_p90_ms": p90,
         "accuracy": accuracy,
+        "metric": metric,
     }
+
+
+def metric_label(stages: list[dict]) -> str:
+    """The label of the metric in ``accuracy`` (``"top-1"`` for records that predate it)."""
+    return next((s["metric"] for s in stages if s.get("metric")), "top-1")
 
 
 def format_stages(stages: list[dict]) -> str:
     """A short table of what each stage bought, relative to the first."""
     base = stages[0]
+    label = metric_label(stages)
     head = (
-        f"{'stage':<28} {'top-1':>7} {'params':>9} {'MMACs':>8} {'size KB':>9} "
+        f"{'stage':<28} {label[:7]:>7} {'params':>9} {'MMACs':>8} {'size KB':>9} "
         f"{'b1 ms':>8} {'b8 ms':>8} {'b8 speedup':>10}"
     )
     lines = [head]

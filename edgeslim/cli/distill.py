@@ -87,15 +87,20 @@ def run(args: argparse.Namespace) -> int:
     res = distill_model(student, teachers, args.data, losses, spec, cfg, out)
     if not is_main_process():
         return 0
-    print(f"saved {out}: student test top-1 {100 * res.test_top1:.2f}%")
-    models = [(f"teacher {t.name}", t, t.meta.get("test_top1")) for t in teachers]
+    from edgeslim.data import dataset_info
+    from edgeslim.tasks import get_task
+
+    task = get_task(dataset_info(args.data).task)
+    metric = task.primary_metric
+    print(f"saved {out}: student test {metric.label} {100 * res.test_top1:.2f}%")
+    models = [(f"teacher {t.name}", t, t.meta.get(f"test_{metric.name}")) for t in teachers]
     if any(acc is None for _, _, acc in models):
         from edgeslim.bench.accuracy import evaluate_model
         from edgeslim.data import load_dataset, make_loader
 
         test = make_loader(load_dataset(args.data, "test"), 256, shuffle=False)
         models = [
-            (n, t, acc if acc is not None else evaluate_model(t.model, test)["top1"])
+            (n, t, acc if acc is not None else evaluate_model(t.model, test, task)[metric.name])
             for n, t, acc in models
         ]
     models.append((f"student {student.name} ({losses})", res.student, res.test_top1))

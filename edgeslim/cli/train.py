@@ -22,5 +22,14 @@ def run(args: argparse.Namespace) -> int:
 
     refuse_overwrite(args.model, args.output)
     lm = train_model(args.model, args.data, train_config(args), args.output)
-    print(f"saved {args.output}: test top-1 {100 * lm.meta['test_top1']:.2f}%")
+    print(f"saved {args.output}: test {_headline(lm.meta)}")
     return 0
+
+
+def _headline(meta: dict) -> str:
+    """``top-1 93.20%`` (or the run's task's primary metric)."""
+    from edgeslim.tasks import get_task
+
+    m = get_task(meta.get("task", "classification")).primary_metric
+    v = meta[f"test_{m.name}"]
+    return f"{m.label} {100 * v:.2f}%" if m.percent else f"{m.label} {v:.4g}"

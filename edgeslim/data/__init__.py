@@ -15,6 +15,7 @@ from edgeslim.data import (  # noqa: F401 (registers)
     imagefolder,
     npz,
     random,
+    shapes_seg,
     signs,
     text,
 )

@@ -8,6 +8,11 @@ A data spec is a string a user types on the command line:
 - ``imagefolder:DIR``       DIR/<split>/<class>/*.png (or DIR/<class>/* for every split)
 - ``npz:FILE``              arrays ``x_<split>`` (N,C,H,W or N,H,W,C) and ``y_<split>``
 - ``random:C,H,W``          random inputs with label 0, for latency/calibration only
+- ``synthtext[:LENGTH]``    generated token sequences (task ``sequence_classification``)
+- ``shapes_seg``            generated shapes with per-pixel masks (task ``segmentation``)
+
+Each dataset names its task (:attr:`DatasetInfo.task`), which says how its batches
+are trained on and scored (see :mod:`edgeslim.tasks`).
 """
 
 from __future__ import annotations
@@ -31,14 +36,16 @@ class DatasetInfo:
     input_shape: tuple[int, ...]  # one sample, e.g. (3, 32, 32)
     class_names: tuple[str, ...] = ()
     version: str = ""  # generator/content version: keys caches of models trained on this data
+    task: str = "classification"  # a name in edgeslim.tasks.TASKS: loss, metrics, batches
 
 
 @dataclass(frozen=True)
 class DataSource:
     """A registered dataset family.
 
-    ``load(arg, split, augment)`` returns a torch ``Dataset`` of
-    ``(float tensor C,H,W normalized, int label)``; ``info(arg)`` its :class:`DatasetInfo`.
+    ``load(arg, split, augment)`` returns a torch ``Dataset`` of ``(inputs, targets)``
+    samples in the form its task expects (for ``classification``: a normalized float
+    tensor C,H,W and an int label); ``info(arg)`` its :class:`DatasetInfo`.
     ``arg`` is the text after the colon in the spec ("" when there is none).
     """
 
@@ -73,6 +80,6 @@ def load_dataset(spec: str, split: str = "train", augment: bool = False) -> Data
 
 
 def dataset_info(spec: str) -> DatasetInfo:
-    """Number of classes and per-sample input shape of the dataset named by ``spec``."""
+    """Number of classes, per-sample input shape and task of the dataset named by ``spec``."""
     name, arg = parse_data_spec(spec)
     return DATASETS.get(name).info(arg)

@@ -103,6 +103,7 @@ def _info(arg: str) -> DatasetInfo:
         (_length(arg),),
         tuple(f"class_{c}" for c in range(NUM_CLASSES)),
         version=VERSION,
+        task="sequence_classification",
     )
 
 

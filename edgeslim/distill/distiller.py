@@ -9,7 +9,9 @@ frozen (``no_grad``, eval mode, restored after) and captures their features with
 hooks that are removed in ``finally``.
 
 The objective is the sum of the selected losses; when none of them mixes in the
-hard labels (feature losses alone) the cross-entropy on ``y`` is added once.
+hard labels (feature losses alone) the task's loss on ``y`` (cross-entropy for
+classification) is added once. The task (:mod:`edgeslim.tasks`) also supplies the
+default logits-level KD (``kd``) and checks the student's outputs.
 """
 
 from __future__ import annotations
@@ -17,13 +19,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from edgeslim.core.errors import EdgeslimError
 from edgeslim.distill.hooks import run_with_features, teacher_forward
 from edgeslim.distill.layers import default_layer_pairs
 from edgeslim.distill.losses import LOSSES, DistillLoss, LossSpec, Probe
+from edgeslim.tasks import Task, get_task
 
 
 def parse_loss_names(text: str) -> tuple[str, ...]:
@@ -47,8 +49,14 @@ class Distiller(nn.Module):
         >>> # Trainer(s, cfg, loss_fn=d, extra=d).fit(train, val)
     """
 
-    def __init__(self, losses: Sequence[DistillLoss], teachers: Sequence[nn.Module]) -> None:
+    def __init__(
+        self,
+        losses: Sequence[DistillLoss],
+        teachers: Sequence[nn.Module],
+        task: str | Task = "classification",
+    ) -> None:
         super().__init__()
+        self.task = get_task(task)
         self.losses = nn.ModuleList(losses)
         self._teachers = tuple(teachers)  # a tuple: not submodules, never trained or saved
         self.student_layers = _union(lo.student_layers for lo in losses)
@@ -67,6 +75,7 @@ class Distiller(nn.Module):
         losses: str | Sequence[str],
         spec: LossSpec,
         example: torch.Tensor,
+        task: str | Task = "classification",
     ) -> Distiller:
         """Build the objective for ``student`` from ``teachers`` with the named losses.
 
@@ -76,7 +85,9 @@ class Distiller(nn.Module):
             losses: registry names, a list or ``"kd+feature"``.
             spec: hyper-parameters; ``spec.layers`` empty means the default layer mapping.
             example: an input batch (>= 2 samples) that sizes adapters and heads.
+            task: what the data is: hard-label loss, default KD, output checks.
         """
+        task = get_task(task)
         names = parse_loss_names(losses) if isinstance(losses, str) else tuple(losses)
         kinds = [LOSSES.get(n) for n in names]
         if any(k.needs_teacher for k in kinds) and not teachers:
@@ -90,9 +101,14 @@ class Distiller(nn.Module):
         probe = Probe(
             teacher_forward(student, example, s_layers),
             tuple(teacher_forward(t, example, t_layers) for t in teachers),
+            task,
         )
-        if not torch.is_tensor(probe.student.logits) or probe.student.logits.dim() != 2:
-            raise EdgeslimError("the student must return logits of shape (batch, classes)")
+        if not torch.is_tensor(probe.student.logits):
+            raise EdgeslimError("the student must return a tensor of logits")
+        try:
+            task.check_output(probe.student.logits, example, None)
+        except EdgeslimError as e:
+            raise EdgeslimError(f"the student does not fit {task.name}: {e}") from None
         for t in probe.teachers:
             if t.logits.shape != probe.student.logits.shape:
                 raise EdgeslimError(
@@ -100,7 +116,7 @@ class Distiller(nn.Module):
                     f"{tuple(probe.student.logits.shape)}: different number of classes"
                 )
         built = [k.build(spec, probe) for k in kinds]
-        return cls(built, teachers).to(example.device)
+        return cls(built, teachers, task).to(example.device)
 
     def forward(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor
@@ -112,7 +128,7 @@ class Distiller(nn.Module):
         ]
         total = sum(lo(student, teachers, y) for lo in self.losses)
         if self.add_ce:
-            total = total + F.cross_entropy(student.logits, y)
+            total = total + self.task.loss(student.logits, y, 0.0)
         return total, student.logits
 
 

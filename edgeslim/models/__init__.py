@@ -9,7 +9,13 @@ Example:
     >>> model = build_zoo_model("resnet20", num_classes=100)
 """
 
-from edgeslim.models import cifar_resnet, mobilenetv2, resnet, vgg  # noqa: F401  (registers)
+from edgeslim.models import (  # noqa: F401  (registers)
+    cifar_resnet,
+    mobilenetv2,
+    resnet,
+    segnet,
+    vgg,
+)
 from edgeslim.models.zoo import ZOO, ZooEntry, build_zoo_model, register_model
 
 __all__ = ["ZOO", "ZooEntry", "build_zoo_model", "register_model"]

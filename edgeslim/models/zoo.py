@@ -15,24 +15,35 @@ from edgeslim.core.registry import Registry
 
 @dataclass(frozen=True)
 class ZooEntry:
-    """A zoo model: ``factory(num_classes=...)`` and its default input and head size."""
+    """A zoo model: ``factory(num_classes=...)``, its default input, head size and task.
+
+    ``task`` names an :mod:`edgeslim.tasks` entry: what the outputs are
+    (``classification``: ``(batch, classes)``; ``segmentation``: ``(batch, classes, H, W)``).
+    """
 
     factory: Callable[..., nn.Module]
     input_shape: tuple[int, ...]  # default example input, batch first, e.g. (1, 3, 224, 224)
     num_classes: int
     description: str = ""
+    task: str = "classification"
 
 
 ZOO: Registry[ZooEntry] = Registry("zoo model")
 
 
 def register_model(
-    name: str, *, input_shape: tuple[int, ...], num_classes: int, description: str = ""
+    name: str,
+    *,
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    description: str = "",
+    task: str = "classification",
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator: register ``factory`` in the zoo under ``name``."""
 
     def deco(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        ZOO.register(name, ZooEntry(factory, tuple(input_shape), num_classes, description))
+        entry = ZooEntry(factory, tuple(input_shape), num_classes, description, task)
+        ZOO.register(name, entry)
         return factory
 
     return deco

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from torch import nn
 
-from edgeslim.data import load_dataset, make_loader
-from edgeslim.recipe.schema import METRICS, Recipe
+from edgeslim.core.errors import EdgeslimError
+from edgeslim.data import dataset_info, load_dataset, make_loader
+from edgeslim.recipe.schema import Recipe
 from edgeslim.recipe.state import PipelineState
+from edgeslim.tasks import Task, get_task
 from edgeslim.workflows.measure import Stage, measure_stages
 
 BASELINE = "input (fp32, torch eager)"
@@ -19,7 +21,10 @@ BASELINE = "input (fp32, torch eager)"
 def measure_history(
     history: list[tuple[str, PipelineState]], recipe: Recipe, progress: bool = True
 ) -> list[dict]:
-    """Stage records (see :mod:`edgeslim.bench.stages`) for the baseline and every stage."""
+    """Stage records (see :mod:`edgeslim.bench.stages`) for the baseline and every stage.
+
+    ``accuracy`` is the data's task's primary metric (top-1 for classification).
+    """
     m = recipe.measure
     loader = None
     if recipe.data:
@@ -43,26 +48,34 @@ def measure_history(
         runs=m.runs,
         threads=m.threads,
         loader=loader,
+        task=recipe_task(recipe),
         progress=progress,
     )
     return records
 
 
+def recipe_task(recipe: Recipe) -> Task:
+    """The task of the recipe's data (``classification`` without data)."""
+    return get_task(dataset_info(recipe.data).task if recipe.data else "classification")
+
+
 def check_targets(records: list[dict], recipe: Recipe) -> dict:
     """``{target: {"target": x, "achieved": y, "met": bool}}`` for every target the recipe set.
 
-    ``max_metric_drop`` also names its ``metric``; its drop is in points (100x a fraction
-    metric such as top-1), positive when the last stage is worse than the input.
+    ``max_metric_drop`` is about ``metric`` (default: the data's task's primary metric);
+    its drop is in points (100x a fraction metric such as top-1), positive when the last
+    stage is worse than the input, whichever direction the metric counts as better.
     """
     t, first, last = recipe.targets, records[0], records[-1]
     out: dict[str, dict] = {}
     if t.max_metric_drop is not None and first["accuracy"] is not None:
-        name = t.drop_metric
-        sign = 1 if METRICS[name] == "higher" else -1
+        task = recipe_task(recipe)
+        spec = task.metric(t.metric or task.primary)  # names the task's metrics on a miss
         # rounded: float noise must neither show (-0.40000000000000036) nor flip "met"
-        drop = round(100 * sign * (_metric(first, name) - _metric(last, name)), 6)
+        before, after = (_metric(r, spec.name, task.primary) for r in (first, last))
+        drop = round(100 * spec.drop(before, after), 6)
         out["max_metric_drop"] = {
-            "metric": name,
+            "metric": spec.name,
             "target": t.max_metric_drop,
             "achieved": drop,
             "met": drop <= t.max_metric_drop,
@@ -86,10 +99,14 @@ def check_targets(records: list[dict], recipe: Recipe) -> dict:
     return out
 
 
-def _metric(record: dict, name: str) -> float:
-    """Metric ``name`` of a stage record (today's records carry top-1 as ``accuracy``)."""
-    metrics = record.get("metrics") or {"top1": record["accuracy"]}
-    return float(metrics[name])
+def _metric(record: dict, name: str, primary: str) -> float:
+    """Metric ``name`` of a stage record (``accuracy`` holds the ``primary`` one)."""
+    metrics = record.get("metrics") or {}
+    if name in metrics:
+        return float(metrics[name])
+    if name != primary or record.get("accuracy") is None:
+        raise EdgeslimError(f"stage {record['name']!r} has no {name!r} measured")
+    return float(record["accuracy"])
 
 
 def layer_rows(history: list[tuple[str, PipelineState]]) -> list[dict]:

@@ -21,12 +21,12 @@ from pydantic import (
 )
 
 from edgeslim.recipe.problems import did_you_mean
+from edgeslim.tasks import TASKS
 
 RECIPE_VERSION = 1
-# metric name -> direction ("higher" or "lower" is better). Today's only task is
-# classification, whose metric is top-1; the task registry will supply these.
-METRICS: dict[str, str] = {"top1": "higher"}
-DEFAULT_METRIC = "top1"
+# every metric name some registered task reports; which task applies is known only once
+# the data is (recipe.measure.check_targets checks the name against it)
+METRICS: list[str] = sorted({m.name for _, t in TASKS.items() for m in t.metrics})
 
 
 class Strict(BaseModel):
@@ -76,7 +76,7 @@ class Targets(Strict):
         validation_alias=AliasChoices("max_metric_drop", "max_accuracy_drop"),
         description="points of `metric` the last stage may lose against the input",
     )
-    metric: str | None = Field(None, description=f"metric name; default {DEFAULT_METRIC!r}")
+    metric: str | None = Field(None, description="metric name; default: the task's primary")
     latency_ms: float | None = Field(None, gt=0, description="budget on `runtime` at `batch`")
     batch: int = Field(8, ge=1)
     runtime: Literal["onnxruntime"] = "onnxruntime"
@@ -99,11 +99,6 @@ class Targets(Strict):
                 + ", ".join(METRICS)
             )
         return v
-
-    @property
-    def drop_metric(self) -> str:
-        """The metric ``max_metric_drop`` is about (the task's default when unnamed)."""
-        return self.metric or DEFAULT_METRIC
 
 
 class Measure(Strict):

@@ -42,6 +42,15 @@ class PipelineContext:
     def seed(self) -> int:
         return self.recipe.seed
 
+    @property
+    def task(self) -> str:
+        """The data's task (:mod:`edgeslim.tasks`); ``classification`` without data."""
+        if not self.recipe.data:
+            return "classification"
+        from edgeslim.data import dataset_info
+
+        return dataset_info(self.recipe.data).task
+
     def require_data(self, stage: str) -> str:
         if not self.recipe.data:
             raise EdgeslimError(f"stage {stage!r} needs data: set 'data:' in the recipe")

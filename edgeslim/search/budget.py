@@ -35,6 +35,7 @@ from edgeslim.search.candidates import Batch, CandidateConfig, damage, measure_c
 from edgeslim.search.deploy import Deployment
 from edgeslim.search.milp import Problem, Solution, most_compressed, solution_of, solve
 from edgeslim.search.policy import Policy, apply_
+from edgeslim.tasks import get_task
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,7 @@ def search(
 
         r = refine(cands.problem, budgets, apply_and_measure, cfg.latency_margin, cfg.max_rounds)
         chosen = r.chosen
-        top1 = damage(chosen.model, batches)[1]
+        top1 = damage(chosen.model, batches, cfg.candidates.task)[1]
         notes = _notes(cands, cfg, deploy, chosen, r.points, r.floors, top1)
         notes.update(aim=r.aim, within_aim=chosen.within(r.aim), milp_infeasible=r.infeasible)
         return SearchResult(chosen.model, notes, cands.quant_drop, notes["message"])
@@ -300,6 +301,7 @@ def _notes(
         "accuracy": {
             "dense_top1": cands.dense["top1"],
             "top1_before_finetune": top1,
+            "metric": get_task(cfg.candidates.task).primary_metric.label,
             "note": "on the sensitivity batches, before fine-tuning",
         },
         "rounds": [

@@ -4,8 +4,9 @@ For each decision (a prunable group, see :mod:`edgeslim.search.policy`) and each
 candidate ratio, the model is pruned with *only that decision* applied (no
 fine-tuning) and measured:
 
-- damage: increase of the mean cross-entropy (and top-1 drop) on a few
-  validation batches: the per-group sensitivity scan of Li et al. 2017
+- damage: increase of the task's mean loss (cross-entropy for classification) and
+  drop of its primary metric (top-1, mIoU, ...; in points, positive = worse) on a
+  few validation batches: the per-group sensitivity scan of Li et al. 2017
   ("Pruning Filters for Efficient ConvNets", Section 3.2);
 - MACs and parameters: counted exactly, for single decisions and for every pair
   of decisions that share a layer (their interaction term makes the MILP's
@@ -37,10 +38,10 @@ import copy
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
@@ -57,8 +58,9 @@ from edgeslim.prune.structured import collect_stats
 from edgeslim.search.deploy import Deployment
 from edgeslim.search.milp import Cost, Problem
 from edgeslim.search.policy import Decision, decisions, kept, plan_for
+from edgeslim.tasks import Task, batch_len, get_task
 
-Batch = tuple[torch.Tensor, torch.Tensor]
+Batch = tuple[Any, torch.Tensor]  # (inputs, targets), as the task splits them
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ class CandidateConfig:
     float_fallback: int = 2  # at most this many float-fallback candidates
     fallback_min_loss: float = 0.01  # ... each raising the val loss by at least this (nats) in INT8
     max_probes: int = 48  # deployed files timed at most
+    task: str = "classification"  # what the batches are: loss and metric of the damage
 
 
 @dataclass
@@ -79,25 +82,38 @@ class Candidates:
     decisions: list[Decision]
     ratios: tuple[float, ...]
     fallback_layers: tuple[str, ...]
-    dense: dict  # loss, top1, macs, params (+ latency_ms, size_bytes when timed)
+    dense: dict  # loss, top1 (the task's primary metric), macs, params (+ latency_ms, size_bytes)
     table: list[dict]  # one row per (decision, ratio)
     fallback_table: list[dict]
-    quant_drop: dict[str, float] = field(default_factory=dict)  # layer -> top-1 drop, points
+    quant_drop: dict[str, float] = field(default_factory=dict)  # layer -> metric drop, points
 
 
-def damage(model: nn.Module, batches: list[Batch]) -> tuple[float, float]:
-    """Mean cross-entropy and top-1 of ``model`` on ``batches`` (eval mode, restored)."""
-    loss = correct = n = 0.0
+def damage(
+    model: nn.Module, batches: list[Batch], task: str | Task = "classification"
+) -> tuple[float, float]:
+    """Mean task loss and primary metric of ``model`` on ``batches`` (eval mode, restored).
+
+    For classification: mean cross-entropy and top-1.
+    """
+    t = get_task(task)
+    metrics = t.new_metrics()
+    loss = n = 0.0
     with eval_mode(model), torch.no_grad():
-        for x, y in batches:
-            out = model(x)
-            logits = out.logits if hasattr(out, "logits") else out
-            loss += float(F.cross_entropy(logits, y, reduction="sum"))
-            correct += int((logits.argmax(1) == y).sum())
-            n += len(y)
+        for batch in batches:
+            x, y = t.split(batch)
+            out = t.forward(model, x)
+            b = batch_len(y)
+            loss += float(t.loss(out, y, 0.0)) * b
+            metrics.acc[t.primary].update(out, y)
+            n += b
     if not n:
         raise EdgeslimError("search: the sensitivity batches are empty")
-    return loss / n, correct / n
+    return loss / n, metrics.acc[t.primary].compute()
+
+
+def _drop(task: Task, before: float, after: float) -> float:
+    """Worsening of the primary metric (positive = worse), as a fraction."""
+    return task.primary_metric.drop(before, after)
 
 
 def measure_candidates(
@@ -124,6 +140,7 @@ def measure_candidates(
         data: batches for data-driven pruning criteria.
         calib: calibration batches for the per-layer INT8 sensitivity.
     """
+    task = get_task(cfg.task)
     work = copy.deepcopy(model).eval()
     convert_mha_(work)
     graph = build_dependency_graph(work, example, strict=cfg.prune.strict)
@@ -138,7 +155,7 @@ def measure_candidates(
     def pruned(rs: list[float]) -> nn.Module:
         return remove_(copy.deepcopy(work), graph, plan_for(graph, scores, cfg.prune, ds, rs))
 
-    loss0, top0 = damage(work, batches)
+    loss0, top0 = damage(work, batches, task)
     macs0, params0 = count_macs(work, ex1)[0], count_params(work)
     loss, top = np.zeros((n_d, n_r)), np.zeros((n_d, n_r))
     macs, params = np.zeros((n_d, n_r)), np.zeros((n_d, n_r))
@@ -151,8 +168,8 @@ def measure_candidates(
             rs[d] = ratios[r]
             plan = plan_for(graph, scores, cfg.prune, ds, rs)
             cand = remove_(copy.deepcopy(work), graph, plan)
-            lo, t1 = damage(cand, batches)
-            loss[d, r], top[d, r] = lo - loss0, top0 - t1
+            lo, t1 = damage(cand, batches, task)
+            loss[d, r], top[d, r] = lo - loss0, _drop(task, top0, t1)
             macs[d, r] = count_macs(cand, ex1)[0] - macs0
             params[d, r] = count_params(cand) - params0
             width[d, r] = kept(graph, plan, ds[d])
@@ -163,7 +180,7 @@ def measure_candidates(
     quant_drop: dict[str, float] = {}
     fb_rows: list[dict] = []
     if deploy.int8 and calib is not None and cfg.float_fallback > 0:
-        quant_drop, fb_rows = _quant_sensitivity(work, batches, calib, deploy, progress)
+        quant_drop, fb_rows = _quant_sensitivity(work, batches, calib, deploy, task, progress)
         fb_rows = [r for r in fb_rows if r["loss"] >= cfg.fallback_min_loss and r["loss"] > 0]
         fb_rows = fb_rows[: cfg.float_fallback]
     fb_layers = tuple(r["layer"] for r in fb_rows)
@@ -292,7 +309,7 @@ def _fill(
     return out, {k: slope * v for k, v in proxy_pair.items()}
 
 
-def _quant_sensitivity(work, batches, calib, deploy: Deployment, progress: bool):
+def _quant_sensitivity(work, batches, calib, deploy: Deployment, task: Task, progress: bool):
     """Per-layer INT8 damage (only that layer quantized), most damaging first."""
     from edgeslim.quant.ptq import quantize_ptq
     from edgeslim.quant.sensitivity import only_layer
@@ -301,11 +318,11 @@ def _quant_sensitivity(work, batches, calib, deploy: Deployment, progress: bool)
     cfg = replace(deploy.ptq, calib_batches=len(calib), bias_correction=False)
     qm = quantize_ptq(work, calib, cfg, progress=False)
     with only_layer(qm, None):
-        l0, t0 = damage(qm.model, batches)
+        l0, t0 = damage(qm.model, batches, task)
     rows = []
     for layer in tqdm(qm.layers(), desc="search: int8 sensitivity", disable=not progress):
         with only_layer(qm, layer):
-            lo, t1 = damage(qm.model, batches)
-        rows.append({"layer": layer, "loss": lo - l0, "top1_drop_pts": 100 * (t0 - t1)})
+            lo, t1 = damage(qm.model, batches, task)
+        rows.append({"layer": layer, "loss": lo - l0, "top1_drop_pts": 100 * _drop(task, t0, t1)})
     rows.sort(key=lambda r: -r["loss"])
     return {r["layer"]: r["top1_drop_pts"] for r in rows}, rows

@@ -40,12 +40,13 @@ def search_to_target(
     ratios: tuple[float, ...] = DEFAULT_RATIOS,
     threads: int | None = None,
     progress: bool = True,
+    task: str = "classification",
 ) -> SearchResult:
     """Per-group ratios for ``cfg``'s MAC or latency target; ``model`` is untouched.
 
     ``cfg`` supplies the criterion, ``round_to``, ``min_channels`` and ``ignore``;
     ``batches`` are labelled validation batches the damage is measured on; ``data``
-    feeds data-driven criteria.
+    feeds data-driven criteria; ``task`` names what the batches are (loss and metric).
     """
     if cfg.target_macs is not None:
         budgets = {"macs": float(cfg.target_macs)}
@@ -61,7 +62,7 @@ def search_to_target(
     if not batches:
         raise EdgeslimError("--search needs labelled validation data (--data)")
     base = replace(cfg, ratio=0.0, target_macs=None, target_latency_ms=None)
-    cand = CandidateConfig(tuple(sorted({0.0, *ratios})), base, frozenset(budgets), 0)
+    cand = CandidateConfig(tuple(sorted({0.0, *ratios})), base, frozenset(budgets), 0, task=task)
     deploy = Deployment(spec.with_batch(1), False, PTQConfig(), (), batch=1, threads=threads)
     return search(
         model,

@@ -81,7 +81,9 @@ class DistContext:
             )
         return global_batch // self.world_size
 
-    def train_loader(self, ds: Dataset, global_batch: int, seed: int, epoch: int) -> DataLoader:
+    def train_loader(
+        self, ds: Dataset, global_batch: int, seed: int, epoch: int, collate_fn=None
+    ) -> DataLoader:
         """The epoch's shuffled shard of ``ds``.
 
         One ``DistributedSampler`` serves every world size, so rank ``r`` of ``W`` gets
@@ -93,7 +95,9 @@ class DistContext:
             ds, num_replicas=self.world_size, rank=self.rank, shuffle=True, seed=seed
         )
         sampler.set_epoch(epoch)
-        return DataLoader(ds, batch_size=self.local_batch(global_batch), sampler=sampler)
+        return DataLoader(
+            ds, batch_size=self.local_batch(global_batch), sampler=sampler, collate_fn=collate_fn
+        )
 
     def shard(self, n: int) -> range:
         """Indices ``rank, rank + W, ...`` of ``n`` items: an exact, non-padded evaluation shard."""

@@ -4,7 +4,11 @@
   epoch reseeds shuffling, augmentation and dropout from ``(seed, epoch)``, so a
   run killed mid-epoch and resumed from its last checkpoint ends bit-identical
   to an uninterrupted one on CPU.
-- Losses plug in as ``loss_fn(model, x, y) -> (loss, logits)``; distillation
+- The task (:mod:`edgeslim.tasks`) says how a batch splits into inputs and targets,
+  the default loss, and the metrics logged per epoch (``train_<primary>``,
+  ``val_<metric>``; ``train_top1`` / ``val_top1`` for classification); "best" and
+  early stopping follow the primary metric's direction.
+- Losses plug in as ``loss_fn(model, x, y) -> (loss, outputs)``; distillation
   passes a loss that also runs a frozen teacher, plus its adapters as ``extra``.
 - Under ``torchrun`` the same code trains data-parallel: the model, ``extra`` and
   the loss run inside one ``DistributedDataParallel`` module (so adapter gradients
@@ -21,9 +25,9 @@ import math
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Subset
@@ -31,25 +35,35 @@ from tqdm import tqdm
 
 from edgeslim.core.errors import EdgeslimError
 from edgeslim.core.modes import ModeSnapshot, eval_mode
+from edgeslim.tasks import Task, batch_len, get_task, move
 from edgeslim.train.checkpoint import load_checkpoint, save_checkpoint
 from edgeslim.train.config import TrainConfig
 from edgeslim.train.distributed import DistContext
 from edgeslim.train.layout import ChannelsLast
 from edgeslim.train.schedule import lr_at
 
-LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+LossFn = Callable[[nn.Module, Any, Any], tuple[torch.Tensor, torch.Tensor]]
+
+
+def task_loss(task: str | Task = "classification", label_smoothing: float = 0.0) -> LossFn:
+    """The default loss: the task's loss on the model's outputs.
+
+    Example:
+        >>> loss_fn = task_loss("segmentation")
+        >>> # loss, outputs = loss_fn(model, images, masks)
+    """
+    t = get_task(task)
+
+    def loss_fn(model: nn.Module, x: Any, y: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        out = t.forward(model, x)
+        return t.loss(out, y, label_smoothing), out
+
+    return loss_fn
 
 
 def cross_entropy(label_smoothing: float = 0.0) -> LossFn:
-    """The default loss: cross-entropy on the model's logits."""
-
-    def loss_fn(
-        model: nn.Module, x: torch.Tensor, y: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = model(x)
-        return F.cross_entropy(logits, y, label_smoothing=label_smoothing), logits
-
-    return loss_fn
+    """Cross-entropy on the model's logits: the classification task's loss."""
+    return task_loss("classification", label_smoothing)
 
 
 class _Objective(nn.Module):
@@ -61,7 +75,7 @@ class _Objective(nn.Module):
         self.extra = extra
         self._loss = (loss_fn,)  # a tuple, so a Module loss is not registered a second time
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: Any, y: Any) -> tuple[torch.Tensor, torch.Tensor]:
         return self._loss[0](self.model, x, y)
 
 
@@ -71,11 +85,13 @@ class Trainer:
     Args:
         model: the model to train (moved to ``config.device``).
         config: everything that determines the run.
-        loss_fn: ``loss_fn(model, x, y) -> (loss, logits)``; default cross-entropy.
+        loss_fn: ``loss_fn(model, x, y) -> (loss, outputs)``; default the task's loss.
         extra: trainable helpers outside the model (adapters, auxiliary heads): optimised,
             synced under DDP and checkpointed with the model.
         ckpt_dir: where ``last.safetensors`` / ``last_state.pt`` go; a rerun resumes.
         progress: progress bars and per-epoch lines (rank 0 only).
+        task: what the data is (a :mod:`edgeslim.tasks` name or entry): batches, the
+            default loss, the metrics logged and the direction of "best".
 
     Example:
         >>> # history = Trainer(model, TrainConfig(epochs=5), ckpt_dir="run/ckpt").fit(train, val)
@@ -91,10 +107,12 @@ class Trainer:
         extra: nn.Module | None = None,
         ckpt_dir: str | Path | None = None,
         progress: bool = True,
+        task: str | Task = "classification",
     ) -> None:
         self.model = model
         self.config = config
-        self.loss_fn = loss_fn or cross_entropy(config.label_smoothing)
+        self.task = get_task(task)
+        self.loss_fn = loss_fn or task_loss(self.task, config.label_smoothing)
         self.extra = extra  # trainable helpers (e.g. distillation adapters), checkpointed too
         self.ckpt_dir = Path(ckpt_dir) if ckpt_dir else None
         self.progress = progress
@@ -123,8 +141,10 @@ class Trainer:
     def fit(self, train_ds: Dataset, val_ds: Dataset | None = None) -> list[dict]:
         """Train for ``config.epochs`` (resuming a matching checkpoint); return per-epoch logs.
 
-        Each log is ``{epoch, lr, train_loss, train_top1, val_top1, seconds}``; losses and
-        accuracies are over the whole (global) epoch, identical on every process.
+        Each log is ``{epoch, lr, train_loss, train_<primary>, val_<metric>..., seconds}``
+        (``train_top1``, ``val_top1`` for classification; ``val_*`` are None without
+        validation data); losses and metrics are over the whole (global) epoch,
+        identical on every process.
         """
         c = self.config
         if c.device.startswith("cuda") and not torch.cuda.is_available():
@@ -139,7 +159,7 @@ class Trainer:
             self.extra.to(ctx.device)
         opt = self._optimizer()
         history: list[dict] = []
-        start, best = 0, -1.0
+        start, best = 0, -math.inf
         if self.ckpt_dir is not None:
             start, history, best = self._resume(opt)
         layout = ChannelsLast([self.model, self.extra]) if c.channels_last else None
@@ -158,16 +178,18 @@ class Trainer:
                     "epoch": epoch + 1,
                     "lr": opt.param_groups[0]["lr"],
                     "train_loss": loss,
-                    "train_top1": acc,
-                    "val_top1": self._evaluate(val_ds) if val_ds is not None else None,
+                    f"train_{self.task.primary}": acc,
+                    **self._val_log(val_ds),
                 }
                 log["seconds"] = time.perf_counter() - t0
                 history.append(log)
-                improved = log["val_top1"] is not None and log["val_top1"] > best
-                best = max(best, log["val_top1"] or -1.0)
+                score = self._score(log)
+                improved = score is not None and score > best
+                best = max(best, score if score is not None else -math.inf)
                 self._save(opt, epoch, history, best)
-                self._say(_fmt_log(log, c.epochs))
-                if c.patience and not improved and _stalled(history, c.patience):
+                self._say(_fmt_log(log, c.epochs, self.task))
+                scores = [s for s in map(self._score, history) if s is not None]
+                if c.patience and not improved and _stalled(scores, c.patience):
                     self._say(f"early stop: no val improvement in {c.patience} epochs")
                     break
         finally:
@@ -195,22 +217,25 @@ class Trainer:
         seed = c.seed * 100_003 + epoch
         # augmentation and dropout draw from the global generator; ranks draw different masks
         torch.manual_seed(seed + 1_000_003 * ctx.rank)
-        loader = ctx.train_loader(train_ds, c.batch_size, seed=c.seed * 100_003, epoch=epoch)
+        loader = ctx.train_loader(
+            train_ds, c.batch_size, seed=c.seed * 100_003, epoch=epoch, collate_fn=self.task.collate
+        )
         objective.train()
         use_amp, amp_dtype, scaler = self._amp()
-        loss_sum = correct = n = 0.0
+        loss_sum = n = 0.0
+        metric = self.task.primary_metric.make()  # the headline metric on the training batches
         bar = tqdm(
             loader,
             desc=f"epoch {epoch + 1}/{c.epochs}",
             leave=False,
             disable=not (self.progress and ctx.is_main),
         )
-        for i, (x, y) in enumerate(bar):
+        for i, batch in enumerate(bar):
             lr = lr_at(epoch * steps + i, total, c.lr, c.schedule, warmup)
             for g in opt.param_groups:
                 g["lr"] = lr
-            x, y = x.to(ctx.device, non_blocking=True), y.to(ctx.device, non_blocking=True)
-            if c.channels_last and x.dim() == 4:
+            x, y = self.task.to_device(batch, ctx.device)
+            if c.channels_last and torch.is_tensor(x) and x.dim() == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(ctx.device.type, dtype=amp_dtype, enabled=use_amp):
                 loss, logits = objective(x, y)
@@ -232,28 +257,46 @@ class Trainer:
                 scaler.update()
             else:
                 opt.step()
-            loss_sum += loss.item() * y.numel()
-            correct += int((logits.detach().argmax(1) == y).sum())
-            n += y.numel()
-            bar.set_postfix(loss=f"{loss_sum / n:.3f}", acc=f"{correct / n:.3f}")
-        loss_sum, correct, n = ctx.all_sum([loss_sum, correct, n])
-        return loss_sum / max(n, 1), correct / max(n, 1)
+            b = batch_len(y)
+            loss_sum += loss.item() * b
+            metric.update(logits.detach(), y)
+            n += b
+            bar.set_postfix(
+                loss=f"{loss_sum / n:.3f}", **{self.task.primary: f"{metric.compute():.3f}"}
+            )
+        totals = ctx.all_sum([loss_sum, n, *metric.state()])
+        metric.load_state(totals[2:])
+        return totals[0] / max(totals[1], 1), metric.compute()
 
-    def _evaluate(self, ds: Dataset) -> float:
-        """Top-1 over all of ``ds``: each process scores its own non-overlapping shard."""
+    def _val_log(self, ds: Dataset | None) -> dict:
+        """``{"val_<metric>": value}`` for every metric of the task (None without data)."""
+        if ds is None:
+            return {f"val_{m.name}": None for m in self.task.metrics}
+        return {f"val_{k}": v for k, v in self._evaluate(ds).items()}
+
+    def _score(self, log: dict) -> float | None:
+        """The primary validation metric, signed so that larger is better."""
+        v = log.get(f"val_{self.task.primary}")
+        if v is None:
+            return None
+        return v if self.task.primary_metric.higher_is_better else -v
+
+    def _evaluate(self, ds: Dataset) -> dict[str, float]:
+        """Every metric over all of ``ds``: each process scores its own non-overlapping shard."""
         ctx = self.ctx
         assert ctx is not None
-        loader = DataLoader(Subset(ds, ctx.shard(len(ds))), batch_size=256)
-        correct = n = 0
+        task = self.task
+        loader = DataLoader(Subset(ds, ctx.shard(len(ds))), batch_size=256, collate_fn=task.collate)
+        metrics = task.new_metrics()
         with eval_mode(self.model), torch.inference_mode():
-            for x, y in loader:
-                logits = self.model(x.to(ctx.device))
-                correct += int((logits.argmax(1).cpu() == y).sum())
-                n += y.numel()
-        correct, n = ctx.all_sum([correct, n])
-        if n == 0:
+            for batch in loader:
+                x, y = task.split(batch)
+                out = task.forward(self.model, move(x, ctx.device))
+                metrics.update(out.float().cpu(), y)
+        if ctx.all_sum([metrics.count])[0] == 0:
             raise EdgeslimError("the validation split is empty")
-        return correct / n
+        metrics.load_state(ctx.all_sum(metrics.state()))
+        return metrics.compute()
 
     def _save(self, opt, epoch: int, history: list[dict], best: float) -> None:
         if self.ckpt_dir is None:
@@ -275,7 +318,7 @@ class Trainer:
         assert self.ckpt_dir is not None
         state = load_checkpoint(self.ckpt_dir, self.model)
         if state is None:
-            return 0, [], -1.0
+            return 0, [], -math.inf
         if state.get("fingerprint") != self.config.fingerprint():
             raise EdgeslimError(
                 f"checkpoint in {self.ckpt_dir} was made with other training "
@@ -298,14 +341,21 @@ def cpu_has_bf16() -> bool:
         return False
 
 
-def _stalled(history: list[dict], patience: int) -> bool:
-    vals = [h["val_top1"] for h in history if h["val_top1"] is not None]
-    return len(vals) > patience and max(vals[-patience:]) <= max(vals[:-patience])
+def _stalled(scores: list[float], patience: int) -> bool:
+    """No new best (larger is better) in the last ``patience`` scores."""
+    return len(scores) > patience and max(scores[-patience:]) <= max(scores[:-patience])
 
 
-def _fmt_log(log: dict, epochs: int) -> str:
-    val = f" val {100 * log['val_top1']:.2f}%" if log["val_top1"] is not None else ""
+def _fmt_log(log: dict, epochs: int, task: Task) -> str:
+    m = task.primary_metric
+
+    def show(v: float) -> str:
+        return f"{100 * v:.2f}%" if m.percent else f"{v:.4g}"
+
+    val = log.get(f"val_{m.name}")
+    val_text = f" val {m.label} {show(val)}" if val is not None else ""
     return (
         f"epoch {log['epoch']}/{epochs} loss {log['train_loss']:.4f} "
-        f"train {100 * log['train_top1']:.2f}%{val} lr {log['lr']:.4g} ({log['seconds']:.1f}s)"
+        f"train {m.label} {show(log[f'train_{m.name}'])}{val_text} lr {log['lr']:.4g} "
+        f"({log['seconds']:.1f}s)"
     )

@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 
 from edgeslim.bench.accuracy import evaluate_model
 from edgeslim.core.atomic import atomic_path
-from edgeslim.data import load_dataset, make_loader
+from edgeslim.data import dataset_info, load_dataset, make_loader
 from edgeslim.distill.distiller import Distiller, parse_loss_names
 from edgeslim.distill.losses import LOSSES, LossSpec
 from edgeslim.distill.memo import MemoTeacher
@@ -38,7 +38,7 @@ class DistillResult:
     student: LoadedModel
     distiller: Distiller
     history: list[dict]
-    test_top1: float | None
+    test_top1: float | None  # the task's primary test metric (top-1 for classification)
 
 
 def distill_model(
@@ -84,16 +84,23 @@ def distill_model(
     val = load_dataset(data, "val")
     example = next(iter(make_loader(val, 8, shuffle=False)))[0].to(config.device)
     student.model.to(config.device)
-    distiller = Distiller.build(student.model, models, names, spec, example)
+    task = dataset_info(data).task
+    distiller = Distiller.build(student.model, models, names, spec, example, task)
     ckpt = Path(out_dir) / "checkpoints" if out_dir is not None else None
     trainer = Trainer(
-        student.model, config, loss_fn=distiller, extra=distiller, ckpt_dir=ckpt, progress=progress
+        student.model,
+        config,
+        loss_fn=distiller,
+        extra=distiller,
+        ckpt_dir=ckpt,
+        progress=progress,
+        task=task,
     )
     history = trainer.fit(train, val)
     student.model.cpu()
     if not is_main_process():
         return DistillResult(student, distiller, history, None)
-    test = evaluate_model(student.model, make_loader(load_dataset(data, "test"), 256, False))
+    test = evaluate_model(student.model, make_loader(load_dataset(data, "test"), 256, False), task)
     student.meta = {
         **student.meta,
         "trained_on": data,
@@ -101,11 +108,12 @@ def distill_model(
         "distill": {"losses": list(names), **asdict(spec)},
         "train_config": asdict(config),
         "history": history,
-        "test_top1": test["top1"],
+        "task": task,
+        f"test_{test['primary']}": test[test["primary"]],
     }
     if out_dir is not None:
         save_model(student, out_dir)
         if len(distiller.state_dict()):
             with atomic_path(Path(out_dir) / EXTRA_FILE) as tmp:
                 safetensors.torch.save_model(distiller.cpu(), str(tmp))
-    return DistillResult(student, distiller, history, test["top1"])
+    return DistillResult(student, distiller, history, test[test["primary"]])

@@ -21,13 +21,14 @@ from typing import Literal
 from torch import nn
 from torch.utils.data import DataLoader
 
-from edgeslim.bench.accuracy import evaluate_model, evaluate_onnx
+from edgeslim.bench.accuracy import evaluate_model, evaluate_onnx, primary_value
 from edgeslim.bench.latency import BenchReport, Target, measure, onnx_target, torch_target
 from edgeslim.bench.macs import count_macs, count_params, zero_fraction
 from edgeslim.bench.size import onnx_bytes, safetensors_bytes
 from edgeslim.bench.stages import stage_record
 from edgeslim.export.onnx import export_onnx
 from edgeslim.models.inputs import InputSpec
+from edgeslim.tasks import Task, get_task
 
 
 @dataclass
@@ -66,12 +67,14 @@ def measure_stages(
     runs: int = 30,
     threads: int | None = None,
     loader: DataLoader | None = None,
+    task: Task | str = "classification",
     progress: bool = True,
 ) -> tuple[list[dict], BenchReport]:
     """Export, time (interleaved), evaluate and record every stage, in order.
 
-    Returns the stage records and the timing report (``report.ratio`` compares the
-    first two targets).
+    ``accuracy`` in each record is ``task``'s primary metric on ``loader`` (all of the
+    task's metrics are under ``metrics``). Returns the stage records and the timing
+    report (``report.ratio`` compares the first two targets).
 
     Example:
         >>> # recs, rep = measure_stages([Stage("fp32", m, spec), Stage("pruned", p, spec)])
@@ -92,8 +95,9 @@ def measure_stages(
             targets.append(onnx_target(path, label, st.spec))
             exported.append((Path(path), diff))
         rep = measure(targets, batches, runs=runs, threads=threads, progress=progress)
+        task = get_task(task)
         return [
-            _record(i, st, path, diff, rep, loader)
+            _record(i, st, path, diff, rep, loader, task)
             for i, (st, (path, diff)) in enumerate(zip(stages, exported, strict=True))
         ], rep
 
@@ -109,13 +113,15 @@ def _record(
     diff: float | None,
     rep: BenchReport,
     loader: DataLoader | None,
+    task: Task,
 ) -> dict:
-    acc = st.accuracy
+    acc, metrics = st.accuracy, None
     if acc is None and loader is not None:
         if path is None or st.evaluate == "model":
-            acc = evaluate_model(st.model, loader)["top1"]
+            metrics = evaluate_model(st.model, loader, task)
         else:
-            acc = evaluate_onnx(path, loader)["top1"]
+            metrics = evaluate_onnx(path, loader, task)
+        acc = primary_value(metrics)
     rec = stage_record(
         st.name,
         _label(i, st),
@@ -126,7 +132,10 @@ def _record(
         size_bytes=onnx_bytes(path) if path is not None else safetensors_bytes(st.model),
         sparsity=zero_fraction(st.model),
         accuracy=acc,
+        metric=task.primary_metric.label,
     )
+    if metrics is not None:
+        rec["metrics"] = {k: metrics[k] for k in (m.name for m in task.metrics)}
     if diff is not None:
         rec["onnx_max_abs_diff"] = diff
     rec.update(st.extra)

@@ -62,7 +62,7 @@ def run_prune(
     Example:
         >>> # run_prune(load_model("resnet18"), PruneConfig(ratio=0.5), "out/r18-p50")
     """
-    from edgeslim.data import load_dataset, make_loader
+    from edgeslim.data import dataset_info, load_dataset, make_loader
 
     spec = lm.require_input().with_batch(1)
     example = spec.example()
@@ -134,6 +134,7 @@ def run_prune(
         runs=runs,
         threads=threads,
         loader=test,
+        task=dataset_info(data).task if data else "classification",
     )
     report = {
         "model": lm.name,

@@ -13,18 +13,23 @@ import warnings
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from edgeslim.bench.accuracy import evaluate_model
+from edgeslim.bench.accuracy import (
+    compare,
+    evaluate_model,
+    onnx_predict,
+    primary_value,
+    torch_predict,
+)
 from edgeslim.bench.stages import format_stages
 from edgeslim.core.atomic import write_text_atomic
-from edgeslim.data import load_dataset, make_loader
-from edgeslim.export.ort import ort_run, ort_session
+from edgeslim.data import dataset_info, load_dataset, make_loader
 from edgeslim.models.spec import LoadedModel
 from edgeslim.quant.config import PTQConfig
 from edgeslim.quant.ptq import quantize_ptq
 from edgeslim.quant.qdq import export_qdq
+from edgeslim.tasks import Task, get_task
 from edgeslim.workflows.measure import Stage, measure_stages
 
 
@@ -42,17 +47,16 @@ def calibration_loader(data: str, batch_size: int = 32):
     return make_loader(ds, batch_size, shuffle=True, seed=0)
 
 
-def agreement(qmodel: torch.nn.Module, onnx_path: Path, loader) -> float:
-    """Fraction of samples where the simulation and ONNX Runtime pick the same class."""
-    sess = ort_session(onnx_path)
-    same = n = 0
-    with torch.no_grad():
-        for x, _ in loader:
-            a = qmodel(x).argmax(1).numpy()
-            b = np.asarray(ort_run(sess, x.numpy())).argmax(1)
-            same += int((a == b).sum())
-            n += len(x)
-    return same / max(n, 1)
+def agreement(
+    qmodel: torch.nn.Module, onnx_path: Path, loader, task: Task | str = "classification"
+) -> float:
+    """How often the simulation and ONNX Runtime predict alike, by the task's measure.
+
+    Classification: the fraction of samples with the same top-1 class; segmentation: of
+    pixels with the same class.
+    """
+    res = compare(torch_predict(qmodel), onnx_predict(onnx_path), loader, task, lossy=True)
+    return res[get_task(task).parity.measure]
 
 
 def run_quantize(
@@ -76,20 +80,27 @@ def run_quantize(
     out_dir = Path(out_dir)
     qm = quantize_ptq(lm.model, calib_loader_or_none(calib_data), cfg, progress)
     test = make_loader(load_dataset(eval_data, "test"), 256, shuffle=False) if eval_data else None
+    task = get_task(dataset_info(eval_data).task if eval_data else "classification")
     int8 = export_qdq(qm.model, spec, out_dir / "model.onnx").path
     stages = [
         Stage("fp32", lm.model, spec),
         Stage("int8 (QDQ)", qm.float_model, spec, onnx=int8),
     ]
     records, rep = measure_stages(
-        stages, batches=batches, runs=runs, threads=threads, loader=test, progress=progress
+        stages,
+        batches=batches,
+        runs=runs,
+        threads=threads,
+        loader=test,
+        task=task,
+        progress=progress,
     )
     extra: dict = {}
     if test is not None:
         extra = {
-            "fp32_torch_top1": evaluate_model(lm.model, test)["top1"],
-            "int8_simulated_top1": evaluate_model(qm.model, test)["top1"],
-            "simulation_vs_ort_top1_agreement": agreement(qm.model, int8, test),
+            f"fp32_torch_{task.primary}": primary_value(evaluate_model(lm.model, test, task)),
+            f"int8_simulated_{task.primary}": primary_value(evaluate_model(qm.model, test, task)),
+            "simulation_vs_ort_top1_agreement": agreement(qm.model, int8, test, task),
         }
     report = {
         "model": lm.name,

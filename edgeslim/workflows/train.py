@@ -19,6 +19,7 @@ from edgeslim.data import dataset_info, load_dataset, make_loader
 from edgeslim.models.inputs import InputSpec
 from edgeslim.models.saved import is_saved_model, load_saved, save_model
 from edgeslim.models.spec import LoadedModel, load_model
+from edgeslim.tasks import Task, get_task
 from edgeslim.train.config import TrainConfig
 from edgeslim.train.distributed import is_main_process
 from edgeslim.train.trainer import Trainer
@@ -29,7 +30,9 @@ def train_model(
 ) -> LoadedModel:
     """Train ``spec`` on ``data``; save it to ``out_dir`` (checkpoints in ``out_dir/checkpoints``).
 
-    Zoo models get a head sized to the dataset. The test top-1 is stored in ``meta``.
+    Zoo models get a head sized to the dataset. The dataset's task decides the loss and
+    metrics; ``meta`` holds the task name, every test metric (``test_metrics``) and the
+    primary one as ``test_<name>`` (``test_top1`` for classification).
     Under ``torchrun`` every process trains; only rank 0 evaluates and saves, the
     other ranks return the trained model without writing anything.
 
@@ -40,21 +43,28 @@ def train_model(
     lm = load_model(spec, num_classes=info.num_classes)
     if lm.input is None or lm.input.dtype == "float32":
         lm.input = InputSpec((1, *info.input_shape))
-    _check_head(lm, info.num_classes)
+    task = get_task(info.task)
+    _check_head(lm, info.num_classes, task)
     out_dir = Path(out_dir)
-    trainer = Trainer(lm.model, config, ckpt_dir=out_dir / "checkpoints", progress=progress)
+    trainer = Trainer(
+        lm.model, config, ckpt_dir=out_dir / "checkpoints", progress=progress, task=task
+    )
     history = trainer.fit(
         load_dataset(data, "train", augment=config.augment), load_dataset(data, "val")
     )
     if not is_main_process():
         return lm
-    test = evaluate_model(lm.model, make_loader(load_dataset(data, "test"), 256, shuffle=False))
+    test = evaluate_model(
+        lm.model, make_loader(load_dataset(data, "test"), 256, shuffle=False), task
+    )
     lm.meta = {
         **lm.meta,
         "trained_on": data,
+        "task": task.name,
         "train_config": asdict(config),
         "history": history,
-        "test_top1": test["top1"],
+        "test_metrics": {m.name: test[m.name] for m in task.metrics},
+        f"test_{task.primary}": test[task.primary],
     }
     save_model(lm, out_dir)
     return load_saved(out_dir)
@@ -86,21 +96,22 @@ def pretrained_path(spec: str, data: str, config: TrainConfig) -> Path:
     return cache_dir("models") / key
 
 
-def _check_head(lm: LoadedModel, num_classes: int) -> None:
+def _check_head(lm: LoadedModel, num_classes: int, task: Task) -> None:
     """Fail before training if the model cannot take this data or has the wrong head."""
     import torch
 
     from edgeslim.core.modes import eval_mode
 
     inp = lm.require_input()
+    x = inp.example(batch=2)
     with eval_mode(lm.model), torch.no_grad():
         try:
-            out = lm.model(inp.example(batch=2))
+            out = task.forward(lm.model, x)
         except RuntimeError as e:
             raise EdgeslimError(
                 f"{lm.name} rejects inputs of shape {inp.shape}: {str(e).splitlines()[0]}"
             ) from None
-    if out.dim() != 2 or out.shape[1] != num_classes:
-        raise EdgeslimError(
-            f"{lm.name} outputs shape {tuple(out.shape)} but the data has {num_classes} classes"
-        )
+    try:
+        task.check_output(out, x, num_classes)
+    except EdgeslimError as e:
+        raise EdgeslimError(f"{lm.name} does not fit {task.name} data: {e}") from None

@@ -125,7 +125,7 @@ def test_max_accuracy_drop_is_an_alias_of_max_metric_drop():
     old = parse_recipe(GOOD)
     assert new.recipe.targets == old.recipe.targets
     assert old.recipe.targets.max_metric_drop == 1.0
-    assert old.recipe.targets.drop_metric == "top1"  # the classification task's metric
+    assert old.recipe.targets.metric is None  # the task's primary metric (top1)
     named = parse_recipe(
         GOOD.replace("max_accuracy_drop: 1.0", "max_metric_drop: 2\n  metric: top1")
     )

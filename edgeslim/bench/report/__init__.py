@@ -16,6 +16,8 @@ def summarize(stages: list[dict]) -> dict:
         if first["latency_ms"].get(b) and last["latency_ms"].get(b):
             out[f"speedup_b{b}"] = first["latency_ms"][b] / last["latency_ms"][b]
     out["size_ratio"] = first["size_bytes"] / last["size_bytes"]
+    if last.get("metric"):
+        out["metric"] = last["metric"]
     if first["accuracy"] is not None and last["accuracy"] is not None:
         out["accuracy_change_pts"] = 100 * (last["accuracy"] - first["accuracy"])
     return out

@@ -9,8 +9,8 @@ from edgeslim.bench.report import plots
 from edgeslim.bench.report import search as search_rows
 from edgeslim.bench.report.rows import (
     LAYER_HEAD,
-    STAGE_HEAD,
     layer_row,
+    stage_head,
     stage_row,
     summary,
     target_lines,
@@ -73,7 +73,7 @@ def render(report: dict) -> str:
         f"<code>{html.escape(str(report['data']))}</code>, {report['threads']} threads.</p>",
         f"<p><b>{html.escape(summary(report['summary']))}</b></p>",
         "<h2>Stages</h2>",
-        _table([stage_row(s) for s in report["stages"]], STAGE_HEAD),
+        _table([stage_row(s) for s in report["stages"]], stage_head(report["stages"])),
         _img(plots.accuracy_vs_latency(report["stages"]), "accuracy vs latency per stage"),
         "<h2>Targets</h2>",
         _targets(report["targets"]),

@@ -5,8 +5,8 @@ from __future__ import annotations
 from edgeslim.bench.report import search
 from edgeslim.bench.report.rows import (
     LAYER_HEAD,
-    STAGE_HEAD,
     layer_row,
+    stage_head,
     stage_row,
     summary,
     target_lines,
@@ -31,7 +31,7 @@ def render(report: dict) -> str:
         f"**{summary(report['summary'])}**",
         "",
         "## Stages",
-        table([stage_row(s) for s in report["stages"]], STAGE_HEAD),
+        table([stage_row(s) for s in report["stages"]], stage_head(report["stages"])),
         "",
         "## Targets",
         *targets,

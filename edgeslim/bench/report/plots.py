@@ -19,7 +19,7 @@ def _png(fig) -> bytes:
 
 
 def accuracy_vs_latency(stages: list[dict], batch: str = "8") -> bytes | None:
-    """One point per stage: latency (ms) at ``batch`` against top-1 accuracy."""
+    """One point per stage: latency (ms) at ``batch`` against the task's primary metric."""
     pts = [(s["latency_ms"].get(batch), s["accuracy"], s["name"]) for s in stages]
     pts = [p for p in pts if p[0] is not None and p[1] is not None]
     if not pts:
@@ -30,7 +30,8 @@ def accuracy_vs_latency(stages: list[dict], batch: str = "8") -> bytes | None:
         ax.annotate(name, (x, 100 * y), textcoords="offset points", xytext=(5, 5), fontsize=8)
     ax.set_xscale("log")
     ax.set_xlabel(f"latency at batch {batch} (ms, log scale)")
-    ax.set_ylabel("top-1 accuracy (%)")
+    label = next((s["metric"] for s in stages if s.get("metric")), "top-1")
+    ax.set_ylabel(f"{label} (%)")
     ax.set_title("accuracy vs latency per stage")
     ax.grid(alpha=0.3)
     return _png(fig)

@@ -18,6 +18,13 @@ STAGE_HEAD = [
 LAYER_HEAD = ["layer", "type", "channels", "kept", "bits", "sensitivity (pts)"]
 
 
+def stage_head(stages: list[dict]) -> list[str]:
+    """:data:`STAGE_HEAD` with the stages' metric (``"mIoU %"`` for segmentation)."""
+    from edgeslim.bench.stages import metric_label
+
+    return [f"{metric_label(stages)} %" if h == "top-1 %" else h for h in STAGE_HEAD]
+
+
 def fmt(v, spec: str = "{:.3f}") -> str:
     return spec.format(v) if isinstance(v, (int, float)) else "-"
 
@@ -85,6 +92,6 @@ def summary(s: dict) -> str:
     return (
         f"Last stage vs FP32 eager baseline: {fmt(s.get('speedup_b8'), '{:.2f}')}x faster at "
         f"batch 8, {fmt(s.get('speedup_b1'), '{:.2f}')}x at batch 1, "
-        f"{fmt(s.get('size_ratio'), '{:.1f}')}x smaller, accuracy change "
+        f"{fmt(s.get('size_ratio'), '{:.1f}')}x smaller, {s.get('metric', 'accuracy')} change "
         f"{fmt(s.get('accuracy_change_pts'), '{:+.2f}')} points."
     )

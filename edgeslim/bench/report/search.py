@@ -49,7 +49,8 @@ def notes_lines(s: dict) -> list[str]:
         f"Kept in float: {', '.join(fl)}."
         if fl
         else "Kept in float: none (all INT8 where quantized).",
-        f"Top-1 on the search's validation batches: dense {fmt(100 * acc['dense_top1'], '{:.2f}')}%"
+        f"{acc.get('metric', 'Top-1')} on the search's validation batches: dense "
+        f"{fmt(100 * acc['dense_top1'], '{:.2f}')}%"
         f", pruned before fine-tuning {fmt(100 * acc['top1_before_finetune'], '{:.2f}')}% "
         "(the recipe's next stage fine-tunes; the Targets section has the final accuracy)."
         if acc.get("dense_top1") is not None and acc.get("top1_before_finetune") is not None

@@ -21,6 +21,8 @@ from torch import nn
 from edgeslim.core.errors import EdgeslimError
 from edgeslim.core.registry import Registry
 from edgeslim.distill.hooks import Outputs
+from edgeslim.tasks import Task
+from edgeslim.tasks.classification import CLASSIFICATION
 
 LayerPair = tuple[str, str]  # (student layer, teacher layer)
 
@@ -55,10 +57,15 @@ class LossSpec:
 
 @dataclass(frozen=True)
 class Probe:
-    """One forward pass of the student and the teachers on an example batch."""
+    """One forward pass of the student and the teachers on an example batch, and the task.
+
+    ``task`` (an :mod:`edgeslim.tasks` entry) gives the default logits-level KD and the
+    hard-label loss; ``classification`` when not set.
+    """
 
     student: Outputs
     teachers: tuple[Outputs, ...]
+    task: Task = CLASSIFICATION
 
 
 class DistillLoss(nn.Module, ABC):

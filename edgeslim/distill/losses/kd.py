@@ -20,6 +20,8 @@ import torch.nn.functional as F
 from edgeslim.core.errors import EdgeslimError
 from edgeslim.distill.hooks import Outputs
 from edgeslim.distill.losses.base import LOSSES, DistillLoss, LossSpec, Probe
+from edgeslim.tasks import Task
+from edgeslim.tasks.classification import CLASSIFICATION
 
 
 def soft_kl(
@@ -57,13 +59,17 @@ def kd_loss(
 
 @LOSSES.register("kd")
 class HintonKD(DistillLoss):
-    """:func:`kd_loss` against one teacher."""
+    """The task's logits-level KD against one teacher (:func:`kd_loss` for classification,
+    KD at every pixel for segmentation; see :mod:`edgeslim.tasks.compare`)."""
 
     includes_hard_labels = True
 
-    def __init__(self, temperature: float = 4.0, alpha: float = 0.9) -> None:
+    def __init__(
+        self, temperature: float = 4.0, alpha: float = 0.9, task: Task | None = None
+    ) -> None:
         super().__init__()
         self.temperature, self.alpha = temperature, alpha
+        self._task = (task or CLASSIFICATION,)  # a tuple: plain data, not a submodule
 
     @classmethod
     def build(cls, spec: LossSpec, probe: Probe) -> HintonKD:
@@ -71,7 +77,8 @@ class HintonKD(DistillLoss):
             raise EdgeslimError(
                 f"'kd' distils from one teacher, got {len(probe.teachers)}; use 'multi'"
             )
-        return cls(spec.temperature, spec.alpha)
+        return cls(spec.temperature, spec.alpha, probe.task)
 
     def forward(self, student: Outputs, teachers: Sequence[Outputs], y: torch.Tensor):
-        return kd_loss(student.logits, teachers[0].logits, y, self.temperature, self.alpha)
+        kd = self._task[0].distill
+        return kd(student.logits, teachers[0].logits, y, self.temperature, self.alpha)

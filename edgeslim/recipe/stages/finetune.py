@@ -1,4 +1,4 @@
-"""``finetune`` stage: train the current model on the recipe's data (plain cross-entropy)."""
+"""``finetune`` stage: train the current model on the recipe's data (the data's task loss)."""
 
 from __future__ import annotations
 
@@ -24,5 +24,6 @@ def run(state: PipelineState, s: FinetuneSettings, ctx: PipelineContext) -> Pipe
         s.train_config(ctx.seed),
         ckpt_dir=ctx.work_dir / "ckpt",
         progress=ctx.progress,
+        task=ctx.task,
     ).fit(ctx.dataset("train", augment=True), ctx.dataset("val"))
     return state

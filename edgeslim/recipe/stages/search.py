@@ -132,6 +132,7 @@ def run(state: PipelineState, s: SearchSettings, ctx: PipelineContext) -> Pipeli
             s.float_fallback,
             s.fallback_min_loss,
             s.max_probes,
+            ctx.task,
         ),
         limits,
         s.latency_margin,
