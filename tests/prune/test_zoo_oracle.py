@@ -41,6 +41,7 @@ HEAVY = {"vgg16_bn", "resnet50"}  # 138M / 25M parameters: in the slow run only
 CASES = [
     pytest.param(n, c, marks=[pytest.mark.slow] if n in HEAVY else [])
     for n in ZOO.names()
+    if ZOO.get(n).task == "classification"  # the data criteria score with class labels
     for c in CRITERIA.names()
 ]
 
