@@ -142,7 +142,7 @@ def test_max_accuracy_drop_is_an_alias_of_max_metric_drop():
         (
             "  max_metric_drop: 1.0\n  metric: top_1",
             "r.yaml line 9: targets.metric: unknown metric 'top_1'; did you mean 'top1'?; "
-            "choose one of: top1",
+            "choose one of: miou, pixel_acc, top1",
         ),
         (
             "  max_acuracy_drop: 1.0",
