@@ -72,3 +72,24 @@ def test_cpu_sdpa_counts_both_products():
 
     q = torch.randn(2, 3, 10, 8)  # batch, heads, tokens, head dim
     assert count_macs(Sdpa(), q)[0] == 2 * (2 * 3 * 10 * 10 * 8)
+
+
+def test_bert_sdpa_counts_like_eager():
+    pytest.importorskip("transformers")
+    from edgeslim.models.tv import repair_installed_torchvision
+
+    repair_installed_torchvision()  # transformers imports torchvision when it is installed
+    import transformers
+
+    cfg = transformers.BertConfig(
+        vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=64, max_position_embeddings=32, num_labels=3,
+    )  # fmt: skip
+    ids = torch.randint(0, 100, (2, 12), generator=torch.Generator().manual_seed(0))
+    counts = []
+    for impl in ("eager", "sdpa"):
+        torch.manual_seed(0)
+        m = transformers.BertForSequenceClassification._from_config(cfg, attn_implementation=impl)
+        counts.append(count_macs(m.eval(), ids)[0])
+    per_layer = 2 * 12 * (4 * 32 * 32 + 2 * 12 * 32 + 2 * 32 * 64)  # batch 2, 12 tokens
+    assert counts[0] == counts[1] == 2 * per_layer + 2 * (32 * 32 + 32 * 3)  # + pooler, head

@@ -64,6 +64,16 @@ def test_analyze_and_export(tmp_path, spec, names):
         assert diff <= 1e-4 * max(1.0, scale)
 
 
+@pytest.mark.parametrize("runtime", ["torch", "onnxruntime"])
+def test_bench(tmp_path, runtime):
+    out = tmp_path / "b.json"
+    args = ["bench", YOLO, "--input-shape", SHAPE[YOLO], "--runtime", runtime, "--warmup", "1",
+            "--json", str(out), *FAST]  # fmt: skip
+    assert main(args) == 0
+    (r,) = json.loads(out.read_text())["results"]
+    assert r["runtime"] == runtime and r["median_ms"] > 0
+
+
 @pytest.mark.parametrize("spec", [YOLO, VIT])
 def test_prune_keeps_outputs_and_drops_macs(tmp_path, spec):
     out = tmp_path / "p"
