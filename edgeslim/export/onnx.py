@@ -76,6 +76,8 @@ def _export(model: nn.Module, spec: InputSpec, dest: Path, opset: int) -> None:
     example = (spec.example(batch=2),)  # batch 2: batch 1 would be specialised away
     with torch.no_grad():
         names = list(flatten_outputs(model(*example)))
+    if "input" in names:
+        raise EdgeslimError("a model output named 'input' would clash with the graph's input")
     batch = torch.export.Dim("batch", min=1, max=4096)
     errors = []
     with quiet_exporter():
