@@ -4,21 +4,25 @@ The exported file is self-contained (weights inside, no ``.onnx.data``), so its
 size on disk is one number. Every export is checked: ONNX Runtime and eager
 PyTorch must agree on a batch different from the one used for export, or the
 export fails loudly.
+
+Models may return a tuple, list or dict of tensors (nested): each tensor becomes
+one named graph output (``output0``, ``output1``, ... or the dict keys, see
+:mod:`edgeslim.core.outputs`), and parity is checked output by output.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
 from edgeslim.core.atomic import atomic_path
 from edgeslim.core.errors import EdgeslimError
 from edgeslim.core.modes import eval_mode, quiet_exporter
-from edgeslim.export.ort import ort_run, ort_session
+from edgeslim.core.outputs import flatten_outputs, output_diffs
+from edgeslim.export.ort import ort_outputs, ort_session
 from edgeslim.models.inputs import InputSpec
 
 DEFAULT_OPSET = 18
@@ -27,8 +31,9 @@ DEFAULT_OPSET = 18
 @dataclass(frozen=True)
 class ExportResult:
     path: Path
-    max_abs_diff: float  # ONNX Runtime vs eager, on the parity batch
+    max_abs_diff: float  # ONNX Runtime vs eager, on the parity batch, worst output
     size_bytes: int
+    output_diffs: dict[str, float] = field(default_factory=dict)  # per named graph output
 
 
 def export_onnx(
@@ -47,7 +52,8 @@ def export_onnx(
         input_spec: shape/dtype of one input; the batch dimension becomes dynamic.
         path: destination ``.onnx`` (written atomically).
         opset: ONNX opset, 17 or newer.
-        atol: tolerance of the parity check, ``|ort - eager| <= atol * max(1, |eager|max)``.
+        atol: tolerance of the parity check, per output:
+            ``|ort - eager| <= atol * max(1, |eager|max)``.
         check: run the parity check (disable only for models you check yourself).
 
     Example:
@@ -61,12 +67,17 @@ def export_onnx(
     path = Path(path)
     with eval_mode(model), atomic_path(path) as tmp:
         _export(model, input_spec, tmp, opset)
-        diff = parity(model, input_spec, tmp, atol) if check else float("nan")
-    return ExportResult(path, diff, path.stat().st_size)
+        diffs = output_parity(model, input_spec, tmp, atol) if check else {}
+    worst = max(diffs.values()) if diffs else float("nan")
+    return ExportResult(path, worst, path.stat().st_size, diffs)
 
 
 def _export(model: nn.Module, spec: InputSpec, dest: Path, opset: int) -> None:
     example = (spec.example(batch=2),)  # batch 2: batch 1 would be specialised away
+    with torch.no_grad():
+        names = list(flatten_outputs(model(*example)))
+    if "input" in names:
+        raise EdgeslimError("a model output named 'input' would clash with the graph's input")
     batch = torch.export.Dim("batch", min=1, max=4096)
     errors = []
     with quiet_exporter():
@@ -80,7 +91,7 @@ def _export(model: nn.Module, spec: InputSpec, dest: Path, opset: int) -> None:
                 opset_version=opset,
                 dynamic_shapes=({0: batch},),
                 input_names=["input"],
-                output_names=["output"],
+                output_names=names,
                 verbose=False,
             )
             return
@@ -94,8 +105,8 @@ def _export(model: nn.Module, spec: InputSpec, dest: Path, opset: int) -> None:
                 dynamo=False,
                 opset_version=opset,
                 input_names=["input"],
-                output_names=["output"],
-                dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
+                output_names=names,
+                dynamic_axes={"input": {0: "batch"}, **{n: {0: "batch"} for n in names}},
             )
             return
         except Exception as e:
@@ -104,15 +115,35 @@ def _export(model: nn.Module, spec: InputSpec, dest: Path, opset: int) -> None:
 
 
 def parity(model: nn.Module, spec: InputSpec, onnx_path: Path, atol: float = 1e-4) -> float:
-    """Max |ONNX Runtime - eager| on a batch of 3; raise beyond tolerance."""
+    """Max |ONNX Runtime - eager| over every output on a batch of 3; raise beyond tolerance."""
+    return max(output_parity(model, spec, onnx_path, atol).values())
+
+
+def output_parity(
+    model: nn.Module, spec: InputSpec, onnx_path: Path, atol: float = 1e-4
+) -> dict[str, float]:
+    """Per named output, max |ONNX Runtime - eager| on a batch of 3.
+
+    Each output must be within ``atol * max(1, |eager|max)`` of its own scale; the
+    error names the first output that is not.
+
+    Example:
+        >>> # output_parity(yolo, InputSpec((1, 3, 64, 64)), "yolo.onnx")
+        >>> # {'output0': 1.2e-06, 'output1': 9.5e-07, 'output2': 8.3e-07}
+    """
     x = spec.example(batch=3, seed=1)
     with torch.no_grad():
-        ref = model(x).detach().float().numpy()
-    got = ort_run(ort_session(onnx_path), x.numpy())
-    if got.shape != ref.shape:
-        raise EdgeslimError(f"ONNX output shape {got.shape} != eager {ref.shape}")
-    diff = float(np.abs(got - ref).max())
-    tol = atol * max(1.0, float(np.abs(ref).max()))
-    if not diff <= tol:
-        raise EdgeslimError(f"ONNX parity check failed: max |ort - eager| = {diff:.3g} > {tol:.3g}")
-    return diff
+        ref = flatten_outputs(model(x))
+    got = ort_outputs(ort_session(onnx_path), x.numpy())
+    try:
+        diffs = output_diffs(ref, list(got.values()))
+    except EdgeslimError as e:
+        raise EdgeslimError(f"ONNX parity check failed: {e}") from None
+    for name, (diff, scale) in diffs.items():
+        tol = atol * max(1.0, scale)
+        if not diff <= tol:
+            raise EdgeslimError(
+                f"ONNX parity check failed on output {name!r}: "
+                f"max |ort - eager| = {diff:.3g} > {tol:.3g}"
+            )
+    return {name: diff for name, (diff, _) in diffs.items()}

@@ -37,6 +37,17 @@ def ort_run(session: ort.InferenceSession, x: np.ndarray) -> np.ndarray:
     return session.run(None, {name: x})[0]
 
 
+def ort_outputs(session: ort.InferenceSession, x: np.ndarray) -> dict[str, np.ndarray]:
+    """Run a single-input session; every output by its graph name, in graph order.
+
+    Example:
+        >>> # ort_outputs(ort_session("yolo.onnx"), x)  -> {"output0": ..., "output1": ...}
+    """
+    name = session.get_inputs()[0].name
+    names = [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(names, {name: x}), strict=True))
+
+
 _ORT_DTYPES = {"tensor(float)": "float32", "tensor(int64)": "int64", "tensor(int32)": "int32"}
 
 

@@ -18,6 +18,7 @@ from torch import nn
 
 from edgeslim.core.errors import EdgeslimError
 from edgeslim.core.modes import eval_mode
+from edgeslim.core.outputs import flatten_outputs, output_diffs
 from edgeslim.graph.groups import DependencyGraph, SpaceKey
 from edgeslim.graph.layers import slice_, zero_
 from edgeslim.prune.allocate import Plan
@@ -64,22 +65,20 @@ def mask_(model: nn.Module, graph: DependencyGraph, plan: Plan) -> nn.Module:
 
 def max_abs_diff(a: nn.Module, b: nn.Module, x: torch.Tensor) -> tuple[float, float]:
     """``(max |a(x) - b(x)|, max |a(x)|)`` in eval mode, over every output tensor."""
-    with eval_mode(a), eval_mode(b), torch.no_grad():
-        ya, yb = _flat(a(x)), _flat(b(x))
-    if len(ya) != len(yb) or any(p.shape != q.shape for p, q in zip(ya, yb, strict=True)):
+    diffs = output_diffs_of(a, b, x)
+    if not diffs:
         return float("inf"), 1.0
-    diff = max(float((p.float() - q.float()).abs().max()) for p, q in zip(ya, yb, strict=True))
-    scale = max(float(p.float().abs().max()) for p in ya)
-    return diff, scale
+    return max(d for d, _ in diffs.values()), max(s for _, s in diffs.values())
 
 
-def _flat(y: object) -> list[torch.Tensor]:
-    if isinstance(y, torch.Tensor):
-        return [y]
-    if isinstance(y, dict):
-        return [t for v in y.values() for t in _flat(v)]
-    if isinstance(y, (list, tuple)):
-        return [t for v in y for t in _flat(v)]
-    if hasattr(y, "logits"):
-        return [y.logits]
-    return []
+def output_diffs_of(a: nn.Module, b: nn.Module, x: torch.Tensor) -> dict[str, tuple[float, float]]:
+    """Per named output (:mod:`edgeslim.core.outputs`): ``(max |a - b|, max |a|)``.
+
+    Empty when the two models' outputs differ in number, names or shapes.
+    """
+    with eval_mode(a), eval_mode(b), torch.no_grad():
+        ya, yb = flatten_outputs(a(x)), flatten_outputs(b(x))
+    try:
+        return output_diffs(ya, yb)
+    except EdgeslimError:
+        return {}

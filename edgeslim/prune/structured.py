@@ -29,7 +29,7 @@ from edgeslim.prune.allocate import Plan, allocate
 from edgeslim.prune.config import PruneConfig
 from edgeslim.prune.criteria import CRITERIA
 from edgeslim.prune.importance import activation_stats, gradient_stats, group_scores
-from edgeslim.prune.remove import mask_, max_abs_diff, remove_
+from edgeslim.prune.remove import mask_, output_diffs_of, remove_
 
 
 @dataclass
@@ -115,17 +115,34 @@ def _prune(model, example, cfg: PruneConfig, data) -> PruneResult:
     remove_(model, graph, plan)
     diff = None
     if masked is not None:
-        diff, scale = max_abs_diff(model, masked, example)
-        if not diff <= 1e-4 * max(1.0, scale):
-            raise EdgeslimError(
-                f"pruning changed the model's function (max |pruned - masked| = {diff:.3g}); "
-                "an op in the model computes with hard-coded channel counts. Ignore the "
-                "layers around it (--ignore) or register a handler (edgeslim.graph.register_op)"
-            )
+        diff = check_against_masked(model, masked, example)
     macs1 = count_macs(model, example)[0]
     return PruneResult(
         model, plan, graph, ratio, (macs0, macs1), (params0, count_params(model)), diff, steps
     )
+
+
+def check_against_masked(pruned: nn.Module, masked: nn.Module, example: torch.Tensor) -> float:
+    """The oracle: every output of ``pruned`` equals the masked dense model's; worst diff.
+
+    Each named output (:mod:`edgeslim.core.outputs`) must agree within
+    ``1e-4 * max(1, |output|max)`` of its own scale, and keep its shape.
+    """
+    diffs = output_diffs_of(pruned, masked, example)
+    if not diffs:
+        raise EdgeslimError(
+            "pruning changed the number or the shapes of the model's outputs; an output "
+            "layer was pruned (keep it with --ignore)"
+        )
+    for name, (diff, scale) in diffs.items():
+        if not diff <= 1e-4 * max(1.0, scale):
+            raise EdgeslimError(
+                f"pruning changed the model's function on output {name!r} (max |pruned - "
+                f"masked| = {diff:.3g}); an op in the model computes with hard-coded channel "
+                "counts. Ignore the layers around it (--ignore) or register a handler "
+                "(edgeslim.graph.register_op)"
+            )
+    return max(d for d, _ in diffs.values())
 
 
 def collect_stats(
