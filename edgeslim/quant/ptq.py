@@ -188,7 +188,9 @@ def quantize_ptq(
     """
     config = config or PTQConfig()
     if example is None and data is not None:
-        example = next((_inputs(b)[:2] for b in data), None)  # 2 samples: capture is per shape
+        example = next((_inputs(b) for b in data), None)
+        if isinstance(example, Tensor) and example.dim() > 0:
+            example = example[:2]  # the capture depends on shapes, not on the batch size
     qm = prepare(model, config, example)
     if config.activation is not None:
         if data is None:

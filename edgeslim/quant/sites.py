@@ -268,7 +268,8 @@ class ActivationQuantizers(nn.Module):
     def _enter(self, path: str, args: tuple):
         if self._busy:
             return None
-        if not self._stack:  # the root starts a forward
+        if not self._stack or path == "":  # the root starts a forward
+            self._drop_mode()  # left over if a forward was interrupted
             self._reset()
             if self._fn_sites or self.recording:
                 self._mode = _Mode(self)
@@ -294,11 +295,16 @@ class ActivationQuantizers(nn.Module):
             if s.slot == "out":
                 output = self._run(s, output)
         if not self._stack:  # the root's forward ends
-            if self._mode is not None:
-                self._mode.__exit__(None, None, None)
-                self._mode = None
-            self._check()
+            self._drop_mode()
+            if output is not None:  # None: the forward raised (always-called hook)
+                self._check()
         return output
+
+    def _drop_mode(self) -> None:
+        mode = getattr(self, "_mode", None)
+        self._mode = None
+        if mode is not None:
+            mode.__exit__(None, None, None)
 
     def _check(self) -> None:
         if self.recording or self._fired >= len(self.sites) or self._warned:

@@ -125,3 +125,17 @@ def test_capture_failure_warns_and_is_recorded():
     assert qm.graph_mode == "module"
     assert "cannot capture the model graph" in qm.graph_note
     assert set(qm.input_quantizer_of) == {"a", "b"}
+
+
+def test_a_failed_forward_leaves_no_mode_behind_and_sequential_roots_work():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 36, 2))
+    qm = quantize_ptq(model, [torch.randn(4, 3, 8, 8)], PTQConfig(), progress=False)
+    assert qm.graph_mode == "export" and len(qm.model.act_fq) == 2  # input, ReLU (-> fc)
+    x = torch.randn(2, 3, 8, 8)
+    ref = qm.model(x)
+    depth = torch._C._len_torch_function_stack()
+    with pytest.raises(RuntimeError):
+        qm.model(torch.randn(2, 5, 8, 8))  # wrong channel count: the conv raises
+    assert torch._C._len_torch_function_stack() == depth
+    assert not qm.model.act_fq._warned  # an interrupted forward is not a skipped site
+    torch.testing.assert_close(qm.model(x), ref, rtol=0, atol=0)
