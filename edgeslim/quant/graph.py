@@ -31,7 +31,15 @@ The points are found on the ``torch.export`` capture that pruning uses
 (:class:`~edgeslim.quant.sites.Site`: "the output of module X", "input 0 of the
 second ``matmul`` in module Y's code"), replayed with hooks by
 :class:`~edgeslim.quant.sites.ActivationQuantizers`. The model keeps its class.
-No ``torch.fx`` symbolic tracing is used here.
+No ``torch.fx`` symbolic tracing is used here (``fx.Node`` only as the node type
+of the ``torch.export`` graph).
+
+The placement is a function of the architecture (and of the example's shape only
+where the model's control flow depends on it), so a saved fake-quant model is
+"float architecture + config": on reload, either replay the same preparation on an
+example of the same shape, or store :meth:`Placement.to_dict` and call
+:func:`attach_quantizers_` on the rebuilt model, then load its ``state_dict``
+(``act_fq.<i>.scale``, ``act_fq.<i>.zero_point``, ...).
 """
 
 from __future__ import annotations
