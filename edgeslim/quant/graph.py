@@ -164,8 +164,12 @@ def quantization_points(
 ) -> tuple[list[fx.Node], dict[fx.Node, fx.Node], dict[str, fx.Node]]:
     """ORT's quantization points on capture ``g``.
 
-    Returns the tensors to quantize in graph order, ``{max-pool output: its input
-    point}`` (shared qparams) and ``{weighted layer: the point on its input}``.
+    Returns the tensors to quantize in graph order, ``{tensor: the point whose
+    quantizer it reuses}`` (a max-pool output shares its input's qparams; a
+    pass-through output read by a quantized op, as ``flatten`` before a classifier,
+    is quantized again with its source's quantizer, a no-op on values already on the
+    grid that puts ``DequantizeLinear`` right before the integer kernel) and
+    ``{weighted layer: the point on its input}``.
     """
     r = _Rules(g, weighted)
     points: list[fx.Node] = []
@@ -180,9 +184,13 @@ def quantization_points(
         kind = r.kind(n)
         if kind is None:
             continue
-        srcs = [r.source(a) for a in r.inputs(n)]
+        ins = r.inputs(n)
+        srcs = [r.source(a) for a in ins]
         for a in srcs:
             add(a)
+        for a, src in zip(ins, srcs, strict=True):
+            if a is not src:
+                shared.setdefault(a, src)
         if kind == "weighted" and srcs:
             input_of[g.scope(n).path] = srcs[0]
         out = r.anchor(n)
@@ -251,7 +259,7 @@ def place(model: nn.Module, g: ModelGraph, example: torch.Tensor) -> Placement:
     res = _Resolver(g, _Rules(g, weighted), counts, outputs_seen)
     index = {p: i for i, p in enumerate(points)}
     for out, src in shared.items():
-        if src in index:
+        if src in index and out not in index:
             index[out] = index[src]
     sites: list[Site] = []
     notes: list[str] = []
