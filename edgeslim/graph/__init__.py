@@ -7,6 +7,7 @@ Example:
     >>> g = build_dependency_graph(build_zoo_model("resnet20"), torch.randn(1, 3, 32, 32))
 """
 
+from edgeslim.graph.calls import ModelGraph, Scope
 from edgeslim.graph.groups import DependencyGraph, Group, build_dependency_graph
 from edgeslim.graph.layers import LAYERS, LayerSpec, register_layer
 from edgeslim.graph.modules import MODULES, channelwise, opaque, register_module
@@ -19,6 +20,8 @@ __all__ = [
     "DependencyGraph",
     "Group",
     "LayerSpec",
+    "ModelGraph",
+    "Scope",
     "build_dependency_graph",
     "channelwise",
     "opaque",

@@ -78,7 +78,8 @@ def run_quantize(
     """
     spec = lm.require_input()
     out_dir = Path(out_dir)
-    qm = quantize_ptq(lm.model, calib_loader_or_none(calib_data), cfg, progress)
+    data = calib_loader_or_none(calib_data)
+    qm = quantize_ptq(lm.model, data, cfg, progress, example=spec.example(batch=2))
     test = make_loader(load_dataset(eval_data, "test"), 256, shuffle=False) if eval_data else None
     task = get_task(dataset_info(eval_data).task if eval_data else "classification")
     int8 = export_qdq(qm.model, spec, out_dir / "model.onnx").path

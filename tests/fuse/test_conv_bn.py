@@ -24,7 +24,7 @@ def test_fold_equals_unfolded_on_zoo(name):
     _randomize_bn(lm.model)
     x = lm.input.example(batch=3)
     ref = lm.model(x)
-    folded = fold_bn(lm.model)
+    folded = fold_bn(lm.model, x)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
     assert any(isinstance(m, nn.BatchNorm2d) for m in lm.model.modules())  # caller untouched
     torch.testing.assert_close(folded(x), ref, atol=1e-4, rtol=1e-4)
@@ -45,7 +45,7 @@ def test_fold_linear_bn1d_and_shared_conv_not_folded():
     _randomize_bn(m)
     x = torch.randn(5, 4)
     ref = m(x)
-    assert fold_bn_(m) == [("0", "1")]
+    assert fold_bn_(m, x) == [("0", "1")]
     torch.testing.assert_close(m(x), ref, atol=1e-5, rtol=1e-5)
 
     class Branch(nn.Module):  # the conv feeds a BN *and* something else: cannot fold
@@ -57,4 +57,36 @@ def test_fold_linear_bn1d_and_shared_conv_not_folded():
             y = self.conv(x)
             return self.bn(y) + y
 
-    assert conv_bn_pairs(Branch().eval()) == []
+    assert conv_bn_pairs(Branch().eval(), torch.randn(1, 3, 4, 4)) == []
+
+
+class _Attrs(nn.Module):
+    """Conv and BN as attributes (not an nn.Sequential), one conv used twice."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn = nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4)
+        self.shared, self.bn2 = nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4)
+
+    def forward(self, x):
+        y = torch.relu(self.bn(self.conv(x)))
+        return self.bn2(self.shared(y)) + self.shared(y)
+
+
+def test_pairs_come_from_the_capture_and_fold_exactly():
+    m = _Attrs().eval()
+    _randomize_bn(m)
+    x = torch.randn(2, 3, 8, 8)
+    ref = m(x)
+    folded = fold_bn(m, x)
+    assert isinstance(folded.bn, nn.Identity)  # found by the capture, not by Sequential order
+    assert isinstance(folded.bn2, nn.BatchNorm2d)  # its conv runs twice: not folded
+    torch.testing.assert_close(folded(x), ref, atol=1e-5, rtol=1e-5)
+
+
+def test_without_an_example_only_sequential_neighbours_fold_with_a_warning():
+    m = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)).eval()
+    with pytest.warns(UserWarning, match="no example input"):
+        assert fold_bn_(m) == [("0", "1")]
+    with pytest.warns(UserWarning, match="no example input"):
+        assert conv_bn_pairs(_Attrs().eval()) == []
