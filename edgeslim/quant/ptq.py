@@ -19,19 +19,22 @@ from __future__ import annotations
 import copy
 import warnings
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
 from edgeslim.core.errors import EdgeslimError
+from edgeslim.core.layer_types import layer_type_of
+from edgeslim.core.methods import LayerPlan, Method, register_method
 from edgeslim.core.modes import eval_mode
+from edgeslim.core.select import set_submodule
 from edgeslim.fuse.conv_bn import fold_bn_
 from edgeslim.quant.bias_correction import bias_correct_
 from edgeslim.quant.bit_allocation import allocate_bits
 from edgeslim.quant.config import PTQConfig
-from edgeslim.quant.fake_quant import QUANT_LAYERS, FakeQuantize, _QuantWeight, fake_quantizers
+from edgeslim.quant.fake_quant import FakeQuantize, _QuantWeight, fake_quantizers
 from edgeslim.quant.graph import insert_activation_quantizers, traceable
 
 
@@ -57,24 +60,37 @@ def _inputs(batch) -> Tensor:
     return batch[0] if isinstance(batch, list | tuple) else batch
 
 
-def prepare(model: nn.Module, config: PTQConfig) -> QuantizedModel:
-    """Fold, swap and insert quantizers into a copy of ``model`` (nothing calibrated yet)."""
-    ref = copy.deepcopy(model).eval()
+def quantizable(module: nn.Module) -> bool:
+    """True when ``module``'s exact type has a fake-quant twin in the layer-type table."""
+    entry = layer_type_of(type(module))
+    return entry is not None and entry.twin is not None
+
+
+def prepare_(
+    model: nn.Module, config: PTQConfig, layers: LayerPlan | None = None
+) -> tuple[nn.Module, str, dict[str, str]]:
+    """Fold, swap and insert quantizers into ``model`` in place (nothing calibrated yet).
+
+    ``layers`` chooses the config of each layer (default: ``config`` everywhere);
+    within it, :meth:`PTQConfig.weight_spec_for` still applies ``exclude`` and the
+    weight-spec overrides. Returns ``(root, graph mode, {layer: its input quantizer})``;
+    the root is a new ``GraphModule`` sharing the layers when activations are
+    quantized on the traced graph. Deterministic: replaying it on the same
+    architecture yields the same module names (what a saved model's reload relies on).
+    """
+    layers = layers or LayerPlan(config)
     if config.fold_bn:
-        fold_bn_(ref)
-    qm = copy.deepcopy(ref)
-    for name, mod in list(qm.named_modules()):
-        if type(mod) not in QUANT_LAYERS:
+        fold_bn_(model)
+    for name, mod, cfg in layers.select(model, quantizable):
+        wspec = cfg.weight_spec_for(name)
+        if wspec is None or not name:  # the root itself cannot be swapped in place
             continue
-        wspec = config.weight_spec_for(name)
-        if wspec is None:
-            continue
-        new = QUANT_LAYERS[type(mod)].from_float(mod, wspec)
-        if config.bit_allocation:
+        new = layer_type_of(type(mod)).twin_class().from_float(mod, wspec)
+        if cfg.bit_allocation:
             _allocate(new, wspec.bits)
-        parent, _, child = name.rpartition(".")
-        setattr(qm.get_submodule(parent) if parent else qm, child, new)
-    mode, input_of = "module", {}
+        set_submodule(model, name, new)
+        layers.done(name, cfg)
+    qm, mode, input_of = model, "module", {}
     if config.activation is not None:
         gm = traceable(qm)
         if gm is not None:
@@ -90,7 +106,23 @@ def prepare(model: nn.Module, config: PTQConfig) -> QuantizedModel:
                 if isinstance(mod, _QuantWeight) and mod.weight_fq is not None:
                     mod.input_fq = FakeQuantize(config.activation)
                     input_of[name] = f"{name}.input_fq"
-    return QuantizedModel(qm.eval(), ref, config, mode, input_of)
+    link_bias_scales(qm, input_of)
+    return qm.eval(), mode, input_of
+
+
+def link_bias_scales(model: nn.Module, input_of: dict[str, str]) -> None:
+    """Tie each layer's int32 bias scale to its input quantizer (``s_x * s_w``, kept live)."""
+    for layer_name, fq_name in input_of.items():
+        model.get_submodule(layer_name).link_input_quantizer(model.get_submodule(fq_name))
+
+
+def prepare(model: nn.Module, config: PTQConfig) -> QuantizedModel:
+    """Fold, swap and insert quantizers into a copy of ``model`` (nothing calibrated yet)."""
+    ref = copy.deepcopy(model).eval()
+    if config.fold_bn:
+        fold_bn_(ref)
+    qm, mode, input_of = prepare_(copy.deepcopy(ref), replace(config, fold_bn=False))
+    return QuantizedModel(qm, ref, config, mode, input_of)
 
 
 def _allocate(layer: _QuantWeight, avg_bits: int) -> None:
@@ -124,10 +156,7 @@ def calibrate_(qm: QuantizedModel, data: Iterable, batches: int, progress: bool 
         else:  # never reached (e.g. a dead branch): stay transparent
             fq.observing = fq.quantizing = False
     # the runtime adds each bias as int32 at s_x * s_w: simulate it now that s_x is known
-    for layer_name, fq_name in qm.input_quantizer_of.items():
-        fq = qm.model.get_submodule(fq_name)
-        if fq.quantizing and fq.per_tensor_int_range is not None:
-            qm.model.get_submodule(layer_name).set_bias_scale(fq.scale)
+    link_bias_scales(qm.model, qm.input_quantizer_of)
     return seen
 
 
@@ -152,6 +181,13 @@ def quantize_ptq(
     """
     config = config or PTQConfig()
     qm = prepare(model, config)
+    _calibrate_and_correct(qm, data, config, progress)
+    return qm
+
+
+def _calibrate_and_correct(
+    qm: QuantizedModel, data: Iterable | None, config: PTQConfig, progress: bool
+) -> None:
     if config.activation is not None:
         if data is None:
             raise EdgeslimError("activation quantization needs calibration data")
@@ -165,4 +201,29 @@ def quantize_ptq(
                 break
             xs.append(_inputs(batch))
         qm.bias_shifts = bias_correct_(qm.model, qm.float_model, xs, progress)
-    return qm
+
+
+@register_method(PTQConfig, "ptq")
+class PTQ(Method):
+    """Post-training quantization through :func:`edgeslim.core.methods.apply_`.
+
+    ``calib`` is the calibration data. Per-layer overrides are :class:`PTQConfig`s
+    whose weight spec (and ``bit_allocation``) apply to that layer; the activation
+    spec, calibration and bias correction are the main config's.
+    """
+
+    def apply_(self, model, config, layers, calib):
+        if config.fold_bn:
+            fold_bn_(model)
+        ref = copy.deepcopy(model).eval() if config.bias_correction else None
+        root, mode, input_of = prepare_(model, replace(config, fold_bn=False), layers)
+        qm = QuantizedModel(root, ref, config, mode, input_of)
+        _calibrate_and_correct(qm, calib, config, progress=False)
+        return root, {
+            "graph_mode": mode,
+            "quantized_layers": len(layers.applied),
+            "bias_shifts": qm.bias_shifts,
+        }
+
+    def restore_(self, model, config, layers):
+        return prepare_(model, config, layers)[0]
