@@ -162,5 +162,21 @@ def layer_types() -> list[LayerType]:
     return [e for _, e in LAYER_TYPES.items()]
 
 
+def describe_layers(model: nn.Module) -> dict[str, dict]:
+    """``{qualified name: {"type": class name, "args": {...}}}`` for every codec-known layer.
+
+    A fake-quant twin is described as its float type: loading builds the float
+    layer and replaying the quantization method swaps the twin back in.
+    """
+    out: dict[str, dict] = {}
+    for name, mod in model.named_modules():
+        if not name:
+            continue
+        entry = layer_type_of(type(mod)) or float_type_of_twin(type(mod))
+        if entry is not None and entry.codec is not None:
+            out[name] = {"type": entry.name, "args": entry.codec.describe(mod)}
+    return out
+
+
 def _load_builtins() -> None:
     import edgeslim.core.layer_table  # noqa: F401  (registers torch.nn's entries once)

@@ -50,6 +50,7 @@ from torch import nn
 
 from edgeslim.core.configs import from_json, to_json
 from edgeslim.core.errors import EdgeslimError
+from edgeslim.core.layer_types import describe_layers
 from edgeslim.core.registry import Registry
 from edgeslim.core.select import compile_pattern, name_matches
 
@@ -179,6 +180,9 @@ class Record:
     config: MethodConfig
     layers: dict[str, MethodConfig] = field(default_factory=dict)
     details: dict = field(default_factory=dict)
+    # layer descriptions of the model the method was applied to (its pruned widths):
+    # a reload rebuilds exactly that structure before replaying the method
+    before: dict[str, dict] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         configs: list = []
@@ -195,6 +199,7 @@ class Record:
             "layer_configs": configs,
             "layers": index,
             "details": to_json(self.details),
+            "before": self.before,
         }
 
     @classmethod
@@ -206,7 +211,8 @@ class Record:
         ct = handler.config_type
         configs = [from_json(ct, c) for c in d.get("layer_configs", [])]
         layers = {name: configs[i] for name, i in d.get("layers", {}).items()}
-        return cls(d["method"], from_json(ct, d["config"]), layers, d.get("details", {}))
+        config = from_json(ct, d["config"])
+        return cls(d["method"], config, layers, d.get("details", {}), d.get("before", {}))
 
 
 @dataclass
@@ -269,8 +275,9 @@ def apply_(
     """
     handler = method_for(config)
     plan = LayerPlan(config, _overrides(config, overrides), filter_fn)
+    before = describe_layers(model)
     out, details = handler.apply_(model, config, plan, calib)
-    return Applied(out, Record(handler.name, config, dict(plan.applied), details))
+    return Applied(out, Record(handler.name, config, dict(plan.applied), details, before))
 
 
 def apply(model: nn.Module, config: MethodConfig, **kwargs: Any) -> Applied:
@@ -286,15 +293,24 @@ def apply(model: nn.Module, config: MethodConfig, **kwargs: Any) -> Applied:
     return apply_(copy.deepcopy(model), config, **kwargs)
 
 
-def restore_(model: nn.Module, records: Sequence[Record | dict]) -> nn.Module:
+def restore_(
+    model: nn.Module,
+    records: Sequence[Record | dict],
+    rebuild: Callable[[nn.Module, dict], None] | None = None,
+) -> nn.Module:
     """Replay the structure of ``records`` (in order) on ``model``; returns the new root.
 
-    Used when loading a saved model: the float architecture is built, every
-    method's structural part is replayed here, then the weights (scales, zero
-    points, bit widths included) are loaded strictly.
+    Used when loading a saved model: the source architecture is built, then for
+    each method ``rebuild(model, record.before)`` gives the layers the widths
+    they had when the method was applied (pruned channels, see
+    :func:`edgeslim.models.codecs.apply_descriptions`) and the method's
+    structural part is replayed; then the weights (scales, zero points, bit
+    widths included) are loaded strictly.
     """
     for r in records:
         rec = r if isinstance(r, Record) else Record.from_dict(r)
+        if rebuild is not None:
+            rebuild(model, rec.before)
         handler = METHODS.get(rec.method)
         plan = LayerPlan(rec.config, explicit=dict(rec.layers))
         model = handler.restore_(model, rec.config, plan)

@@ -18,27 +18,12 @@ from __future__ import annotations
 from torch import nn
 
 from edgeslim.core.errors import EdgeslimError
-from edgeslim.core.layer_types import (
-    LayerType,
-    float_type_of_twin,
-    layer_type_named,
-    layer_type_of,
-)
-
-
-def _entry(mod: nn.Module) -> LayerType | None:
-    entry = layer_type_of(type(mod)) or float_type_of_twin(type(mod))
-    return entry if entry is not None and entry.codec is not None else None
+from edgeslim.core.layer_types import describe_layers, layer_type_named
 
 
 def describe_modules(model: nn.Module) -> dict[str, dict]:
     """``{qualified name: {"type": class name, "args": {...}}}`` for every codec-known layer."""
-    out: dict[str, dict] = {}
-    for name, mod in model.named_modules():
-        entry = _entry(mod) if name else None
-        if entry is not None:
-            out[name] = {"type": entry.name, "args": entry.codec.describe(mod)}
-    return out
+    return describe_layers(model)
 
 
 def apply_descriptions(model: nn.Module, descs: dict[str, dict]) -> nn.Module:
