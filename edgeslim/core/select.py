@@ -18,7 +18,8 @@ from edgeslim.core.errors import EdgeslimError
 
 
 @functools.lru_cache(maxsize=512)
-def _compile(pattern: str) -> re.Pattern:
+def compile_pattern(pattern: str) -> re.Pattern:
+    """The compiled regex of ``pattern``; a clear error when it is not a valid regex."""
     try:
         return re.compile(pattern)
     except re.error as e:
@@ -32,7 +33,7 @@ def matches(name: str, pattern: str) -> bool:
         >>> matches("layer1.0.conv1", r"layer1\\..*"), matches("layer1.0.conv1", "layer1")
         (True, False)
     """
-    return pattern == name or _compile(pattern).fullmatch(name) is not None
+    return pattern == name or compile_pattern(pattern).fullmatch(name) is not None
 
 
 def matches_any(name: str, patterns: Iterable[str]) -> bool:

@@ -22,6 +22,7 @@ import torch
 from torch import fx, nn
 
 from edgeslim.core.errors import EdgeslimError
+from edgeslim.core.select import swap_module_
 from edgeslim.graph.calls import ModelGraph
 
 _FOLDABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
@@ -115,13 +116,19 @@ def _sequential_pairs(model: nn.Module) -> list[tuple[str, str]]:
 
 
 def fold_bn_(
-    model: nn.Module, example: torch.Tensor | None = None, *, graph: ModelGraph | None = None
+    model: nn.Module,
+    example: torch.Tensor | None = None,
+    *,
+    graph: ModelGraph | None = None,
+    pairs: list[tuple[str, str]] | None = None,
 ) -> list[tuple[str, str]]:
     """Fold every conv->BN pair of ``model`` in place (BN becomes ``nn.Identity``).
 
     Pairs come from the ``torch.export`` capture on ``example`` (or ``graph``); see
     :func:`conv_bn_pairs`. When ``graph`` is given, each folded BN node is removed
     from it, so that the same capture describes the folded model afterwards.
+    ``pairs`` folds exactly those ``(conv, bn)`` names, with no capture (replaying
+    a fold recorded earlier, e.g. when a saved model is rebuilt).
     Returns the folded ``(conv, bn)`` names. The model keeps its class and forward.
 
     Example:
@@ -131,7 +138,9 @@ def fold_bn_(
         >>> type(m[1]).__name__
         'Identity'
     """
-    if graph is not None:
+    if pairs is not None:
+        pairs = [(str(c), str(b)) for c, b in pairs]
+    elif graph is not None:
         found = _graph_pairs(model, graph)
         for _, _, node in found:
             graph.bypass(node)
@@ -140,8 +149,8 @@ def fold_bn_(
         pairs = conv_bn_pairs(model, example)
     for conv_name, bn_name in pairs:
         conv, bn = model.get_submodule(conv_name), model.get_submodule(bn_name)
-        _set(model, conv_name, fold_conv_bn(conv, bn))
-        _set(model, bn_name, nn.Identity())
+        swap_module_(model, conv_name, fold_conv_bn(conv, bn))
+        swap_module_(model, bn_name, nn.Identity())
     return pairs
 
 
@@ -150,8 +159,3 @@ def fold_bn(model: nn.Module, example: torch.Tensor | None = None) -> nn.Module:
     out = copy.deepcopy(model)
     fold_bn_(out, example)
     return out
-
-
-def _set(model: nn.Module, name: str, new: nn.Module) -> None:
-    parent, _, child = name.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, child, new)

@@ -7,8 +7,12 @@ Layout::
 
 Loading rebuilds the source architecture, swaps in the layers whose saved
 description differs (pruned widths, fused or factorised layers; see
-:mod:`edgeslim.models.codecs`) and loads the weights strictly, so a compressed
-model reloads with its new shapes and nothing from the file is executed.
+:mod:`edgeslim.models.codecs`), replays the structure of every compression
+method the manifest lists (folded BN, fake-quant twins, activation quantizers;
+see :func:`edgeslim.core.methods.restore_`, after NVIDIA ModelOpt's
+save/restore) and loads the weights strictly, so a compressed or fake-quantized
+model reloads with its new shapes and scales, and nothing from the file is
+executed. A fake-quant model is never saved as a traced graph.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import torch
 
 from edgeslim.core.atomic import atomic_path, write_text_atomic
 from edgeslim.core.errors import EdgeslimError
+from edgeslim.core.methods import restore_
 from edgeslim.models.codecs import apply_descriptions, describe_modules
 from edgeslim.models.inputs import InputSpec
 from edgeslim.models.spec import LoadedModel, build_source
@@ -55,6 +60,7 @@ def save_model(
         "source": lm.source,
         "input": lm.input.to_dict() if lm.input else None,
         "modules": describe_modules(lm.model),
+        "methods": lm.methods,
         "meta": lm.meta,
     }
     with atomic_path(out_dir / WEIGHTS) as tmp:
@@ -83,7 +89,20 @@ def load_saved(path: str | Path) -> LoadedModel:
             f"{path} was written by a newer edgeslim (format {manifest['format_version']})"
         )
     model = build_source(manifest["source"])
-    apply_descriptions(model, manifest.get("modules", {}))
+    methods = manifest.get("methods", [])
+    modules = manifest.get("modules", {})
+    if not methods:
+        apply_descriptions(model, modules)
+    else:
+        try:
+            model = restore_(model, methods, apply_descriptions)
+        except EdgeslimError as e:
+            raise EdgeslimError(f"{path}: cannot replay its compression methods: {e}") from None
+        if describe_modules(model) != modules:
+            raise EdgeslimError(
+                f"{path}: layers changed after a compression method was applied "
+                "(e.g. pruned after quantization); such a model cannot be rebuilt"
+            )
     try:
         missing, unexpected = safetensors.torch.load_model(model, str(path / WEIGHTS), strict=False)
     except (safetensors.SafetensorError, OSError, RuntimeError) as e:
@@ -103,6 +122,7 @@ def load_saved(path: str | Path) -> LoadedModel:
         InputSpec.from_dict(inp) if inp else None,
         manifest.get("name", path.name),
         manifest.get("meta", {}),
+        methods,
     )
 
 

@@ -32,6 +32,9 @@ class LoadedModel:
     input: InputSpec | None  # default example input; None when unknown
     name: str
     meta: dict = field(default_factory=dict)  # free-form: training metrics, dataset, ...
+    # compression methods applied, in order (``Record.to_dict()`` of edgeslim.core.methods):
+    # a saved model replays their structure on reload
+    methods: list[dict] = field(default_factory=list)
 
     def require_input(self) -> InputSpec:
         if self.input is None:

@@ -9,10 +9,11 @@ matches a layer's qualified name wins, and ``None`` keeps that layer in float.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field, replace
 
 from edgeslim.core.errors import EdgeslimError
+from edgeslim.core.methods import MethodConfig
+from edgeslim.core.select import compile_pattern, matches
 from edgeslim.quant.primitives import qrange
 
 GRANULARITIES = ("tensor", "channel", "group")
@@ -66,11 +67,11 @@ def activation_spec(bits: int = 8, observer: str = "minmax") -> QuantSpec:
     return QuantSpec(bits, False, False, "tensor", observer=observer)
 
 
-Override = tuple[str, "QuantSpec | None"]
+Override = tuple[str, QuantSpec | None]
 
 
 @dataclass(frozen=True)
-class PTQConfig:
+class PTQConfig(MethodConfig):
     """Everything the post-training quantization flow needs.
 
     Args:
@@ -118,13 +119,10 @@ class PTQConfig:
         return self.weight
 
 
-def _compile(pattern: str) -> re.Pattern:
-    try:
-        return re.compile(pattern)
-    except re.error as e:
-        raise EdgeslimError(f"bad layer pattern {pattern!r}: {e}") from None
+def _compile(pattern: str):
+    return compile_pattern(pattern)
 
 
 def _matches(pattern: str, name: str) -> bool:
     """Exact name, or a regex that matches the whole name."""
-    return pattern == name or _compile(pattern).fullmatch(name) is not None
+    return matches(name, pattern)

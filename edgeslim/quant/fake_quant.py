@@ -17,11 +17,18 @@ Per-tensor 8-bit activations run through ``torch.fake_quantize_per_tensor_affine
 which the ONNX exporter lowers to ``QuantizeLinear -> DequantizeLinear``: the
 quantization points of the simulation and of the deployed graph are the same
 nodes by construction.
+
+A fake-quant model keeps training: rounding passes gradients straight through
+(:func:`~edgeslim.quant.primitives.fake_quantize_ste`), and :func:`learn_scales_`
+turns the scales into parameters (LSQ, Esser et al. 2020). Everything a reload
+needs is in the ``state_dict``: scales, zero points, per-channel bit ranges and
+each quantizer's mode (``fq_mode``: observing, quantizing).
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 
 import torch
@@ -31,7 +38,11 @@ from torch import Tensor, nn
 from edgeslim.quant.config import QuantSpec
 from edgeslim.quant.observers import make_observer
 from edgeslim.quant.observers.base import resize_buffers
-from edgeslim.quant.primitives import choose_qparams, fake_quantize, fake_quantize_groups
+from edgeslim.quant.primitives import (
+    choose_qparams,
+    fake_quantize_groups,
+    fake_quantize_ste,
+)
 
 ONNX_RANGES = ((0, 255), (-128, 127))
 
@@ -61,25 +72,78 @@ class FakeQuantize(nn.Module):
         self.register_buffer("zero_point", torch.zeros(1, dtype=torch.int32))
         self.register_buffer("qmin", torch.tensor(qmin, dtype=torch.float32))
         self.register_buffer("qmax", torch.tensor(qmax, dtype=torch.float32))
-        self.observing = True
-        self.quantizing = False
+        self.register_buffer("fq_mode", torch.tensor([1, 0], dtype=torch.uint8))
+        self._observing, self._quantizing = True, False
         # python ints (not tensors) so that export never reads a tensor value
         self.per_tensor_int_range: tuple[int, int] | None = (
             (qmin, qmax) if self.ch_axis is None and spec.granularity == "tensor" else None
         )
         self._scalar_qparams: tuple[float, int] | None = None  # cache of the buffers
 
+    # the mode lives in Python attributes (export must not read tensors) mirrored in
+    # the ``fq_mode`` buffer, so that a saved model reloads in the same mode
+    @property
+    def observing(self) -> bool:
+        return self._observing
+
+    @observing.setter
+    def observing(self, value: bool) -> None:
+        self._observing = bool(value)
+        self.fq_mode[0] = int(value)
+
+    @property
+    def quantizing(self) -> bool:
+        return self._quantizing
+
+    @quantizing.setter
+    def quantizing(self, value: bool) -> None:
+        self._quantizing = bool(value)
+        self.fq_mode[1] = int(value)
+
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
         resize_buffers(self, state_dict, prefix)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self._observing, self._quantizing = (bool(v) for v in self.fq_mode.tolist())
+        if self.qmax.numel() > 1:  # per-channel bit widths (bit allocation)
+            self.per_tensor_int_range = None
         self._cache_scalars()
 
     def _cache_scalars(self) -> None:
         """Python copies of per-tensor qparams: export must not read tensor values."""
         if self.per_tensor_int_range is not None and self.scale.numel() == 1:
-            self._scalar_qparams = (float(self.scale), int(self.zero_point))
+            self._scalar_qparams = (float(self.scale.detach()), int(self.zero_point))
         else:
             self._scalar_qparams = None
+
+    def train(self, mode: bool = True) -> FakeQuantize:
+        super().train(mode)
+        self._cache_scalars()  # scales may have been trained
+        return self
+
+    @property
+    def learning(self) -> bool:
+        """True when ``scale`` is a trainable parameter (see :meth:`learn_scale_`)."""
+        return isinstance(self.scale, nn.Parameter)
+
+    def learn_scale_(self, learn: bool = True) -> None:
+        """Make ``scale`` a trainable ``nn.Parameter`` (or a buffer again); same state_dict key."""
+        if learn == self.learning:
+            return
+        value = self.scale.detach().clone()
+        if learn:
+            del self._buffers["scale"]
+            self.scale = nn.Parameter(value)
+        else:
+            del self._parameters["scale"]
+            self.register_buffer("scale", value)
+
+    def _set_qparams(self, scale: Tensor, zero_point: Tensor) -> None:
+        if self.learning:
+            with torch.no_grad():
+                self.scale.data = scale.detach().clone()
+        else:
+            self.scale = scale
+        self.zero_point = zero_point
 
     def set_bits(self, bits: Tensor) -> None:
         """Per-channel bit widths (signed symmetric narrow grids), e.g. from bit allocation."""
@@ -96,8 +160,15 @@ class FakeQuantize(nn.Module):
             raise RuntimeError("FakeQuantize.freeze() before anything was observed")
         qmin, qmax = int(self.qmin.min()), int(self.qmax.max())
         lo, hi = self.observer.range(qmin, qmax, self.spec.symmetric)
-        self.scale, self.zero_point = choose_qparams(
-            lo, hi, self.qmin, self.qmax, symmetric=self.spec.symmetric, pow2=self.spec.pow2_scale
+        self._set_qparams(
+            *choose_qparams(
+                lo,
+                hi,
+                self.qmin,
+                self.qmax,
+                symmetric=self.spec.symmetric,
+                pow2=self.spec.pow2_scale,
+            )
         )
         self._cache_scalars()
         self.observing, self.quantizing = False, True
@@ -109,17 +180,25 @@ class FakeQuantize(nn.Module):
             return x
         if self.spec.granularity == "group":
             qmin, qmax = self.spec.qrange()
-            return fake_quantize_groups(
+            q = fake_quantize_groups(
                 x, self.spec.group_size, qmin, qmax, symmetric=self.spec.symmetric
             )
+            return x + (q - x).detach()  # straight-through gradient
         rng = self.per_tensor_int_range
-        if rng is not None:
+        if rng is not None and not (self.learning and self.training):
             # scalar qparams: the exporter lowers this overload to QuantizeLinear/DequantizeLinear
-            if self._scalar_qparams is None:
-                self._cache_scalars()
+            if self._scalar_qparams is None or not torch.compiler.is_compiling():
+                self._cache_scalars()  # eager: always the current (maybe trained) scale
             s, z = self._scalar_qparams
             return torch.fake_quantize_per_tensor_affine(x, s, z, rng[0], rng[1])
-        return fake_quantize(x, self.scale, self.zero_point, self.qmin, self.qmax, self.ch_axis)
+        scale = self.scale
+        if self.learning and self.training:
+            # LSQ's gradient scale 1/sqrt(N * Qp): the step-size gradient sums over the
+            # N values sharing a scale, and would otherwise swamp the weights' updates
+            n = x.numel() // (x.shape[self.ch_axis] if self.ch_axis is not None else 1)
+            g = 1.0 / math.sqrt(max(n, 1) * max(self.spec.qrange()[1], 1))
+            scale = (scale - scale * g).detach() + scale * g
+        return fake_quantize_ste(x, scale, self.zero_point, self.qmin, self.qmax, self.ch_axis)
 
     def extra_repr(self) -> str:
         return f"bits={self.spec.bits}, {self.spec.granularity}, observer={self.spec.observer}"
@@ -179,6 +258,24 @@ class _QuantWeight:
             return
         self.bias_scale = bias_scale(input_scale, fq.scale.reshape(-1))
 
+    def link_input_quantizer(self, input_fq: FakeQuantize) -> None:
+        """Take ``s_x`` from ``input_fq`` at every call, so trained scales keep the bias exact.
+
+        The quantizer is referenced, not registered (it belongs to the graph around
+        the layer); a deep copy of the whole model keeps the link.
+        """
+        self.__dict__["_input_fq_link"] = input_fq
+        if input_fq.quantizing and input_fq.per_tensor_int_range is not None:
+            self.set_bias_scale(input_fq.scale)
+
+    def _bias_scale(self) -> Tensor:
+        link = self.__dict__.get("_input_fq_link")
+        if link is None or self.weight_fq is None or self.bias_scale.numel() == 0:
+            return self.bias_scale
+        if not (link.quantizing and link.per_tensor_int_range is not None):
+            return torch.empty(0)
+        return bias_scale(link.scale, self.weight_fq.scale.reshape(-1))
+
     def qweight(self) -> Tensor:
         if self.weight_fq is None or self.float_weight:
             return self.weight
@@ -186,9 +283,10 @@ class _QuantWeight:
 
     def qbias(self) -> Tensor | None:
         quantized = self.weight_fq is not None and self.weight_fq.quantizing
-        if self.bias is None or self.float_weight or not quantized or self.bias_scale.numel() == 0:
+        if self.bias is None or self.float_weight or not quantized:
             return self.bias
-        return quantize_bias(self.bias, self.bias_scale)
+        scale = self._bias_scale()
+        return self.bias if scale.numel() == 0 else quantize_bias(self.bias, scale)
 
     def _qinput(self, x: Tensor) -> Tensor:
         return self.input_fq(x) if self.input_fq is not None else x
@@ -247,7 +345,25 @@ class QuantLinear(nn.Linear, _QuantWeight):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
-QUANT_LAYERS: dict[type, type] = {nn.Conv2d: QuantConv2d, nn.Linear: QuantLinear}
+def learn_scales_(model: nn.Module, weights: bool = True, activations: bool = True) -> int:
+    """Make the scales of every active quantizer trainable; returns how many.
+
+    Zero points stay fixed. The ``state_dict`` keys do not change, so a saved
+    model reloads the trained scales.
+
+    Example:
+        >>> fq = FakeQuantize(QuantSpec(granularity="tensor"))
+        >>> _ = fq(torch.randn(10)); fq.freeze()
+        >>> learn_scales_(nn.Sequential(fq)), fq.learning
+        (1, True)
+    """
+    n = 0
+    for name, fq in fake_quantizers(model):
+        wanted = weights if name.endswith("weight_fq") else activations
+        if wanted and fq.quantizing and fq.spec.granularity != "group":
+            fq.learn_scale_(True)
+            n += 1
+    return n
 
 
 def fake_quantizers(model: nn.Module) -> Iterator[tuple[str, FakeQuantize]]:

@@ -4,16 +4,21 @@
 Micikevicius et al., "Mixed Precision Training", ICLR 2018 (FP16) and Kalamkar et
 al., "A Study of BFLOAT16 for Deep Learning Training" (arXiv:1905.12322) (BF16: the
 fp32 exponent range with an 8-bit mantissa, so no loss scaling or overflow).
+
+Registered as ``apply_(model, HalfConfig("bf16"))``. The whole model changes dtype
+(a layer left in fp32 would need casts around it), so per-layer overrides and
+``filter_fn`` are refused.
 """
 
 from __future__ import annotations
 
-import copy
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from edgeslim.core.errors import EdgeslimError
+from edgeslim.core.methods import Method, MethodConfig, apply, register_method
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -32,17 +37,43 @@ class HalfPrecision(nn.Module):
         return self.model(x).float()
 
 
+@dataclass(frozen=True)
+class HalfConfig(MethodConfig):
+    """Run the whole model in ``dtype`` ("fp16" or "bf16")."""
+
+    dtype: str = "bf16"
+
+    def __post_init__(self) -> None:
+        if self.dtype not in DTYPES:
+            raise EdgeslimError(f"dtype {self.dtype!r}: choose one of {', '.join(DTYPES)}")
+
+
+@register_method(HalfConfig, "half")
+class Half(Method):
+    """The result wraps the model as ``HalfPrecision.model`` (details: ``wrapped_as``)."""
+
+    def apply_(self, model, config, layers, calib):
+        if layers.overrides or layers.filter_fn is not None:
+            raise EdgeslimError("half precision converts the whole model: no per-layer choice")
+        out = self.restore_(model, config, layers, {})
+        layers.done("", config)
+        return out, {"dtype": config.dtype, "bytes": half_bytes(out), "wrapped_as": "model"}
+
+    def restore_(self, model, config, layers, details):
+        return HalfPrecision(model.to(DTYPES[config.dtype]), DTYPES[config.dtype])
+
+
 def to_half(model: nn.Module, dtype: str = "bf16") -> HalfPrecision:
     """A half-precision copy of ``model`` (the caller's model is not modified).
+
+    Same as ``apply(model, HalfConfig(dtype)).model``.
 
     Example:
         >>> m = to_half(nn.Linear(4, 2), "fp16")
         >>> m(torch.randn(3, 4)).dtype, m.model.weight.dtype
         (torch.float32, torch.float16)
     """
-    if dtype not in DTYPES:
-        raise EdgeslimError(f"dtype {dtype!r}: choose one of {', '.join(DTYPES)}")
-    return HalfPrecision(copy.deepcopy(model).to(DTYPES[dtype]), DTYPES[dtype])
+    return apply(model, HalfConfig(dtype)).model
 
 
 def half_bytes(model: nn.Module) -> int:

@@ -9,12 +9,14 @@ layer stores ``bits``-bit indices plus a ``k``-entry fp32 codebook.
 
 from __future__ import annotations
 
-import copy
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
-from edgeslim.quant.storage import StorageReport, account, coded_layers
+from edgeslim.core.errors import EdgeslimError
+from edgeslim.core.methods import Method, MethodConfig, apply, register_method
+from edgeslim.quant.storage import StorageReport, account, codable
 
 
 def kmeans_1d(x: Tensor, k: int, iters: int = 30) -> tuple[Tensor, Tensor]:
@@ -41,21 +43,46 @@ def kmeans_1d(x: Tensor, k: int, iters: int = 30) -> tuple[Tensor, Tensor]:
     return c, a
 
 
+@dataclass(frozen=True)
+class KMeansConfig(MethodConfig):
+    """``2^bits`` shared values per conv/linear layer, ``iters`` Lloyd iterations at most."""
+
+    bits: int = 4
+    iters: int = 30
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.bits <= 8:
+            raise EdgeslimError(f"k-means bits must be in 1..8, got {self.bits}")
+
+
+@register_method(KMeansConfig, "kmeans")
+class KMeansSharing(Method):
+    """Only values change: a saved model reloads without replaying anything."""
+
+    def apply_(self, model, config, layers, calib):
+        coded = {}
+        for name, mod, cfg in layers.select(model, codable):
+            c, a = kmeans_1d(mod.weight.detach(), 2**cfg.bits, cfg.iters)
+            with torch.no_grad():
+                mod.weight.copy_(c[a].reshape(mod.weight.shape))
+            # codes + an fp32 codebook
+            coded[f"{name}.weight" if name else "weight"] = (cfg.bits, 4 * 2**cfg.bits)
+            layers.done(name, cfg)
+        return model, {"storage": account(model, coded).to_dict()}
+
+
 def kmeans_share_model(
     model: nn.Module, bits: int = 4, exclude: tuple[str, ...] = ()
 ) -> tuple[nn.Module, StorageReport]:
     """A copy of ``model`` whose conv/linear weights take ``2^bits`` shared values per layer.
+
+    Same as ``apply(model, KMeansConfig(bits), overrides={p: None for p in exclude})``.
 
     Example:
         >>> m, rep = kmeans_share_model(nn.Sequential(nn.Linear(64, 64)), bits=4)
         >>> len(m[0].weight.unique()) <= 16
         True
     """
-    out = copy.deepcopy(model)
-    coded = {}
-    for name, mod in coded_layers(out, exclude):
-        c, a = kmeans_1d(mod.weight.detach(), 2**bits)
-        with torch.no_grad():
-            mod.weight.copy_(c[a].reshape(mod.weight.shape))
-        coded[f"{name}.weight" if name else "weight"] = (bits, 4 * 2**bits)
-    return out, account(out, coded)
+    out, rec = apply(model, KMeansConfig(bits), overrides=dict.fromkeys(exclude))
+    s = rec.details["storage"]
+    return out, StorageReport(s["float_bytes"], s["compressed_bytes"], s["layers"])

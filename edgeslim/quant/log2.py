@@ -8,6 +8,7 @@ two in the linear domain, clamped to the ``2^(bits-1) - 1`` exponents below the
 channel's largest, plus an exact zero. One code = 1 sign bit + ``bits - 1``
 exponent bits.
 
+The method that codes a whole model is :mod:`edgeslim.quant.power_of_two`.
 Two corrections make the coding keep accuracy without retraining:
 
 * **A per-channel scale ``s``, fitted by least squares** (the alpha of APoT, Li et
@@ -28,15 +29,10 @@ Two corrections make the coding keep accuracy without retraining:
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Iterable
-
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from edgeslim.core.errors import EdgeslimError
-from edgeslim.quant.bias_correction import bias_correct_
-from edgeslim.quant.storage import StorageReport, account, coded_layers
 
 
 def pow2_quantize(w: Tensor, bits: int = 4) -> Tensor:
@@ -95,43 +91,3 @@ def pow2_fit(w: Tensor, bits: int = 4, iters: int = 8) -> tuple[Tensor, Tensor]:
     best_s = torch.where(qq > 0, (flat * best_q).sum(1, keepdim=True) / qq.clamp(min=1e-30), best_s)
     shape = (w.shape[0],) + (1,) * (w.dim() - 1)
     return best_q.reshape(w.shape), best_s.clamp(min=1e-30).reshape(shape)
-
-
-def pow2_quantize_model(
-    model: nn.Module,
-    bits: int = 4,
-    exclude: tuple[str, ...] = (),
-    scale: bool = True,
-    calib: Iterable[Tensor] | None = None,
-) -> tuple[nn.Module, StorageReport]:
-    """A copy of ``model`` with conv/linear weights as (scaled) powers of two, and its size.
-
-    Args:
-        model: the float model; it is not modified.
-        bits: code bits per weight (1 sign + ``bits - 1`` exponent bits).
-        exclude: layer names or whole-name regexes to leave in float.
-        scale: fit a per-channel least-squares scale (see the module docstring);
-            ``False`` gives pure powers of two.
-        calib: input batches; when given, each coded layer's bias is corrected
-            for the mean shift its coding caused (layer by layer, in order).
-
-    Example:
-        >>> m, rep = pow2_quantize_model(nn.Sequential(nn.Linear(64, 64)), bits=4)
-        >>> rep.ratio > 5
-        True
-    """
-    out = copy.deepcopy(model)
-    coded, names = {}, []
-    for name, mod in coded_layers(out, exclude):
-        with torch.no_grad():
-            if scale:
-                q, s = pow2_fit(mod.weight, bits)
-                mod.weight.copy_(s * q)
-            else:
-                mod.weight.copy_(pow2_quantize(mod.weight, bits))
-        side = mod.weight.shape[0] * (5 if scale else 1)  # fp32 scale + exponent byte
-        coded[f"{name}.weight" if name else "weight"] = (bits, side)
-        names.append(name)
-    if calib is not None and names:
-        bias_correct_(out, model, calib, progress=False, names=names)
-    return out, account(out, coded)

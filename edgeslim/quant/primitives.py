@@ -176,3 +176,35 @@ def sqnr_db(ref: Tensor, approx: Tensor) -> float:
     if noise == 0.0:
         return math.inf
     return 10.0 * math.log10(max(signal, 1e-30) / noise)
+
+
+def fake_quantize_ste(
+    x: Tensor,
+    scale: Tensor,
+    zero_point: Tensor,
+    qmin: TensorOrInt,
+    qmax: TensorOrInt,
+    axis: int | None = None,
+) -> Tensor:
+    """:func:`fake_quantize` with straight-through gradients, for training through it.
+
+    The value is exactly :func:`fake_quantize`'s. Rounding passes its gradient
+    straight through (Bengio et al., arXiv:1308.3432); clamped values pass none.
+    The gradient reaching ``scale`` is the one of LSQ (Esser et al., "Learned Step
+    Size Quantization", ICLR 2020, eq. 3, without its gradient scale):
+    ``round(x/s) - x/s`` inside the grid, the clamp bound outside it.
+
+    Example:
+        >>> x = torch.tensor([0.26, -9.0], requires_grad=True)
+        >>> s = torch.tensor(0.1, requires_grad=True)
+        >>> y = fake_quantize_ste(x, s, torch.tensor(0), -8, 7)
+        >>> y.sum().backward(); x.grad.tolist()
+        [1.0, 0.0]
+    """
+    s = _bshape(scale, x.dim(), axis)
+    z = _bshape(zero_point, x.dim(), axis).to(x.dtype)
+    lo = _bshape(torch.as_tensor(qmin, dtype=x.dtype), x.dim(), axis)
+    hi = _bshape(torch.as_tensor(qmax, dtype=x.dtype), x.dim(), axis)
+    v = x / s
+    q = torch.clamp(v + (torch.round(v) - v).detach() + z, lo, hi)
+    return (q - z) * s

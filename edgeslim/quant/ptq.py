@@ -19,21 +19,24 @@ from __future__ import annotations
 import copy
 import warnings
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
 from edgeslim.core.errors import EdgeslimError
+from edgeslim.core.layer_types import layer_type_of
+from edgeslim.core.methods import LayerPlan, Method, register_method
 from edgeslim.core.modes import eval_mode
+from edgeslim.core.select import swap_module_
 from edgeslim.fuse.conv_bn import fold_bn_
 from edgeslim.graph.calls import ModelGraph
 from edgeslim.quant.bias_correction import bias_correct_
 from edgeslim.quant.bit_allocation import allocate_bits
 from edgeslim.quant.config import PTQConfig
-from edgeslim.quant.fake_quant import QUANT_LAYERS, FakeQuantize, _QuantWeight, fake_quantizers
-from edgeslim.quant.graph import Placement, insert_activation_quantizers
+from edgeslim.quant.fake_quant import FakeQuantize, _QuantWeight, fake_quantizers
+from edgeslim.quant.graph import Placement, attach_quantizers_, place
 
 
 @dataclass
@@ -60,42 +63,75 @@ def _inputs(batch) -> Tensor:
     return batch[0] if isinstance(batch, list | tuple) else batch
 
 
-def prepare(model: nn.Module, config: PTQConfig, example: Tensor | None = None) -> QuantizedModel:
-    """Fold, swap and insert quantizers into a copy of ``model`` (nothing calibrated yet).
+def quantizable(module: nn.Module) -> bool:
+    """True when ``module``'s exact type has a fake-quant twin in the layer-type table."""
+    entry = layer_type_of(type(module))
+    return entry is not None and entry.twin is not None
 
-    ``example`` (one input batch) is what ``torch.export`` captures the model with,
-    for BN folding and for the activation quantization points. Without it, or when
-    the capture fails, BN folding pairs only ``nn.Sequential`` neighbours and each
-    layer's input is quantized instead (``graph_mode == "module"``), with a warning
-    that is also kept in ``graph_note``.
+
+@dataclass
+class Prepared:
+    """What :func:`prepare_` did: the root, how activations are placed, and why."""
+
+    model: nn.Module
+    graph_mode: str
+    input_of: dict[str, str]
+    note: str = ""
+    placement: Placement | None = None
+    folded: list[tuple[str, str]] = field(default_factory=list)  # (conv, BN) names
+
+
+def prepare_(
+    model: nn.Module,
+    config: PTQConfig,
+    layers: LayerPlan | None = None,
+    *,
+    example: Tensor | None = None,
+    placement: Placement | None = None,
+    graph: ModelGraph | None = None,
+    folded: list[tuple[str, str]] | None = None,
+) -> Prepared:
+    """Fold, swap and insert quantizers into ``model`` in place (nothing calibrated yet).
+
+    ``layers`` chooses the config of each layer (default: ``config`` everywhere);
+    within it, :meth:`PTQConfig.weight_spec_for` still applies ``exclude`` and the
+    weight-spec overrides. ``example`` (one input batch) is what ``torch.export``
+    captures the model with, for BN folding and for the activation quantization
+    points (``graph``: a capture of it made already, e.g. before BN folding);
+    ``placement`` and ``folded`` replay points and ``(conv, BN)`` folds found
+    before (a saved model's reload: no capture, no data).
+    Without either, or when the capture fails, BN folding pairs only
+    ``nn.Sequential`` neighbours and each layer's input is quantized instead
+    (``graph_mode == "module"``), with a warning that is also kept in ``note``.
+    The model keeps its class; the same call on the same architecture yields the
+    same module names (what a reload relies on).
     """
-    ref = copy.deepcopy(model).eval()
-    graph, note = _capture(ref, example)
-    if config.fold_bn and graph is not None:
-        fold_bn_(ref, example, graph=graph)
-    elif config.fold_bn:
-        warnings.warn(f"{note}: folding only conv->BN neighbours in nn.Sequential", stacklevel=2)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the reason was just given
-            fold_bn_(ref)
-    qm = copy.deepcopy(ref)
-    for name, mod in list(qm.named_modules()):
-        if type(mod) not in QUANT_LAYERS:
+    layers = layers or LayerPlan(config)
+    note = "placement replayed" if placement is not None else ""
+    needs_graph = (config.fold_bn and folded is None) or (
+        config.activation is not None and placement is None
+    )
+    if graph is None and needs_graph:
+        graph, note = _capture(model, example)
+    if config.fold_bn:
+        folded = _fold(model, graph, example, note, folded)
+    for name, mod, cfg in layers.select(model, quantizable):
+        wspec = cfg.weight_spec_for(name)
+        if wspec is None or not name:  # the root itself cannot be swapped in place
             continue
-        wspec = config.weight_spec_for(name)
-        if wspec is None:
-            continue
-        new = QUANT_LAYERS[type(mod)].from_float(mod, wspec)
-        if config.bit_allocation:
+        new = layer_type_of(type(mod)).twin_class().from_float(mod, wspec)
+        if cfg.bit_allocation:
             _allocate(new, wspec.bits)
-        parent, _, child = name.rpartition(".")
-        setattr(qm.get_submodule(parent) if parent else qm, child, new)
-    mode, input_of, placement = "module", {}, None
+        swap_module_(model, name, new)
+        layers.done(name, cfg)
+    mode, input_of = "module", {}
     if config.activation is not None:
-        if graph is not None:
-            qm, placement = insert_activation_quantizers(
-                qm, config.activation, example, graph=graph
-            )
+        if placement is None and graph is not None:
+            placement = place(model, graph, example)
+            for n in placement.notes:
+                warnings.warn(n, stacklevel=2)
+        if placement is not None:
+            attach_quantizers_(model, placement, config.activation)
             input_of, mode = dict(placement.input_of), "export"
         else:
             warnings.warn(
@@ -103,12 +139,51 @@ def prepare(model: nn.Module, config: PTQConfig, example: Tensor | None = None) 
                 "(residual adds, matmuls and pooling stay in float)",
                 stacklevel=2,
             )
-            for name, mod in qm.named_modules():
+            for name, mod in model.named_modules():
                 if isinstance(mod, _QuantWeight) and mod.weight_fq is not None:
                     mod.input_fq = FakeQuantize(config.activation)
                     input_of[name] = f"{name}.input_fq"
+    link_bias_scales(model, input_of)
+    note = "" if mode == "export" else note
+    return Prepared(model.eval(), mode, input_of, note, placement, list(folded or []))
+
+
+def _fold(
+    model: nn.Module,
+    graph: ModelGraph | None,
+    example: Tensor | None,
+    note: str,
+    pairs: list[tuple[str, str]] | None = None,
+) -> list[tuple[str, str]]:
+    if pairs is not None:
+        return fold_bn_(model, pairs=pairs)
+    if graph is not None:
+        return fold_bn_(model, example, graph=graph)
+    warnings.warn(f"{note}: folding only conv->BN neighbours in nn.Sequential", stacklevel=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the reason was just given
+        return fold_bn_(model)
+
+
+def link_bias_scales(model: nn.Module, input_of: dict[str, str]) -> None:
+    """Tie each layer's int32 bias scale to its input quantizer (``s_x * s_w``, kept live)."""
+    for layer_name, fq_name in input_of.items():
+        model.get_submodule(layer_name).link_input_quantizer(model.get_submodule(fq_name))
+
+
+def prepare(model: nn.Module, config: PTQConfig, example: Tensor | None = None) -> QuantizedModel:
+    """Fold, swap and insert quantizers into a copy of ``model`` (nothing calibrated yet).
+
+    See :func:`prepare_`; the float reference (BN folded the same way) is kept for
+    bias correction and comparisons.
+    """
+    ref = copy.deepcopy(model).eval()
+    graph, note = _capture(ref, example)
+    if config.fold_bn:
+        _fold(ref, graph, example, note)
+    p = prepare_(copy.deepcopy(ref), replace(config, fold_bn=False), example=example, graph=graph)
     return QuantizedModel(
-        qm.eval(), ref, config, mode, input_of, graph_note=note, placement=placement
+        p.model, ref, config, p.graph_mode, p.input_of, graph_note=p.note, placement=p.placement
     )
 
 
@@ -153,10 +228,7 @@ def calibrate_(qm: QuantizedModel, data: Iterable, batches: int, progress: bool 
         else:  # never reached (e.g. a dead branch): stay transparent
             fq.observing = fq.quantizing = False
     # the runtime adds each bias as int32 at s_x * s_w: simulate it now that s_x is known
-    for layer_name, fq_name in qm.input_quantizer_of.items():
-        fq = qm.model.get_submodule(fq_name)
-        if fq.quantizing and fq.per_tensor_int_range is not None:
-            qm.model.get_submodule(layer_name).set_bias_scale(fq.scale)
+    link_bias_scales(qm.model, qm.input_quantizer_of)
     return seen
 
 
@@ -187,11 +259,22 @@ def quantize_ptq(
         ('export', 22)
     """
     config = config or PTQConfig()
-    if example is None and data is not None:
-        example = next((_inputs(b) for b in data), None)
-        if isinstance(example, Tensor) and example.dim() > 0:
-            example = example[:2]  # the capture depends on shapes, not on the batch size
-    qm = prepare(model, config, example)
+    qm = prepare(model, config, example if example is not None else _example(data))
+    _calibrate_and_correct(qm, data, config, progress)
+    return qm
+
+
+def _example(data: Iterable | None) -> Tensor | None:
+    """A 2-sample batch of ``data`` to capture with (the capture depends on shapes only)."""
+    example = next((_inputs(b) for b in data), None) if data is not None else None
+    if isinstance(example, Tensor) and example.dim() > 0:
+        example = example[:2]
+    return example
+
+
+def _calibrate_and_correct(
+    qm: QuantizedModel, data: Iterable | None, config: PTQConfig, progress: bool
+) -> None:
     if config.activation is not None:
         if data is None:
             raise EdgeslimError("activation quantization needs calibration data")
@@ -205,4 +288,40 @@ def quantize_ptq(
                 break
             xs.append(_inputs(batch))
         qm.bias_shifts = bias_correct_(qm.model, qm.float_model, xs, progress)
-    return qm
+
+
+@register_method(PTQConfig, "ptq")
+class PTQ(Method):
+    """Post-training quantization through :func:`edgeslim.core.methods.apply_`.
+
+    ``calib`` is the calibration data. Per-layer overrides are :class:`PTQConfig`s
+    whose weight spec (and ``bit_allocation``) apply to that layer; the activation
+    spec, calibration and bias correction are the main config's.
+    """
+
+    def apply_(self, model, config, layers, calib):
+        example = _example(calib)
+        graph, note = _capture(model, example)
+        folded = _fold(model, graph, example, note) if config.fold_bn else []
+        ref = copy.deepcopy(model).eval() if config.bias_correction else None
+        p = prepare_(model, replace(config, fold_bn=False), layers, example=example, graph=graph)
+        qm = QuantizedModel(p.model, ref, config, p.graph_mode, p.input_of, graph_note=p.note)
+        _calibrate_and_correct(qm, calib, config, progress=False)
+        return p.model, {
+            "graph_mode": p.graph_mode,
+            "graph_note": p.note,
+            "quantized_layers": len(layers.applied),
+            "bias_shifts": qm.bias_shifts,
+            "folded_bn": [list(pair) for pair in folded],
+            "placement": p.placement.to_dict() if p.placement is not None else None,
+        }
+
+    def restore_(self, model, config, layers, details):
+        placement = details.get("placement")
+        return prepare_(
+            model,
+            config,
+            layers,
+            folded=[tuple(pair) for pair in details.get("folded_bn", [])],
+            placement=Placement.from_dict(placement) if placement else None,
+        ).model

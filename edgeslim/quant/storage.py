@@ -7,9 +7,17 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-from edgeslim.quant.config import _matches
+from edgeslim.core.layer_types import layer_type_of
+from edgeslim.core.select import matches
 
-CODED_TYPES = (nn.Conv1d, nn.Conv2d, nn.Linear)
+
+def codable(module: nn.Module) -> bool:
+    """True when a weight coding (power-of-two, k-means) rewrites ``module``'s weight.
+
+    The layer-type table says which (its ``coding`` part); subclasses count.
+    """
+    entry = layer_type_of(type(module), inherit=True)
+    return entry is not None and entry.coding is not None
 
 
 def coded_layers(model: nn.Module, exclude: Sequence[str] = ()) -> Iterator[tuple[str, nn.Module]]:
@@ -18,7 +26,7 @@ def coded_layers(model: nn.Module, exclude: Sequence[str] = ()) -> Iterator[tupl
     ``exclude`` holds exact names or whole-name regexes, as everywhere in ``quant``.
     """
     for name, mod in model.named_modules():
-        if isinstance(mod, CODED_TYPES) and not any(_matches(p, name) for p in exclude):
+        if codable(mod) and not any(matches(name, p) for p in exclude):
             yield name, mod
 
 
@@ -41,6 +49,11 @@ class StorageReport:
             "ratio": self.ratio,
             "layers": self.layers,
         }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> StorageReport:
+        """The report :meth:`to_dict` wrote (a method record's ``details["storage"]``)."""
+        return cls(int(d["float_bytes"]), int(d["compressed_bytes"]), dict(d.get("layers", {})))
 
 
 def account(model: nn.Module, coded: dict[str, tuple[int, int]]) -> StorageReport:

@@ -1,7 +1,7 @@
 """Stage checkpoints: a finished stage is a directory that a rerun loads instead of recomputing.
 
-``stages/NN-name/`` holds the saved float model (``model/``), its deployable
-ONNX (``model.onnx``: FP32 export, or the stage's own INT8 file) and
+``stages/NN-name/`` holds the saved model (``model/``, float or fake-quantized),
+its deployable ONNX (``model.onnx``: FP32, or INT8 QDQ for a fake-quant model) and
 ``state.json``, written last: a directory without it is an unfinished stage.
 The fingerprint covers the input and every stage up to this one, so editing a
 stage's settings reruns that stage and everything after it.
@@ -15,8 +15,8 @@ import shutil
 from pathlib import Path
 
 from edgeslim.core.atomic import atomic_path, write_text_atomic
-from edgeslim.export.onnx import export_onnx
 from edgeslim.models.saved import load_saved, save_model
+from edgeslim.recipe.deploy import export_deployable
 from edgeslim.recipe.state import PipelineState
 
 STATE = "state.json"
@@ -36,20 +36,14 @@ def save_stage(stage_dir: Path, state: PipelineState, fp: str) -> PipelineState:
         with atomic_path(onnx_path) as tmp:
             shutil.copyfile(state.onnx, tmp)
     elif state.onnx is None:
-        export_onnx(state.lm.model, state.lm.require_input(), onnx_path)
-    deployable_only = state.onnx is not None
+        export_deployable(state.lm.model, state.lm.require_input(), onnx_path)
     state = PipelineState(state.lm, onnx_path, state.layers, state.notes)
-    meta = {
-        "fingerprint": fp,
-        "layers": state.layers,
-        "notes": state.notes,
-        "deployable_only": deployable_only,
-    }
+    meta = {"fingerprint": fp, "layers": state.layers, "notes": state.notes}
     write_text_atomic(stage_dir / STATE, json.dumps(meta, indent=2, default=str))
     return state
 
 
-def load_stage(stage_dir: Path, fp: str) -> tuple[PipelineState, bool] | None:
+def load_stage(stage_dir: Path, fp: str) -> PipelineState | None:
     """The finished stage at ``stage_dir`` if its fingerprint matches, else None."""
     f = stage_dir / STATE
     if not f.is_file():
@@ -61,5 +55,4 @@ def load_stage(stage_dir: Path, fp: str) -> tuple[PipelineState, bool] | None:
         lm = load_saved(stage_dir / "model")
     except Exception:  # a damaged checkpoint is recomputed, never trusted
         return None
-    state = PipelineState(lm, stage_dir / "model.onnx", meta["layers"], meta["notes"])
-    return state, bool(meta.get("deployable_only"))
+    return PipelineState(lm, stage_dir / "model.onnx", meta["layers"], meta["notes"])

@@ -56,10 +56,9 @@ def run_stages(
         state = save_stage(stages_dir / "00-input", PipelineState(input_model(r, progress)), fp)
     else:
         tqdm.write("stage 0: input model (from checkpoint)")
-        state = resumed[0]
+        state = resumed
     teacher = state.lm
     history = [("input", state)]
-    deployable_only = False
     done: list[dict] = []
     for i, stage in enumerate(loaded.stages, start=1):
         entry: dict = {stage.name: stage.settings.model_dump()}
@@ -72,28 +71,17 @@ def run_stages(
         resumed = load_stage(sdir, fp)
         if resumed is not None:
             tqdm.write(f"stage {i}: {stage.name} (from checkpoint)")
-            state, deployable_only = resumed
+            state = resumed
             history.append((stage.name, state))
             continue
-        if deployable_only and stage.name != "export":
-            raise EdgeslimError(
-                f"stage {i} ({stage.name}) comes after a stage that produced a "
-                "deployable-only model (quantize); put quantize last"
-            )
         _clear_from(stages_dir, i)
         tqdm.write(f"stage {i}: {stage.name}")
         ctx = PipelineContext(r, teacher, sdir, progress)
         sdir.mkdir(parents=True, exist_ok=True)
         # each stage works on its own copy: in-place stages must not alter earlier stages
-        # (or the teacher), and a float model's stale ONNX must not be passed on as its result
-        given = PipelineState(
-            copy.deepcopy(state.lm),
-            state.onnx if deployable_only else None,
-            dict(state.layers),
-            dict(state.notes),
-        )
+        # (or the teacher), and the previous ONNX must not be passed on as its result
+        given = PipelineState(copy.deepcopy(state.lm), None, dict(state.layers), dict(state.notes))
         new = STAGES.get(stage.name).run(given, stage.settings, ctx)
-        deployable_only = deployable_only or new.onnx is not None
         state = save_stage(sdir, new, fp)
         history.append((stage.name, state))
     return history

@@ -16,10 +16,11 @@ from edgeslim.recipe.schema import Recipe
 class PipelineState:
     """The model after a stage.
 
-    ``lm`` is the current PyTorch model. ``onnx`` is set by a stage whose result
-    only exists as a deployable file (INT8 QDQ); later stages then cannot change
-    the PyTorch model any more. ``layers`` collects per-layer facts for the
-    report (``bits``, ``sensitivity``, ...); ``notes`` a stage summary.
+    ``lm`` is the current PyTorch model, float or fake-quantized (a quantized
+    model stays a PyTorch model: later stages may train it). ``onnx`` is the
+    stage's deployable file when the stage wrote one (INT8 QDQ, FP32 export);
+    otherwise the checkpoint exports it. ``layers`` collects per-layer facts for
+    the report (``bits``, ``sensitivity``, ...); ``notes`` a stage summary.
     """
 
     lm: LoadedModel

@@ -106,7 +106,7 @@ def test_quantize_every_output(tmp_path, spec):
     with pytest.warns(UserWarning, match="random"):
         assert main(args) == 0
     rep = json.loads((out / "report.json").read_text())
-    assert rep["graph_mode"] == "fx" and len(rep["quantized_layers"]) > 0
+    assert rep["graph_mode"] == "export" and len(rep["quantized_layers"]) > 0
     path = out / "model.onnx"
     nodes = [n.op_type for n in onnx.load(str(path)).graph.node]
     assert nodes.count("QuantizeLinear") > 0

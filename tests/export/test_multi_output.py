@@ -12,12 +12,12 @@ from torch import nn
 from edgeslim.core import EdgeslimError
 from edgeslim.export.onnx import export_onnx, output_parity
 from edgeslim.export.ort import ort_outputs, ort_session
-from edgeslim.export.qdq import export_qdq
 from edgeslim.models.inputs import InputSpec
 from edgeslim.prune import PruneConfig, prune
 from edgeslim.prune.structured import check_against_masked
 from edgeslim.quant.config import PTQConfig
 from edgeslim.quant.ptq import quantize_ptq
+from edgeslim.quant.qdq import export_qdq
 
 SPEC = InputSpec((1, 3, 16, 16))
 

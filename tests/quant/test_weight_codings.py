@@ -9,7 +9,8 @@ from torch import nn
 from edgeslim.bench.accuracy import evaluate_model
 from edgeslim.quant.half import half_bytes, to_half
 from edgeslim.quant.kmeans import kmeans_1d, kmeans_share_model
-from edgeslim.quant.log2 import pow2_fit, pow2_quantize, pow2_quantize_model
+from edgeslim.quant.log2 import pow2_fit, pow2_quantize
+from edgeslim.quant.power_of_two import pow2_quantize_model
 
 
 def test_pow2_values_are_signed_powers_of_two_or_zero():

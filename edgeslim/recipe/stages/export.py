@@ -1,4 +1,4 @@
-"""``export`` stage: the deployable ONNX of the current model (FP32, or the INT8 file as is)."""
+"""``export`` stage: the deployable ONNX of the current model (INT8 QDQ when fake-quantized)."""
 
 from __future__ import annotations
 
@@ -11,15 +11,15 @@ class ExportSettings(Strict):
     opset: int = 18
 
 
-@register_stage("export", ExportSettings, "write the deployable ONNX model (parity-checked)")
+@register_stage("export", ExportSettings, "write the deployable ONNX model (FP32 or INT8 QDQ)")
 def run(state: PipelineState, s: ExportSettings, ctx: PipelineContext) -> PipelineState:
-    if state.onnx is not None:
-        return state
+    from edgeslim.recipe.deploy import export_deployable, is_fake_quantized
+
+    lm = state.lm
+    if is_fake_quantized(lm.model):
+        path = export_deployable(lm.model, lm.require_input(), ctx.work_dir / "int8.onnx", s.opset)
+        return PipelineState(lm, path, state.layers, state.notes)
     from edgeslim.export.onnx import export_onnx
 
-    res = export_onnx(
-        state.lm.model, state.lm.require_input(), ctx.work_dir / "export.onnx", opset=s.opset
-    )
-    return PipelineState(
-        state.lm, res.path, state.layers, {**state.notes, "parity": res.max_abs_diff}
-    )
+    res = export_onnx(lm.model, lm.require_input(), ctx.work_dir / "export.onnx", opset=s.opset)
+    return PipelineState(lm, res.path, state.layers, {**state.notes, "parity": res.max_abs_diff})

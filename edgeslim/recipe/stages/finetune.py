@@ -1,4 +1,10 @@
-"""``finetune`` stage: train the current model on the recipe's data (the data's task loss)."""
+"""``finetune`` stage: train the current model on the recipe's data (the data's task loss).
+
+On a fake-quantized model (after ``quantize``) this is quantization-aware
+training: weights train through the quantizers with straight-through gradients,
+and the scales become parameters and train with them (LSQ); the stage's
+deployable is then the INT8 QDQ export of the trained model.
+"""
 
 from __future__ import annotations
 
@@ -16,9 +22,14 @@ class FinetuneSettings(TrainSettings):
 
 @register_stage("finetune", FinetuneSettings, "train the current model on the recipe's data")
 def run(state: PipelineState, s: FinetuneSettings, ctx: PipelineContext) -> PipelineState:
+    from edgeslim.recipe.deploy import is_fake_quantized
     from edgeslim.train.trainer import Trainer
 
     ctx.require_data("finetune")
+    if is_fake_quantized(state.lm.model):
+        from edgeslim.quant.fake_quant import learn_scales_
+
+        learn_scales_(state.lm.model)
     Trainer(
         state.lm.model,
         s.train_config(ctx.seed),

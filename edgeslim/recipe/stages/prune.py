@@ -63,5 +63,5 @@ def run(state: PipelineState, s: PruneSettings, ctx: PipelineContext) -> Pipelin
     data = ctx.loader("train", 64) if ctx.recipe.data else None
     res = prune_(lm.model, example, prune_config(s, target, ctx.seed), data)
     notes = {**state.notes, "prune": res.summary()}
-    new = LoadedModel(res.model, lm.source, lm.input, lm.name, lm.meta)
+    new = LoadedModel(res.model, lm.source, lm.input, lm.name, lm.meta, lm.methods)
     return PipelineState(new, None, state.layers, notes)

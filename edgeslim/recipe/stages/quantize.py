@@ -1,4 +1,11 @@
-"""``quantize`` stage: INT8 post-training quantization, deployed as an ONNX QDQ model."""
+"""``quantize`` stage: INT8 post-training quantization; the result stays a PyTorch model.
+
+The stage applies :class:`~edgeslim.quant.config.PTQConfig` through the method
+registry (:func:`edgeslim.core.methods.apply`), keeps the fake-quant model as the
+pipeline's model (it saves, reloads and trains: a ``finetune`` after it is
+quantization-aware training) and writes its INT8 QDQ ONNX with edgeslim's own
+scales.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +13,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from edgeslim.models.spec import LoadedModel
 from edgeslim.recipe.registry import register_stage
 from edgeslim.recipe.schema import Strict
 from edgeslim.recipe.state import PipelineContext, PipelineState
@@ -39,7 +47,7 @@ def ptq_config(s: QuantizeSettings, keep_float: tuple[str, ...] = ()):
 
 @register_stage("quantize", QuantizeSettings, "INT8 PTQ with edgeslim's own scales, ONNX QDQ")
 def run(state: PipelineState, s: QuantizeSettings, ctx: PipelineContext) -> PipelineState:
-    from edgeslim.quant.ptq import quantize_ptq
+    from edgeslim.core.methods import apply
     from edgeslim.quant.qdq import export_qdq
     from edgeslim.workflows.quantize import calibration_loader
 
@@ -47,14 +55,18 @@ def run(state: PipelineState, s: QuantizeSettings, ctx: PipelineContext) -> Pipe
     # layers a preceding ``search`` stage chose to keep in float (its latency assumed it)
     keep_float = tuple((state.notes.get("search") or {}).get("float_layers", ()))
     cfg = ptq_config(s, keep_float)
-    qm = quantize_ptq(state.lm.model, calibration_loader(data), cfg, progress=ctx.progress)
-    res = export_qdq(qm.model, state.lm.require_input(), ctx.work_dir / "int8.onnx")
+    lm = state.lm
+    qmodel, record = apply(lm.model, cfg, calib=calibration_loader(data))
+    res = export_qdq(qmodel, lm.require_input(), ctx.work_dir / "int8.onnx")
+    quantized = [n for n, c in record.layers.items() if c.weight_spec_for(n) is not None]
     layers = {k: dict(v) for k, v in state.layers.items()}
-    for name in qm.layers():
+    for name in quantized:
         layers.setdefault(name, {})["bits"] = s.w_bits
     notes = {
         **state.notes,
-        "quantize": f"W{s.w_bits}A{s.a_bits} {s.calib_method}, {len(qm.layers())} layers"
+        "quantize": f"W{s.w_bits}A{s.a_bits} {s.calib_method}, {len(quantized)} layers"
         + (f", {len(keep_float)} kept in float by search" if keep_float else ""),
     }
-    return PipelineState(state.lm, res.path, layers, notes)
+    methods = [*lm.methods, record.to_dict()]
+    new = LoadedModel(qmodel, lm.source, lm.input, lm.name, lm.meta, methods)
+    return PipelineState(new, res.path, layers, notes)

@@ -152,5 +152,5 @@ def run(state: PipelineState, s: SearchSettings, ctx: PipelineContext) -> Pipeli
     layers = {k: dict(v) for k, v in state.layers.items()}
     for name, drop in res.sensitivity.items():
         layers.setdefault(name, {})["sensitivity"] = drop
-    new = LoadedModel(res.model, lm.source, lm.input, lm.name, lm.meta)
+    new = LoadedModel(res.model, lm.source, lm.input, lm.name, lm.meta, lm.methods)
     return PipelineState(new, None, layers, {**state.notes, "search": res.notes})
