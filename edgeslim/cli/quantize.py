@@ -41,6 +41,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--weight-only", action="store_true", help="quantize weights only")
     p.add_argument(
+        "--reduce-range",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="code 8-bit weights in 7 bits so x86 CPUs without VNNI cannot saturate "
+        "(auto: when this CPU lacks VNNI)",
+    )
+    p.add_argument(
         "--exclude",
         nargs="*",
         default=[],
@@ -85,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
         bias_correction=args.bias_correction,
         bit_allocation=args.bit_allocation,
         exclude=tuple(args.exclude),
+        reduce_range={"auto": None, "on": True, "off": False}[args.reduce_range],
     )
     eval_data = args.eval_data
     if eval_data is None and not args.calib_data.startswith("random"):

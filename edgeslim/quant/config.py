@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from edgeslim.core.cpu import int8_pairs_saturate
 from edgeslim.core.errors import EdgeslimError
 from edgeslim.core.methods import MethodConfig
 from edgeslim.core.select import compile_pattern, matches
@@ -84,6 +85,10 @@ class PTQConfig(MethodConfig):
         exclude: names or regexes of layers kept in float (e.g. the classifier head).
         overrides: ordered ``(name or regex, QuantSpec | None)`` weight overrides.
         fold_bn: fold BatchNorm into the preceding conv first.
+        reduce_range: cap 8-bit weights at 7 bits (codes in -63..63) so that the
+            u8 x s8 kernels of x86 CPUs without VNNI cannot saturate (see
+            :mod:`edgeslim.core.cpu`); ``None`` (default) decides from this CPU, and
+            the decision is stored in the config, so a saved model replays it.
 
     Example:
         >>> cfg = PTQConfig(weight=weight_spec(4), exclude=("fc",))
@@ -100,8 +105,11 @@ class PTQConfig(MethodConfig):
     exclude: tuple[str, ...] = ()
     overrides: tuple[Override, ...] = ()
     fold_bn: bool = True
+    reduce_range: bool | None = None
 
     def __post_init__(self) -> None:
+        if self.reduce_range is None:
+            object.__setattr__(self, "reduce_range", int8_pairs_saturate())
         if self.calib_batches < 1:
             raise EdgeslimError(f"calib_batches must be >= 1, got {self.calib_batches}")
         for pat, _ in self.overrides:
@@ -113,10 +121,14 @@ class PTQConfig(MethodConfig):
         """Weight spec of layer ``name``: excluded -> None, else first override, else default."""
         if any(_matches(p, name) for p in self.exclude):
             return None
-        for pat, spec in self.overrides:
+        spec = self.weight
+        for pat, override in self.overrides:
             if _matches(pat, name):
-                return spec
-        return self.weight
+                spec = override
+                break
+        if spec is not None and self.reduce_range and spec.bits == 8:
+            spec = spec.with_(bits=7)
+        return spec
 
 
 def _compile(pattern: str):

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from edgeslim.core.cpu import int8_pairs_saturate
 from edgeslim.core.errors import EdgeslimError
 from edgeslim.data import load_dataset, make_loader
 from edgeslim.models.inputs import InputSpec
@@ -166,3 +167,15 @@ def test_low_bit_activations_refused(tmp_path):
     qm = quantize_ptq(lm.model, [lm.input.example(batch=2)], cfg, progress=False)
     with pytest.raises(EdgeslimError, match="8-bit per-tensor"):
         export_qdq(qm.model, lm.input, tmp_path / "x.onnx")
+
+
+@pytest.mark.skipif(not int8_pairs_saturate(), reason="this CPU's INT8 kernels do not saturate")
+def test_full_range_weights_fail_parity_where_kernels_saturate(tmp_path):
+    """Why ``reduce_range`` exists: without VNNI, ORT clips full 8-bit weights, and the
+    parity check refuses the file rather than ship a wrong model."""
+    torch.manual_seed(0)
+    model = Net().eval()
+    calib = [x for x, _ in make_loader(_digits("val"), 64, shuffle=False)][:2]
+    full = quantize_ptq(model, calib, PTQConfig(calib_batches=2, reduce_range=False), False)
+    with pytest.raises(EdgeslimError, match="parity"):
+        export_qdq(full.model, InputSpec((1, 3, 8, 8)), tmp_path / "full.onnx")

@@ -45,6 +45,12 @@ def ptq_config(s: QuantizeSettings, keep_float: tuple[str, ...] = ()):
     )
 
 
+REDUCED_NOTE = (
+    ", weights coded in 7 bits of their int8 storage (this CPU has no VNNI: its u8 x s8 "
+    "kernels saturate full-range 8-bit weights)"
+)
+
+
 @register_stage("quantize", QuantizeSettings, "INT8 PTQ with edgeslim's own scales, ONNX QDQ")
 def run(state: PipelineState, s: QuantizeSettings, ctx: PipelineContext) -> PipelineState:
     from edgeslim.core.methods import apply
@@ -65,7 +71,8 @@ def run(state: PipelineState, s: QuantizeSettings, ctx: PipelineContext) -> Pipe
     notes = {
         **state.notes,
         "quantize": f"W{s.w_bits}A{s.a_bits} {s.calib_method}, {len(quantized)} layers"
-        + (f", {len(keep_float)} kept in float by search" if keep_float else ""),
+        + (f", {len(keep_float)} kept in float by search" if keep_float else "")
+        + (REDUCED_NOTE if cfg.reduce_range and s.w_bits == 8 else ""),
     }
     methods = [*lm.methods, record.to_dict()]
     new = LoadedModel(qmodel, lm.source, lm.input, lm.name, lm.meta, methods)
