@@ -2,19 +2,18 @@
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from edgeslim.core.methods import apply
-from edgeslim.export.ort import ort_run, ort_session
 from edgeslim.models.inputs import InputSpec
 from edgeslim.models.saved import load_saved, save_model
 from edgeslim.models.spec import LoadedModel
 from edgeslim.quant import PTQConfig, learn_scales_, weight_spec
 from edgeslim.quant.fake_quant import fake_quantizers
 from edgeslim.quant.qdq import export_qdq
+from edgeslim.workflows.quantize import agreement
 
 NETS_FILE = Path(__file__).with_name("nets.py")
 FACTORY = {"concat": "ConcatNet", "depthwise": "DepthwiseNet", "se": "SENet"}
@@ -31,16 +30,6 @@ def _saved(model, net, methods, path):
     save_model(LoadedModel(model, source, SPEC, net, {}, methods), path)
     return load_saved(path)
 
-
-def _agreement(model, onnx_path, loader):
-    sess = ort_session(onnx_path)
-    same = n = 0
-    with torch.no_grad():
-        for x, _ in loader:
-            a = model(x).argmax(1).numpy()
-            b = np.asarray(ort_run(sess, x.numpy())).argmax(1)
-            same, n = same + int((a == b).sum()), n + len(x)
-    return same / n
 
 
 CONFIGS = {
@@ -72,7 +61,7 @@ def test_reloaded_model_exports_int8_that_agrees(net, trained, digits, tmp_path)
     back = _saved(qmodel, net, [rec.to_dict()], tmp_path / "m")
     res = export_qdq(back.model, SPEC, tmp_path / "int8.onnx")
     assert res.quantized_weights == len(rec.layers) and res.activation_qdq > 0
-    assert _agreement(back.model, res.path, digits[2]) >= 0.99
+    assert agreement(back.model, res.path, digits[2]) >= 0.99
 
 
 def test_training_moves_the_scales_lowers_the_loss_and_still_exports(trained, digits, tmp_path):
@@ -105,4 +94,4 @@ def test_training_moves_the_scales_lowers_the_loss_and_still_exports(trained, di
     with torch.no_grad():
         torch.testing.assert_close(back.model(x), qmodel(x), rtol=0, atol=0)
     res = export_qdq(back.model, SPEC, tmp_path / "int8.onnx")
-    assert _agreement(back.model, res.path, digits[2]) >= 0.99
+    assert agreement(back.model, res.path, digits[2]) >= 0.99

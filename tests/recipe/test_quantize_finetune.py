@@ -1,16 +1,15 @@
 """``quantize -> finetune -> export``: the fake-quant model trains, saves and deploys as INT8."""
 
-import numpy as np
 import onnx
 import pytest
 import torch
 
 from edgeslim.data import load_dataset, make_loader
-from edgeslim.export.ort import ort_run, ort_session
 from edgeslim.models.saved import load_saved
 from edgeslim.quant.fake_quant import fake_quantizers
 from edgeslim.recipe import parse_recipe
 from edgeslim.recipe.runner import run_stages
+from edgeslim.workflows.quantize import agreement
 
 TINY = """
 from torch import nn
@@ -21,17 +20,6 @@ def make():
                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10))
 """
 
-
-def agreement(model: torch.nn.Module, onnx_path, loader) -> float:
-    """Fraction of samples where the fake-quant model and ONNX Runtime pick the same class."""
-    sess = ort_session(onnx_path)
-    same = n = 0
-    with torch.no_grad():
-        for x, _ in loader:
-            a = model(x).argmax(1).numpy()
-            b = np.asarray(ort_run(sess, x.numpy())).argmax(1)
-            same, n = same + int((a == b).sum()), n + len(x)
-    return same / n
 
 
 def check_chain(text: str, out, data: str, min_agreement: float) -> float:
