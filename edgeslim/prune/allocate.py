@@ -5,7 +5,9 @@
   with at most ``max_ratio`` of any one group;
 - per-layer overrides (first match wins) and ignored layers (their output channels
   stay, their inputs may shrink), matched by exact name or full regex;
-- ``round_to``: kept widths are multiples (hardware-friendly), ``min_channels`` floor.
+- ``round_to``: kept widths are multiples (the runtime's channel blocks, see
+  :mod:`edgeslim.prune.align`): the nearest multiple, at least one; a group smaller
+  than ``round_to`` keeps all its units; ``min_channels`` floor.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import math
 
 import numpy as np
 
+from edgeslim.core.errors import EdgeslimError
 from edgeslim.core.select import matches, matches_any
 from edgeslim.graph.groups import DependencyGraph, Group
 from edgeslim.prune.config import PruneConfig
@@ -46,6 +49,8 @@ def keep_count(size: int, removable: int, ratio: float, cfg: PruneConfig) -> int
 def _round(keep: int, size: int, cfg: PruneConfig) -> int:
     keep = max(keep, cfg.min_channels)
     r = cfg.round_to
+    if not isinstance(r, int):
+        raise EdgeslimError("round_to='auto' must be resolved before allocation (prune does)")
     if r > 1:
         keep = max(r, int(round(keep / r)) * r)
     return min(keep, size)
