@@ -17,8 +17,8 @@ here the table is measured on the user's own runtime and CPU):
 4. the gains averaged over shapes, weighted by each shape's estimated share of the
    model's *time* (its MACs times its median measured time per MAC: a depthwise conv
    holds 7% of MobileNetV2's MACs but half its time); the smallest alignment whose
-   log-gain is within
-   ``tolerance`` of the best wins (coarser alignments move widths further from the
+   gain is within
+   ``tolerance`` (3%) of the best wins (coarser alignments move widths further from the
    requested ratio for nothing), or 1 when no alignment gains ``min_gain``.
 
 Example:
@@ -102,7 +102,7 @@ def choose_alignment(
     weights: Mapping[str, float] | None = None,
     *,
     candidates: tuple[int, ...] = CANDIDATES,
-    tolerance: float = 0.05,
+    tolerance: float = 0.03,
     min_gain: float = 1.03,
     source: str = "measured",
 ) -> Alignment:
@@ -124,7 +124,8 @@ def choose_alignment(
     if log_gain[best] < math.log(min_gain):
         chosen = 1
     else:
-        chosen = min(a for a in candidates if log_gain[a] >= (1 - tolerance) * log_gain[best])
+        floor = log_gain[best] - math.log1p(tolerance)  # within noise of the best
+        chosen = min(a for a in candidates if log_gain[a] >= floor)
     first = next(iter(stairs.values()))
     where = f"{first.runtime}, {first.cpu}, {first.threads} threads"
     shares = ", ".join(f"{k} {weights[k] / total:.0%}" for k in stairs)
