@@ -18,7 +18,7 @@ here the table is measured on the user's own runtime and CPU):
    model's *time* (its MACs times its median measured time per MAC: a depthwise conv
    holds 7% of MobileNetV2's MACs but half its time); the smallest alignment whose
    gain is within
-   ``tolerance`` (2%) of the best wins (coarser alignments move widths further from the
+   ``tolerance`` (3%) of the best wins (coarser alignments move widths further from the
    requested ratio for nothing), or 1 when no alignment gains ``min_gain``.
 
 Example:
@@ -102,7 +102,7 @@ def choose_alignment(
     weights: Mapping[str, float] | None = None,
     *,
     candidates: tuple[int, ...] = CANDIDATES,
-    tolerance: float = 0.02,
+    tolerance: float = 0.03,
     min_gain: float = 1.03,
     source: str = "measured",
 ) -> Alignment:

@@ -7,6 +7,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st_
 from torch import nn
 
 import edgeslim.bench.staircase as st
@@ -57,7 +59,7 @@ def test_a_padded_kernel_gets_its_block(block):
     assert choose_alignment({"conv3x3": synthetic("conv3x3", block)}).round_to == block
 
 
-@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("seed", range(8))
 def test_noise_does_not_move_a_16_staircase(seed):
     a = choose_alignment({"conv3x3": synthetic("conv3x3", 16, noise=0.05, seed=seed)})
     assert a.round_to == 16 and "multiples of 16" in a.reason
@@ -198,3 +200,10 @@ def test_cli_rejects_a_bad_round_to(capsys):
     with pytest.raises(SystemExit):
         main(["prune", "resnet20", "--ratio", "0.5", "--round-to", "0", "-o", "x"])
     assert "expected 'auto' or an integer" in capsys.readouterr().err
+
+
+@given(st_.integers(1, 4096), st_.sampled_from([1, 2, 4, 8, 16, 32, 64]))
+def test_round_width_is_the_nearest_multiple(c, a):
+    r = round_width(c, a)
+    assert r % a == 0 and r >= a
+    assert abs(r - c) <= a / 2 or (c < a / 2 and r == a)
