@@ -15,6 +15,18 @@ def _criteria_help() -> str:
     return "; ".join(f"{n}: {CRITERIA.get(n).summary}" for n in CRITERIA.names())
 
 
+def _round_to(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        k = int(text)
+    except ValueError:
+        k = 0
+    if k < 1:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or an integer >= 1, got {text!r}")
+    return k
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_args(p)
     target = p.add_mutually_exclusive_group(required=True)
@@ -50,7 +62,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="re-estimate BatchNorm statistics of the pruned model on 30 --data training "
         "batches (adaptive BN: no gradient step; fine-tuning starts from it)",
     )
-    p.add_argument("--round-to", type=int, default=1, help="kept widths are multiples of K")
+    p.add_argument(
+        "--round-to",
+        type=_round_to,
+        default="auto",
+        metavar="K",
+        help="kept widths are multiples of K. Default 'auto': the multiple the runtime's "
+        "measured latency staircase favours on this CPU (measured once, cached); "
+        "1 keeps exact ratios",
+    )
     p.add_argument("--min-channels", type=int, default=1)
     p.add_argument(
         "--ignore",

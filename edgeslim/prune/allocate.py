@@ -5,7 +5,11 @@
   with at most ``max_ratio`` of any one group;
 - per-layer overrides (first match wins) and ignored layers (their output channels
   stay, their inputs may shrink), matched by exact name or full regex;
-- ``round_to``: kept widths are multiples (hardware-friendly), ``min_channels`` floor.
+- ``round_to``: kept widths are multiples of it in *channels* (the runtime's channel
+  blocks, see :mod:`edgeslim.prune.align`): the nearest multiple, at least one; a
+  group smaller than that keeps all its units. A unit of ``k`` channels (an attention
+  head) rounds to multiples of ``round_to / gcd(round_to, k)`` units;
+  ``min_channels`` floor.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import math
 
 import numpy as np
 
+from edgeslim.core.errors import EdgeslimError
 from edgeslim.core.select import matches, matches_any
 from edgeslim.graph.groups import DependencyGraph, Group
 from edgeslim.prune.config import PruneConfig
@@ -36,16 +41,27 @@ def group_ratio(group: Group, cfg: PruneConfig, ratio: float) -> float | None:
     return ratio
 
 
-def keep_count(size: int, removable: int, ratio: float, cfg: PruneConfig) -> int:
+def keep_count(
+    size: int, removable: int, ratio: float, cfg: PruneConfig, unit_channels: int = 1
+) -> int:
     """Units to keep out of ``size`` (``removable`` of them prunable)."""
     keep = size - int(math.floor(size * ratio + 1e-9))
-    keep = _round(keep, size, cfg)
+    keep = _round(keep, size, cfg, unit_channels)
     return max(keep, size - removable)
 
 
-def _round(keep: int, size: int, cfg: PruneConfig) -> int:
+def unit_channels(group: Group) -> int:
+    """Channels one unit of ``group`` spans (1 for a channel, the head size for a head)."""
+    if not group.units:
+        return 1
+    return max(1, min(len(pos) for pos in group.units[0].values()))
+
+
+def _round(keep: int, size: int, cfg: PruneConfig, unit_channels: int = 1) -> int:
     keep = max(keep, cfg.min_channels)
-    r = cfg.round_to
+    if not isinstance(cfg.round_to, int):
+        raise EdgeslimError("round_to='auto' must be resolved before allocation (prune does)")
+    r = cfg.round_to // math.gcd(cfg.round_to, unit_channels)
     if r > 1:
         keep = max(r, int(round(keep / r)) * r)
     return min(keep, size)
@@ -67,7 +83,7 @@ def allocate(
             norm = s / (np.abs(s).mean() + 1e-12)
             ranked += [(float(v), gi, u) for u, v in enumerate(norm)]
             continue
-        keep = keep_count(group.size, len(s), r, cfg)
+        keep = keep_count(group.size, len(s), r, cfg, unit_channels(group))
         n_drop = group.size - keep
         if n_drop > 0:
             plan[gi] = np.sort(np.argsort(s, kind="stable")[:n_drop])
@@ -99,7 +115,7 @@ def _global(graph: DependencyGraph, ranked: list, cfg: PruneConfig, ratio: float
     scores = {g: [(v, u) for v, gg, u in ranked if gg == g] for g in gids}
     for g, units in chosen.items():
         size = graph.groups[g].size
-        keep = _round(size - len(units), size, cfg)  # round the kept width up
+        keep = _round(size - len(units), size, cfg, unit_channels(graph.groups[g]))
         n_drop = max(0, min(size - keep, len(units)))
         if n_drop:
             order = [u for _, u in sorted(scores[g])][:n_drop]

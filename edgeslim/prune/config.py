@@ -16,6 +16,11 @@ class PruneConfig:
     overall with ``global_ranking``), ``target_macs`` (MACs of the result) or
     ``target_latency_ms`` (ONNX Runtime median at batch 1, measured step by step).
 
+    ``round_to`` makes every kept width a multiple of it; ``"auto"`` derives it from
+    the deploy runtime's measured latency staircase (:mod:`edgeslim.prune.align`),
+    which is what ``edgeslim prune`` and the recipe stages do by default. The library
+    default, 1, keeps exact ratios.
+
     Example:
         >>> PruneConfig(ratio=0.5, criterion="l1", round_to=8).round_to
         8
@@ -28,7 +33,7 @@ class PruneConfig:
     global_ranking: bool = False
     overrides: tuple[tuple[str, float], ...] = ()  # (layer name or regex, ratio), first match
     ignore: tuple[str, ...] = ()  # layers (names or regexes) whose output channels stay
-    round_to: int = 1  # kept channels per group: a multiple of this
+    round_to: int | str = 1  # kept channels per group: a multiple of this, or "auto"
     min_channels: int = 1  # never keep fewer units in a group
     max_ratio: float = 0.9  # global ranking never removes more of one group
     seed: int = 0  # for the random criterion
@@ -49,7 +54,11 @@ class PruneConfig:
             raise EdgeslimError(f"target MACs must be positive, got {self.target_macs}")
         if self.target_latency_ms is not None and self.target_latency_ms <= 0:
             raise EdgeslimError(f"target latency must be positive, got {self.target_latency_ms}")
-        if self.round_to < 1 or self.min_channels < 1:
+        if self.round_to != "auto" and (
+            not isinstance(self.round_to, int) or isinstance(self.round_to, bool)
+        ):
+            raise EdgeslimError(f"round_to must be an integer or 'auto', got {self.round_to!r}")
+        if (self.round_to != "auto" and self.round_to < 1) or self.min_channels < 1:
             raise EdgeslimError("round_to and min_channels must be >= 1")
         if not 0 < self.max_ratio < 1:
             raise EdgeslimError(f"max_ratio must be in (0, 1), got {self.max_ratio}")

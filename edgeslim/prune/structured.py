@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import tempfile
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -25,6 +25,7 @@ from edgeslim.core.errors import EdgeslimError
 from edgeslim.core.modes import eval_mode
 from edgeslim.graph.attention import convert_mha_
 from edgeslim.graph.groups import DependencyGraph, build_dependency_graph
+from edgeslim.prune.align import Alignment, resolve_alignment
 from edgeslim.prune.allocate import Plan, allocate
 from edgeslim.prune.config import PruneConfig
 from edgeslim.prune.criteria import CRITERIA
@@ -44,6 +45,7 @@ class PruneResult:
     params: tuple[int, int]  # before, after
     max_abs_diff: float | None  # pruned vs masked dense (None when not verified)
     steps: list[dict] = field(default_factory=list)  # latency-target steps
+    alignment: Alignment | None = None  # the kept-width multiple used, and why
 
     def summary(self) -> str:
         (m0, m1), (p0, p1) = self.macs, self.params
@@ -96,6 +98,8 @@ def prune_(
 
 
 def _prune(model, example, cfg: PruneConfig, data) -> PruneResult:
+    align = resolve_alignment(model, example, cfg.round_to)
+    cfg = replace(cfg, round_to=align.round_to)
     convert_mha_(model)
     graph = build_dependency_graph(model, example, strict=cfg.strict)
     scores = group_scores(
@@ -118,7 +122,15 @@ def _prune(model, example, cfg: PruneConfig, data) -> PruneResult:
         diff = check_against_masked(model, masked, example)
     macs1 = count_macs(model, example)[0]
     return PruneResult(
-        model, plan, graph, ratio, (macs0, macs1), (params0, count_params(model)), diff, steps
+        model,
+        plan,
+        graph,
+        ratio,
+        (macs0, macs1),
+        (params0, count_params(model)),
+        diff,
+        steps,
+        align,
     )
 
 
@@ -195,15 +207,43 @@ def ratio_for_macs(
     return best
 
 
-def ratio_for_latency(model, graph, scores, cfg: PruneConfig, example, macs0: int):
-    """Prune in MACs steps from the original, measuring ONNX Runtime latency each time."""
+def ratio_for_latency(model, graph, scores, cfg: PruneConfig, example, macs0: int, refine: int = 3):
+    """The least pruning whose ONNX Runtime batch-1 median meets ``cfg.target_latency_ms``.
+
+    Prunes in steps of ``cfg.latency_step`` of the MACs from the original, exporting and
+    timing each candidate, until one meets the target; then bisects ``refine`` times
+    between the last step that missed and the first that met, so the target is met with
+    the fewest channels removed. Plans are allocated with ``cfg.round_to``, so every
+    candidate sits on a step of the runtime's latency staircase; a candidate whose plan
+    was already timed is not timed again.
+    """
     from edgeslim.bench.latency import measure, onnx_target
     from edgeslim.export.onnx import export_onnx
     from edgeslim.models.inputs import InputSpec
 
     spec = InputSpec(tuple(example.shape), "float32")
-    steps = []
-    frac = 1.0
+    steps: list[dict] = []
+    timed: dict[tuple, float] = {}
+
+    def at(frac: float, d: str, refining: bool) -> tuple[float, Plan, float]:
+        ratio, plan = ratio_for_macs(model, graph, scores, cfg, example, int(frac * macs0))
+        key = tuple(sorted((g, tuple(int(u) for u in units)) for g, units in plan.items()))
+        if key not in timed:
+            cand = _candidate(model, graph, plan)
+            path = export_onnx(cand, spec, Path(d) / f"step{len(steps)}.onnx").path
+            rep = measure([onnx_target(path, "candidate", spec)], (1,), runs=20, progress=False)
+            timed[key] = rep.median("candidate", 1)
+            steps.append(
+                {
+                    "macs_fraction": frac,
+                    "ratio": ratio,
+                    "latency_ms": timed[key],
+                    "refine": refining,
+                }
+            )
+        return ratio, plan, timed[key]
+
+    frac, missed = 1.0, 1.0
     with tempfile.TemporaryDirectory() as d:
         while True:
             frac = round(frac - cfg.latency_step, 6)
@@ -214,11 +254,16 @@ def ratio_for_latency(model, graph, scores, cfg: PruneConfig, example, macs0: in
                     if steps
                     else "latency target unreachable"
                 )
-            ratio, plan = ratio_for_macs(model, graph, scores, cfg, example, int(frac * macs0))
-            cand = _candidate(model, graph, plan)
-            path = export_onnx(cand, spec, Path(d) / f"step{len(steps)}.onnx").path
-            rep = measure([onnx_target(path, "candidate", spec)], (1,), runs=20, progress=False)
-            ms = rep.median("candidate", 1)
-            steps.append({"macs_fraction": frac, "ratio": ratio, "latency_ms": ms})
+            ratio, plan, ms = at(frac, d, False)
             if ms <= cfg.target_latency_ms:
-                return ratio, plan, steps
+                break
+            missed = frac
+        best, met = (ratio, plan), frac
+        for _ in range(refine):
+            mid = round((missed + met) / 2, 6)
+            ratio, plan, ms = at(mid, d, True)
+            if ms <= cfg.target_latency_ms:
+                best, met = (ratio, plan), mid
+            else:
+                missed = mid
+    return best[0], best[1], steps

@@ -53,6 +53,14 @@ def compress(loaded: LoadedRecipe, out_dir: str | Path, *, progress: bool = True
         "search": next(
             (st.notes.get("search") for _, st in history if st.notes.get("search")), None
         ),
+        "alignment": next(  # kept-width multiple of the prune (or search) stage, and why
+            (
+                st.notes.get("alignment") or (st.notes.get("search") or {}).get("alignment")
+                for _, st in history
+                if st.notes.get("alignment") or (st.notes.get("search") or {}).get("alignment")
+            ),
+            None,
+        ),
     }
     with atomic_path(out_dir / "model.onnx") as tmp:
         shutil.copyfile(last.onnx, tmp)

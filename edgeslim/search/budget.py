@@ -23,7 +23,7 @@ from __future__ import annotations
 import copy
 import tempfile
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -90,6 +90,12 @@ def search(
         >>> # res = search(m, x, SearchConfig(cand_cfg, {"latency_ms": 2.0}), val, deploy)
         >>> # res.notes["met"], res.notes["policy"]
     """
+    if cfg.candidates.prune.round_to == "auto":  # candidate widths on the staircase's steps
+        from edgeslim.prune.align import resolve_alignment
+
+        align = resolve_alignment(model, example[:1], "auto", threads=deploy.threads)
+        prune_cfg = replace(cfg.candidates.prune, round_to=align.round_to)
+        cfg = replace(cfg, candidates=replace(cfg.candidates, prune=prune_cfg))
     with tempfile.TemporaryDirectory() as d:
         work_dir = Path(d)
         cands = measure_candidates(

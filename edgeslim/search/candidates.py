@@ -160,13 +160,23 @@ def measure_candidates(
     loss, top = np.zeros((n_d, n_r)), np.zeros((n_d, n_r))
     macs, params = np.zeros((n_d, n_r)), np.zeros((n_d, n_r))
     width = np.zeros((n_d, n_r), dtype=int)
+    same = np.zeros((n_d, n_r), dtype=bool)  # option r prunes exactly what option r - 1 does
     bar = tqdm(total=n_d * (n_r - 1), desc="search: sensitivity", disable=not progress)
     for d in range(n_d):
         width[d, 0] = ds[d].channels
+        prev: tuple = ()
         for r in range(1, n_r):
             rs = [0.0] * n_d
             rs[d] = ratios[r]
             plan = plan_for(graph, scores, cfg.prune, ds, rs)
+            key = tuple(sorted((g, tuple(u.tolist())) for g, u in plan.items()))
+            if r > 1 and key == prev:  # aligned widths: two ratios on the same step
+                same[d, r] = True
+                for a in (loss, top, macs, params, width):
+                    a[d, r] = a[d, r - 1]
+                bar.update()
+                continue
+            prev = key
             cand = remove_(copy.deepcopy(work), graph, plan)
             lo, t1 = damage(cand, batches, task)
             loss[d, r], top[d, r] = lo - loss0, _drop(task, top0, t1)
@@ -192,7 +202,7 @@ def measure_candidates(
         costs["macs"] = Cost(float(macs0), macs, pair_macs, np.zeros(len(fb_layers)))
     lat = size = None
     if cfg.needs & {"latency_ms", "size_bytes"}:
-        probes = _choose_probes(macs, cfg.max_probes - len(fb_layers) - 1)
+        probes = _choose_probes(macs, cfg.max_probes - len(fb_layers) - 1, same)
         files = {"dense": deploy.export(work, work_dir / "dense.onnx")}
         for d, r in tqdm(probes, desc="search: deploy candidates", disable=not progress):
             rs = [0.0] * n_d
@@ -216,9 +226,12 @@ def measure_candidates(
         dense_ms = float(np.median(dense_runs))
         nbytes = {k: Deployment.size(p) for k, p in files.items()}
         dense.update(latency_ms=dense_ms, size_bytes=nbytes["dense"])
-        lat = _fill({pr: delta[f"{pr[0]}:{pr[1]}"] for pr in probes}, macs, pair_macs)
+        lat = _fill({pr: delta[f"{pr[0]}:{pr[1]}"] for pr in probes}, macs, pair_macs, same)
         size = _fill(
-            {pr: nbytes[f"{pr[0]}:{pr[1]}"] - nbytes["dense"] for pr in probes}, params, pair_params
+            {pr: nbytes[f"{pr[0]}:{pr[1]}"] - nbytes["dense"] for pr in probes},
+            params,
+            pair_params,
+            same,
         )
         fb_ms = np.array([delta[f"fb:{i}"] for i in range(len(fb_layers))])
         fb_b = np.array([nbytes[f"fb:{i}"] - nbytes["dense"] for i in range(len(fb_layers))])
@@ -276,10 +289,13 @@ def _pairs(graph, ds, ratios, pruned, ex1, macs, params, macs0, params0):
     return pair_macs, pair_params
 
 
-def _choose_probes(macs: np.ndarray, limit: int) -> list[tuple[int, int]]:
-    """Every option when they fit in ``limit``, else the largest ratio of the biggest savers."""
+def _choose_probes(
+    macs: np.ndarray, limit: int, same: np.ndarray | None = None
+) -> list[tuple[int, int]]:
+    """Every distinct option when they fit in ``limit``, else the largest ratio of the biggest
+    savers (an option that prunes what the previous one does is never timed twice)."""
     n_d, n_r = macs.shape
-    every = [(d, r) for d in range(n_d) for r in range(1, n_r)]
+    every = [(d, r) for d in range(n_d) for r in range(1, n_r) if same is None or not same[d, r]]
     if len(every) <= limit:
         return every
     largest = sorted(((d, n_r - 1) for d in range(n_d)), key=lambda p: macs[p])
@@ -287,7 +303,10 @@ def _choose_probes(macs: np.ndarray, limit: int) -> list[tuple[int, int]]:
 
 
 def _fill(
-    measured: dict[tuple[int, int], float], proxy: np.ndarray, proxy_pair: dict
+    measured: dict[tuple[int, int], float],
+    proxy: np.ndarray,
+    proxy_pair: dict,
+    same: np.ndarray | None = None,
 ) -> tuple[np.ndarray, dict]:
     """Measured deltas where timed; elsewhere scaled from the proxy (exact MACs or params)."""
     # robust cost-per-unit slope: the median ratio over probes, never negative (small
@@ -302,6 +321,8 @@ def _fill(
         for r in range(1, n_r):
             if r in own:
                 out[d, r] = own[r]
+            elif same is not None and same[d, r]:
+                out[d, r] = out[d, r - 1]
             elif ref is not None and proxy[d, ref]:
                 out[d, r] = own[ref] * proxy[d, r] / proxy[d, ref]
             else:

@@ -20,10 +20,12 @@ from edgeslim.core.errors import EdgeslimError
 from edgeslim.distill.losses import LossSpec
 from edgeslim.models.saved import save_model
 from edgeslim.models.spec import LoadedModel
+from edgeslim.prune.align import coarser, resolve_alignment
 from edgeslim.prune.config import PruneConfig
 from edgeslim.prune.structured import PruneResult, prune
 from edgeslim.train.config import TrainConfig
 from edgeslim.workflows.measure import Stage, measure_stages
+from edgeslim.workflows.speed_check import SpeedCheck, conclude, realign_loop
 
 
 def run_prune(
@@ -43,6 +45,7 @@ def run_prune(
     distill_spec: LossSpec | None = None,
     search: bool = False,
     recalibrate: bool = False,
+    realign: bool = True,
 ) -> dict:
     """Prune ``lm``, fine-tune it on ``data``, write ``out_dir``; return the report dict.
 
@@ -58,6 +61,12 @@ def run_prune(
         recalibrate: re-estimate the pruned model's BatchNorm statistics on 30 training
             batches of ``data`` (:mod:`edgeslim.prune.recalibrate`), recorded as its own
             stage; fine-tuning starts from it.
+        realign: when ``cfg.round_to`` is ``"auto"`` (kept widths aligned to what the
+            measured latency staircase favours, :mod:`edgeslim.prune.align`) and the
+            pruned model measures slower than the input at any batch size, prune again
+            at the next coarser alignments and keep the fastest
+            (:mod:`edgeslim.workflows.speed_check`). A slowdown that remains is said
+            plainly in ``report.json`` (``speed_check``) and on the console.
 
     Example:
         >>> # run_prune(load_model("resnet18"), PruneConfig(ratio=0.5), "out/r18-p50")
@@ -66,7 +75,15 @@ def run_prune(
 
     spec = lm.require_input().with_batch(1)
     example = spec.example()
+    out_dir = Path(out_dir)
+    align = resolve_alignment(lm.model, example, cfg.round_to, threads=threads)
+    cfg = replace(cfg, round_to=align.round_to)
+    task = dataset_info(data).task if data else "classification"
+    timing = {"batches": batches, "runs": runs, "threads": threads, "task": task}
+    check = SpeedCheck()
+    records: list[dict] | None = None
     calib = make_loader(load_dataset(data, "train"), 64, shuffle=True) if data else None
+    test = make_loader(load_dataset(data, "test"), 256, shuffle=False) if data else None
     stages: list[tuple[str, nn.Module]] = [("input", lm.model)]
     res: PruneResult | None = None
     log: list[dict] = []
@@ -99,6 +116,9 @@ def run_prune(
             stages.append(("pruned (searched ratios)", searched.model))
         else:
             res = prune(lm.model, example, cfg, data=calib)
+            if realign and align.source != "user":
+                last = not (recalibrate or finetune_epochs)  # then this timing is the report's
+                res, records = _realign(lm, cfg, res, out_dir, timing, calib, check, last, test)
             stages.append(("pruned", res.model))
         if recalibrate:
             from edgeslim.prune.recalibrate import recalibrate_bn
@@ -117,29 +137,29 @@ def run_prune(
             how = f"{distill} from the input" if distill else "fine-tuned"
             stages.append((f"pruned + {how} ({finetune_epochs} ep)", tuned))
     final = stages[-1][1]
-    out_dir = Path(out_dir)
-    test = make_loader(load_dataset(data, "test"), 256, shuffle=False) if data else None
-    records, _ = measure_stages(
-        [
-            Stage(
-                name,
-                m,
-                spec,
-                evaluate="model",
-                export_to=out_dir / "model.onnx" if m is final else None,
-            )
-            for name, m in stages
-        ],
-        batches=batches,
-        runs=runs,
-        threads=threads,
-        loader=test,
-        task=dataset_info(data).task if data else "classification",
-    )
+    if records is None:
+        records, _ = measure_stages(
+            [
+                Stage(
+                    name,
+                    m,
+                    spec,
+                    evaluate="model",
+                    export_to=out_dir / "model.onnx" if m is final else None,
+                )
+                for name, m in stages
+            ],
+            loader=test,
+            **timing,
+        )
+    round_to = res.alignment.round_to if res is not None and res.alignment else cfg.round_to
+    conclude(check, records, res, round_to)
     report = {
         "model": lm.name,
         "input_shape": list(spec.shape),
-        "config": asdict(cfg),
+        "config": asdict(replace(cfg, round_to=round_to)),
+        "alignment": {**align.to_dict(), "used": round_to},
+        "speed_check": check.to_dict(),
         "stages": records,
         "groups": _groups(res) if res is not None else None,
         "untouched_ops": res.graph.unsupported if res is not None else [],
@@ -158,8 +178,48 @@ def run_prune(
     )
     save_model(pruned, out_dir)
     write_text_atomic(out_dir / "report.json", json.dumps(report, indent=2, default=str) + "\n")
-    report["text"] = format_stages(records)
+    lines = [align.line()]
+    if round_to != align.round_to:
+        lines.append(f"re-aligned to multiples of {round_to}: the first alignment measured slower")
+    lines.append(format_stages(records))
+    if check.message:
+        lines.append(check.message)
+    report["text"] = "\n".join(lines)
     return report
+
+
+def _realign(lm, cfg, res, out_dir, timing, calib, check, final: bool, test):
+    """Time input against pruned; while slower, re-align (:mod:`edgeslim.workflows.speed_check`).
+
+    With ``final`` (nothing trains after pruning) this is the report's own measurement
+    (full runs, ``model.onnx`` written, accuracy on ``test``) and its records are
+    returned; otherwise a shorter timing, and the records are measured again at the end.
+    """
+    spec = lm.require_input().with_batch(1)
+    quick = timing if final else {**timing, "runs": max(5, timing["runs"] // 3)}
+
+    def measure(r: PruneResult) -> list[dict]:
+        recs, _ = measure_stages(
+            [
+                Stage("input", lm.model, spec, evaluate="model"),
+                Stage(
+                    "pruned",
+                    r.model,
+                    spec,
+                    evaluate="model",
+                    export_to=out_dir / "model.onnx" if final else None,
+                ),
+            ],
+            loader=test if final else None,
+            **quick,
+        )
+        return recs
+
+    def prune_at(a: int) -> PruneResult:
+        return prune(lm.model, spec.example(), replace(cfg, round_to=a), data=calib)
+
+    res, recs = realign_loop(res, cfg.round_to, coarser(cfg.round_to), prune_at, measure, check)
+    return res, recs if final else None
 
 
 def _search(lm: LoadedModel, cfg: PruneConfig, data: str | None, calib, threads: int | None):

@@ -61,7 +61,7 @@ def test_cli_prune_search_writes_the_searched_model_and_its_record(tmp_path):
     out = tmp_path / "s"
     macs = count_macs(build_zoo_model("resnet20_half", num_classes=10), SPEC.example())[0]
     args = ["prune", "resnet20_half", "--target-macs", str(macs * 0.6), "--search"]
-    args += ["--data", "digits", "--runs", "2", "--batch", "1", "-o", str(out)]
+    args += ["--data", "digits", "--runs", "2", "--batch", "1", "--round-to", "1", "-o", str(out)]
     assert main(args) == 0
     rep = json.loads((out / "report.json").read_text())
     assert [s["name"] for s in rep["stages"]] == ["input", "pruned (searched ratios)"]

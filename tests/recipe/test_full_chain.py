@@ -26,7 +26,7 @@ input_shape: [1, 3, 32, 32]
 data: digits
 stages:
   - finetune: {{epochs: 2, lr: 0.05, batch_size: 64}}
-  - prune: {{ratio: 0.5, criterion: l2}}
+  - prune: {{ratio: 0.5, criterion: l2, round_to: 1}}
   - distill: {{epochs: 1, lr: 0.02, batch_size: 64}}
   - quantize: {{calib_method: minmax, calib_batches: 4}}
   - export

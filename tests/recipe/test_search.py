@@ -23,7 +23,10 @@ def make():
         nn.Conv2d(64, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(),
         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10))
 """
-FAST = "ratios: [0.0, 0.5, 0.75], sensitivity_batches: 1, batch_size: 64, latency_runs: 10"
+FAST = (
+    "ratios: [0.0, 0.5, 0.75], sensitivity_batches: 1, batch_size: 64, latency_runs: 10, "
+    "round_to: 1"
+)
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ next stage's job (``distill`` or ``finetune``).
 from __future__ import annotations
 
 import itertools
+from typing import Literal
 
 from pydantic import Field, field_validator
 from tqdm import tqdm
@@ -33,7 +34,8 @@ class SearchSettings(Strict):
         default_factory=lambda: [0.0, 0.25, 0.5, 0.75], description="channel ratios per group"
     )
     criterion: str = "l1"  # which channels of a group go (see `edgeslim prune --help`)
-    round_to: int = Field(1, ge=1)
+    # candidate widths: multiples of this ("auto": what the runtime's staircase favours)
+    round_to: int | Literal["auto"] = "auto"
     min_channels: int = Field(1, ge=1)
     ignore: list[str] = Field(default_factory=list)  # layers whose output channels stay
     int8: bool | None = Field(None, description="latency as INT8 QDQ; default: a quantize follows")
@@ -45,6 +47,13 @@ class SearchSettings(Strict):
     latency_margin: float = Field(0.1, ge=0, lt=0.5, description="aim this fraction under")
     max_probes: int = Field(48, ge=2, description="deployed candidates timed at most")
     max_rounds: int = Field(6, ge=1)  # policies applied and measured at most
+
+    @field_validator("round_to")
+    @classmethod
+    def _round_to(cls, v: int | str) -> int | str:
+        if v != "auto" and v < 1:
+            raise ValueError("round_to must be 'auto' or an integer >= 1")
+        return v
 
     @field_validator("ratios")
     @classmethod
@@ -94,6 +103,7 @@ def _depends(recipe: Recipe) -> dict:
     depends=_depends,
 )
 def run(state: PipelineState, s: SearchSettings, ctx: PipelineContext) -> PipelineState:
+    from edgeslim.prune.align import resolve_alignment
     from edgeslim.prune.config import PruneConfig
     from edgeslim.search import CandidateConfig, Deployment, SearchConfig, search
     from edgeslim.workflows.quantize import calibration_loader
@@ -116,10 +126,15 @@ def run(state: PipelineState, s: SearchSettings, ctx: PipelineContext) -> Pipeli
         ctx.recipe.measure.threads,
         s.latency_runs,
     )
+    align = resolve_alignment(
+        lm.model, spec.example(batch=1), s.round_to, threads=ctx.recipe.measure.threads
+    )
+    if ctx.progress:
+        tqdm.write(align.line())
     prune = PruneConfig(
         ratio=0.0,
         criterion=s.criterion,
-        round_to=s.round_to,
+        round_to=align.round_to,
         min_channels=s.min_channels,
         ignore=tuple(s.ignore),
         seed=ctx.seed,
@@ -153,4 +168,5 @@ def run(state: PipelineState, s: SearchSettings, ctx: PipelineContext) -> Pipeli
     for name, drop in res.sensitivity.items():
         layers.setdefault(name, {})["sensitivity"] = drop
     new = LoadedModel(res.model, lm.source, lm.input, lm.name, lm.meta, lm.methods)
-    return PipelineState(new, None, layers, {**state.notes, "search": res.notes})
+    notes = {**res.notes, "alignment": align.to_dict()}
+    return PipelineState(new, None, layers, {**state.notes, "search": notes})
