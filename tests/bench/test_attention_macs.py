@@ -9,6 +9,7 @@ the same module on its unfused path (``torch.backends.mha`` fast path off).
 
 import contextlib
 import copy
+import warnings
 
 import pytest
 import torch
@@ -75,7 +76,13 @@ def test_cpu_sdpa_counts_both_products():
 
 
 def test_bert_sdpa_counts_like_eager():
-    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("transformers")
+    from edgeslim.models.tv import TorchvisionRepairWarning, repair_torchvision
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TorchvisionRepairWarning)
+        repair_torchvision()  # transformers imports an installed torchvision: it must import
+    import transformers
 
     cfg = transformers.BertConfig(
         vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
