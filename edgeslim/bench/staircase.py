@@ -23,7 +23,6 @@ import functools
 import hashlib
 import json
 import os
-import platform
 import re
 import tempfile
 import time
@@ -33,6 +32,8 @@ from pathlib import Path
 import numpy as np
 
 from edgeslim.core.atomic import write_text_atomic
+from edgeslim.core.cpu import cpu_isa
+from edgeslim.core.cpu import cpu_model as _cpu_model
 from edgeslim.core.errors import EdgeslimError
 from edgeslim.core.paths import cache_dir
 
@@ -72,14 +73,8 @@ class Staircase:
 
 @functools.lru_cache(maxsize=1)
 def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo``, else ``platform.processor()``)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    """The CPU's model name and vector extensions (latency is cached per both)."""
+    return f"{_cpu_model()} ({cpu_isa()})"
 
 
 def runtime_name() -> str:

@@ -52,6 +52,28 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown CPU"
 
 
+def cpu_isa(flags: set[str] | frozenset[str] | None = None) -> str:
+    """The vector extensions that decide kernel speed, e.g. ``"avx2"`` or ``"avx512+vnni+amx"``.
+
+    Two CPUs with one model name ("AMD EPYC") can differ here, so caches of measured
+    latency are keyed by it too.
+
+    Example:
+        >>> cpu_isa({"avx2", "avx512f", "avx512_vnni"})
+        'avx512+vnni'
+    """
+    flags = cpu_flags() if flags is None else flags
+    base = (("avx512", "avx512f"), ("avx2", "avx2"), ("neon", "asimd"))
+    extra = (
+        ("vnni", {"avx512_vnni", "avx_vnni"}),
+        ("bf16", {"avx512_bf16"}),
+        ("amx", {"amx_int8", "amx_bf16"}),
+    )
+    parts = [next((isa for isa, f in base if f in flags), "scalar")]
+    parts += [name for name, fs in extra if fs & set(flags)]
+    return "+".join(parts)
+
+
 def int8_pairs_saturate(flags: set[str] | frozenset[str] | None = None, machine: str = "") -> bool:
     """True when u8 x s8 integer kernels clip 8-bit weights on this CPU (x86 without VNNI)."""
     flags = cpu_flags() if flags is None else flags
@@ -64,4 +86,4 @@ def int8_pairs_saturate(flags: set[str] | frozenset[str] | None = None, machine:
 def cpu_summary() -> str:
     """One line for reports: the model and its integer dot-product path."""
     path = "8-bit pairs saturate (no VNNI)" if int8_pairs_saturate() else "exact INT8 dot products"
-    return f"{cpu_model()}, {path}"
+    return f"{cpu_model()} ({cpu_isa()}), {path}"

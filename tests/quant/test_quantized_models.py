@@ -31,7 +31,6 @@ def _saved(model, net, methods, path):
     return load_saved(path)
 
 
-
 CONFIGS = {
     "w8a8": PTQConfig(calib_batches=2),
     "w4a8_bias_corr": PTQConfig(weight=weight_spec(4), calib_batches=2, bias_correction=True),

@@ -21,7 +21,6 @@ def make():
 """
 
 
-
 def check_chain(text: str, out, data: str, min_agreement: float) -> float:
     """Run the recipe; check the fine-tune trained the fake-quant model and the INT8 file agrees."""
     loaded = parse_recipe(text)
