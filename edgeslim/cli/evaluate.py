@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from edgeslim.cli.common import add_model_args, model_from_args, write_json
+from edgeslim.cli.common import (
+    add_model_args,
+    model_from_args,
+    model_normalization,
+    write_json,
+)
 
 HELP = "top-1 accuracy on a dataset split (PyTorch model or .onnx)"
 
@@ -21,11 +26,14 @@ def run(args: argparse.Namespace) -> int:
     from edgeslim.bench.accuracy import evaluate_model, evaluate_onnx
     from edgeslim.data import load_dataset, make_loader
 
-    loader = make_loader(load_dataset(args.data, args.split), args.batch_size, shuffle=False)
     if args.model.endswith(".onnx"):
+        loader = make_loader(load_dataset(args.data, args.split), args.batch_size, shuffle=False)
         res = evaluate_onnx(args.model, loader)
     else:
-        res = evaluate_model(model_from_args(args).model, loader)
+        lm = model_from_args(args)
+        # a saved model is fed the statistics it was trained with, whatever the data's own
+        ds = load_dataset(args.data, args.split, normalization=model_normalization(lm))
+        res = evaluate_model(lm.model, make_loader(ds, args.batch_size, shuffle=False))
     res = {"model": args.model, "data": args.data, "split": args.split, **res}
     print(f"top-1 {100 * res['top1']:.2f}% on {res['n']} samples ({args.data}, {args.split})")
     if args.json:

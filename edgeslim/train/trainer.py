@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -35,7 +36,8 @@ from edgeslim.train.checkpoint import load_checkpoint, save_checkpoint
 from edgeslim.train.config import TrainConfig
 from edgeslim.train.distributed import DistContext
 from edgeslim.train.layout import ChannelsLast
-from edgeslim.train.schedule import lr_at
+from edgeslim.train.optim import build_optimizer
+from edgeslim.train.schedule import lr_at, warmup_steps
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
@@ -76,6 +78,11 @@ class Trainer:
             synced under DDP and checkpointed with the model.
         ckpt_dir: where ``last.safetensors`` / ``last_state.pt`` go; a rerun resumes.
         progress: progress bars and per-epoch lines (rank 0 only).
+        on_epoch: called with the history after every epoch (e.g. a
+            :class:`~edgeslim.train.chance.ChanceGuard`); an ``EdgeslimError`` stops the run.
+
+    ``config.lr == "auto"`` runs the LR range test (:mod:`edgeslim.train.lr_finder`) on a
+    copy of the model first and trains at the rate it suggests (kept in ``lr_range``).
 
     Example:
         >>> # history = Trainer(model, TrainConfig(epochs=5), ckpt_dir="run/ckpt").fit(train, val)
@@ -91,6 +98,7 @@ class Trainer:
         extra: nn.Module | None = None,
         ckpt_dir: str | Path | None = None,
         progress: bool = True,
+        on_epoch: Callable[[list[dict]], None] | None = None,
     ) -> None:
         self.model = model
         self.config = config
@@ -99,22 +107,15 @@ class Trainer:
         self.ckpt_dir = Path(ckpt_dir) if ckpt_dir else None
         self.progress = progress
         self.ctx: DistContext | None = None  # set by fit()
+        self.on_epoch = on_epoch
+        self.lr_range = None  # the LR range test's result when config.lr == "auto"
 
     def _params(self) -> list[nn.Parameter]:
         mods = [self.model] + ([self.extra] if self.extra is not None else [])
         return [p for m in mods for p in m.parameters() if p.requires_grad]
 
     def _optimizer(self) -> torch.optim.Optimizer:
-        c = self.config
-        decay = [p for p in self._params() if p.dim() > 1]
-        no_decay = [p for p in self._params() if p.dim() <= 1]  # no weight decay on BN/bias
-        groups = [
-            {"params": decay, "weight_decay": c.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ]
-        if c.optimizer == "adamw":
-            return torch.optim.AdamW(groups, lr=c.lr)
-        return torch.optim.SGD(groups, lr=c.lr, momentum=c.momentum, nesterov=c.momentum > 0)
+        return build_optimizer(self._params(), self.config)
 
     def _say(self, text: str) -> None:
         if self.progress and self.ctx is not None and self.ctx.is_main:
@@ -130,6 +131,14 @@ class Trainer:
         if c.device.startswith("cuda") and not torch.cuda.is_available():
             raise EdgeslimError(f"device {c.device!r} requested but CUDA is not available")
         self.ctx = ctx = DistContext.from_env(c.device)
+        if c.lr == "auto":
+            from edgeslim.train.lr_finder import find_lr
+
+            r = find_lr(self.model, train_ds, c, loss_fn=self.loss_fn, extra=self.extra,
+                        device=ctx.device)  # fmt: skip
+            self.lr_range, self.config = r, replace(c, lr=r.suggestion)
+            self._say(f"lr auto: {r.suggestion:.4g} (a tenth of the minimum-loss rate "
+                      f"{r.min_loss_lr:.3g}; steepest descent at {r.steepest_lr:.3g})")  # fmt: skip
         return self._fit(ctx, train_ds, val_ds)
 
     def _fit(self, ctx: DistContext, train_ds: Dataset, val_ds: Dataset | None) -> list[dict]:
@@ -148,7 +157,8 @@ class Trainer:
             ids = [ctx.device.index] if ctx.device.type == "cuda" else None
             objective = DistributedDataParallel(objective, device_ids=ids)
         steps = math.ceil(math.ceil(len(train_ds) / ctx.world_size) / ctx.local_batch(c.batch_size))
-        total, warmup = c.epochs * steps, int(c.warmup_epochs * steps)
+        total = c.epochs * steps
+        warmup = warmup_steps(c.warmup_epochs, steps, total)
         was_training = self.model.training
         try:
             for epoch in range(start, c.epochs):
@@ -167,6 +177,8 @@ class Trainer:
                 best = max(best, log["val_top1"] or -1.0)
                 self._save(opt, epoch, history, best)
                 self._say(_fmt_log(log, c.epochs))
+                if self.on_epoch is not None:
+                    self.on_epoch(history)
                 if c.patience and not improved and _stalled(history, c.patience):
                     self._say(f"early stop: no val improvement in {c.patience} epochs")
                     break
