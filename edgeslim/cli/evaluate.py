@@ -27,8 +27,12 @@ def run(args: argparse.Namespace) -> int:
     from edgeslim.data import load_dataset, make_loader
 
     if args.model.endswith(".onnx"):
-        loader = make_loader(load_dataset(args.data, args.split), args.batch_size, shuffle=False)
-        res = evaluate_onnx(args.model, loader)
+        from edgeslim.data.stats import Normalization
+        from edgeslim.export.metadata import read_onnx_metadata
+
+        norm = Normalization.from_meta(read_onnx_metadata(args.model))
+        ds = load_dataset(args.data, args.split, normalization=norm)
+        res = evaluate_onnx(args.model, make_loader(ds, args.batch_size, shuffle=False))
     else:
         lm = model_from_args(args)
         # a saved model is fed the statistics it was trained with, whatever the data's own

@@ -9,6 +9,7 @@ import pytest
 from edgeslim.bench.accuracy import evaluate_model
 from edgeslim.cli.main import main
 from edgeslim.data import Normalization, dataset_normalization, load_dataset, make_loader
+from edgeslim.export.metadata import read_onnx_metadata
 from edgeslim.models.saved import load_saved
 
 NET = """
@@ -67,6 +68,13 @@ def test_statistics_travel_with_the_saved_model(tmp_path, net, capsys):
     ds = load_dataset(other, "test", normalization=saved)
     expected = evaluate_model(load_saved(out).model, make_loader(ds, 256, shuffle=False))
     assert json.loads(res.read_text())["top1"] == pytest.approx(expected["top1"])
+    # exported, the ONNX file carries them too, and evaluate reads them from it
+    onnx = tmp_path / "m.onnx"
+    assert main(["export", str(out), "-o", str(onnx)]) == 0
+    assert Normalization.from_meta(read_onnx_metadata(onnx)) == saved
+    res_onnx = tmp_path / "o.json"
+    assert main(["evaluate", str(onnx), "--data", other, "--json", str(res_onnx)]) == 0
+    assert json.loads(res_onnx.read_text())["top1"] == pytest.approx(expected["top1"])
 
 
 def _unlearnable(rng, y):
