@@ -134,11 +134,15 @@ class Trainer:
         if c.lr == "auto":
             from edgeslim.train.lr_finder import find_lr
 
-            r = find_lr(self.model, train_ds, c, loss_fn=self.loss_fn, extra=self.extra,
-                        device=ctx.device)  # fmt: skip
+            # deterministic, so a rerun finds the same rate and resumes its checkpoint
+            r = find_lr(
+                self.model, train_ds, c, loss_fn=self.loss_fn, extra=self.extra, device=ctx.device
+            )
             self.lr_range, self.config = r, replace(c, lr=r.suggestion)
-            self._say(f"lr auto: {r.suggestion:.4g} (a tenth of the minimum-loss rate "
-                      f"{r.min_loss_lr:.3g}; steepest descent at {r.steepest_lr:.3g})")  # fmt: skip
+            self._say(
+                f"lr auto: {r.suggestion:.4g} (a tenth of the minimum-loss rate "
+                f"{r.min_loss_lr:.3g}; steepest descent at {r.steepest_lr:.3g})"
+            )
         return self._fit(ctx, train_ds, val_ds)
 
     def _fit(self, ctx: DistContext, train_ds: Dataset, val_ds: Dataset | None) -> list[dict]:
