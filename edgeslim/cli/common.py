@@ -107,7 +107,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
         "--warmup-epochs",
         type=float,
         default=None,
-        help="linear LR warm-up (default: 10%% of the run, at most 2 epochs; 0 turns it off)",
+        help="linear LR warm-up (default: 15%% of the run, at most 3 epochs; 0 turns it off)",
     )
     p.add_argument("--optimizer", default="sgd", choices=("sgd", "adamw"))
     p.add_argument("--weight-decay", type=float, default=5e-4)

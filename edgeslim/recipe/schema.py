@@ -29,7 +29,7 @@ class TrainSettings(Strict):
     batch_size: int = Field(128, ge=1)
     weight_decay: float = Field(5e-4, ge=0)
     warmup_epochs: float | None = Field(
-        None, ge=0, description="linear LR warm-up; default 10% of the run, at most 2 epochs"
+        None, ge=0, description="linear LR warm-up; default 15% of the run, at most 3 epochs"
     )
     amp: bool = Field(False, description="bf16 autocast (CPUs with AVX512-BF16/AMX, CUDA)")
     channels_last: bool = Field(False, description="NHWC training (faster convs on CPU)")

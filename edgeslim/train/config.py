@@ -29,7 +29,7 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     schedule: str = "cosine"  # per-step LR; "step" divides by 10 at 50% and 75%
-    warmup_epochs: float | None = None  # linear warm-up; None: 10% of the run, <= 2 epochs
+    warmup_epochs: float | None = None  # linear warm-up; None: 15% of the run, <= 3 epochs
     label_smoothing: float = 0.0
     grad_clip: float | None = None  # max global grad norm
     augment: bool = True

@@ -7,10 +7,10 @@ from edgeslim.train.config import TrainConfig
 from edgeslim.train.schedule import lr_at, warmup_steps
 
 
-def test_default_warmup_is_a_tenth_of_the_run_capped_at_two_epochs():
+def test_default_warmup_is_15_percent_of_the_run_capped_at_three_epochs():
     assert TrainConfig().warmup_epochs is None
-    assert warmup_steps(None, steps_per_epoch=32, total_steps=15 * 32) == 48
-    assert warmup_steps(None, steps_per_epoch=32, total_steps=200 * 32) == 64
+    assert warmup_steps(None, steps_per_epoch=32, total_steps=15 * 32) == 72
+    assert warmup_steps(None, steps_per_epoch=32, total_steps=200 * 32) == 96
     assert warmup_steps(None, steps_per_epoch=10, total_steps=10) == 1
     assert warmup_steps(0, 32, 480) == 0
     assert warmup_steps(1.5, 32, 480) == 48
