@@ -3,7 +3,7 @@
 import pytest
 
 from edgeslim.core.errors import EdgeslimError
-from edgeslim.train.chance import ChanceGuard, chance_level
+from edgeslim.train.chance import ChanceGuard, chance_guard, chance_level
 
 
 def _at(epoch, acc):
@@ -30,3 +30,14 @@ def test_guard_margin_and_train_fallback(capsys):
     assert not guard.warned and capsys.readouterr().err == ""
     guard([{"epoch": 3, "val_top1": None, "train_top1": 0.26}])
     assert guard.warned and "training top-1 is 26.0%" in capsys.readouterr().err
+
+
+def test_guard_follows_the_task():
+    assert chance_level(4, "sequence_classification") == 0.25
+    assert chance_level(4, "segmentation") is None  # mIoU has no chance level: no guard
+    assert chance_guard("segmentation", 4, epochs=3) is None
+    with pytest.raises(EdgeslimError, match="no chance level"):
+        ChanceGuard(num_classes=4, epochs=3, task="segmentation")
+    guard = chance_guard("sequence_classification", 4, epochs=3, strict=True)
+    with pytest.raises(EdgeslimError, match="validation top-1 is 25.0%"):
+        guard(_at(3, 0.25))

@@ -59,3 +59,15 @@ def test_reading_a_known_curve():
     assert math.isclose(r.min_loss_lr, 0.1, rel_tol=0.05)
     assert math.isclose(r.suggestion, 0.01, rel_tol=0.05)
     assert 3e-4 < r.steepest_lr < 3e-3
+
+
+def test_range_test_uses_the_task():
+    """Segmentation batches (per-pixel masks) go through the task's loss."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 3, 8, 8, generator=g)
+    masks = (x[:, 0] > 0).long()  # class 1 where the first channel is positive
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 1), nn.ReLU(), nn.Conv2d(8, 2, 1))
+    cfg = TrainConfig(epochs=1, batch_size=16, lr="auto", augment=False)
+    r = find_lr(model, TensorDataset(x, masks), cfg, task="segmentation", num_steps=40)
+    assert min(r.losses) < r.losses[0]
