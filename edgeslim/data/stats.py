@@ -29,7 +29,7 @@ class Normalization:
 
     Example:
         >>> n = Normalization((0.5, 0.4, 0.3), (0.2, 0.2, 0.2))
-        >>> Normalization.from_meta(n.to_meta()) == n
+        >>> Normalization.from_meta({META_KEY: n.to_meta()}) == n  # a saved model's meta
         True
     """
 
