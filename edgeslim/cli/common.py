@@ -56,6 +56,16 @@ shape_arg = _arg_type(parse_shape)
 batches_arg = _arg_type(parse_batches)
 
 
+def model_normalization(lm: LoadedModel):
+    """The normalization statistics ``lm`` was trained with (None: the dataset's own).
+
+    Saved models trained on ``npz:`` or ``imagefolder:`` data carry them in their metadata.
+    """
+    from edgeslim.data.stats import Normalization
+
+    return Normalization.from_meta(lm.meta)
+
+
 def write_json(path: str | Path, obj: object) -> None:
     """Write ``obj`` as pretty JSON, atomically."""
     write_text_atomic(path, json.dumps(obj, indent=2, default=str) + "\n")
@@ -68,10 +78,37 @@ def refuse_overwrite(src: str, dest: str | Path) -> None:
         raise EdgeslimError(f"output {dest} is the input model; choose another output path")
 
 
+def parse_lr(text: str) -> float | str:
+    """A positive learning rate, or ``auto`` for the LR range test."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        lr = float(text)
+    except ValueError:
+        raise EdgeslimError(f"bad --lr {text!r}: expected a number like 0.1 or 'auto'") from None
+    if not lr > 0:
+        raise EdgeslimError(f"bad --lr {text!r}: must be > 0")
+    return lr
+
+
+lr_arg = _arg_type(parse_lr)
+
+
 def add_train_args(p: argparse.ArgumentParser) -> None:
     """The training options every training command shares (see :func:`train_config`)."""
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument(
+        "--lr",
+        type=lr_arg,
+        default=0.1,
+        help="peak learning rate, or 'auto': pick it with an LR range test first",
+    )
+    p.add_argument(
+        "--warmup-epochs",
+        type=float,
+        default=None,
+        help="linear LR warm-up (default: 15%% of the run, at most 3 epochs; 0 turns it off)",
+    )
     p.add_argument("--optimizer", default="sgd", choices=("sgd", "adamw"))
     p.add_argument("--weight-decay", type=float, default=5e-4)
     p.add_argument("--schedule", default="cosine", choices=("cosine", "step", "constant"))
@@ -100,6 +137,7 @@ def train_config(args: argparse.Namespace):
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
+        warmup_epochs=args.warmup_epochs,
         optimizer=args.optimizer,
         weight_decay=args.weight_decay,
         schedule=args.schedule,

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from edgeslim.cli.common import add_model_args, model_from_args, write_json
+from edgeslim.cli.common import (
+    add_model_args,
+    model_from_args,
+    model_normalization,
+    write_json,
+)
 
 HELP = "accuracy (the data's task metrics) on a dataset split (PyTorch model or .onnx)"
 
@@ -23,11 +28,18 @@ def run(args: argparse.Namespace) -> int:
     from edgeslim.tasks import get_task
 
     task = get_task(dataset_info(args.data).task)
-    loader = make_loader(load_dataset(args.data, args.split), args.batch_size, shuffle=False)
     if args.model.endswith(".onnx"):
-        res = evaluate_onnx(args.model, loader, task)
+        from edgeslim.data.stats import Normalization
+        from edgeslim.export.metadata import read_onnx_metadata
+
+        norm = Normalization.from_meta(read_onnx_metadata(args.model))
+        ds = load_dataset(args.data, args.split, normalization=norm)
+        res = evaluate_onnx(args.model, make_loader(ds, args.batch_size, shuffle=False), task)
     else:
-        res = evaluate_model(model_from_args(args).model, loader, task)
+        lm = model_from_args(args)
+        # a saved model is fed the statistics it was trained with, whatever the data's own
+        ds = load_dataset(args.data, args.split, normalization=model_normalization(lm))
+        res = evaluate_model(lm.model, make_loader(ds, args.batch_size, shuffle=False), task)
     res = {"model": args.model, "data": args.data, "split": args.split, "task": task.name, **res}
     shown = ", ".join(
         f"{m.label} {100 * res[m.name]:.2f}%" if m.percent else f"{m.label} {res[m.name]:.4g}"

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from edgeslim.cli.common import add_model_args, model_from_args, refuse_overwrite
+from edgeslim.cli.common import (
+    add_model_args,
+    model_from_args,
+    model_normalization,
+    refuse_overwrite,
+)
 
 HELP = "export to ONNX (dynamic batch) and check ONNX Runtime against eager"
 
@@ -22,6 +27,12 @@ def run(args: argparse.Namespace) -> int:
     refuse_overwrite(args.model, args.output)
     lm = model_from_args(args)
     res = export_onnx(lm.model, lm.require_input(), args.output, opset=args.opset, atol=args.atol)
+    norm = model_normalization(lm)
+    if norm is not None:  # the deployed file says what its inputs must be normalized with
+        from edgeslim.data.stats import META_KEY
+        from edgeslim.export.metadata import write_onnx_metadata
+
+        write_onnx_metadata(res.path, {META_KEY: norm.to_meta()})
     print(f"wrote {res.path} ({res.size_bytes:,} bytes)")
     print(f"parity: max |ort - eager| = {res.max_abs_diff:.3g}")
     return 0

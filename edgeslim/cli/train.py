@@ -14,6 +14,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="dataset spec: signs, digits, cifar10:DIR, ...")
     p.add_argument("--epochs", type=int, required=True)
     p.add_argument("-o", "--output", required=True, help="output directory (saved model)")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail (exit 2) when the validation metric is still at chance after the first epochs "
+        "(tasks with a chance level, e.g. classification top-1)",
+    )
     add_train_args(p)
 
 
@@ -21,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     from edgeslim.workflows.train import train_model
 
     refuse_overwrite(args.model, args.output)
-    lm = train_model(args.model, args.data, train_config(args), args.output)
+    lm = train_model(args.model, args.data, train_config(args), args.output, strict=args.strict)
     print(f"saved {args.output}: test {_headline(lm.meta)}")
     return 0
 

@@ -27,10 +27,12 @@ from edgeslim.data.registry import (
     DatasetInfo,
     DataSource,
     dataset_info,
+    dataset_normalization,
     load_dataset,
     parse_data_spec,
 )
 from edgeslim.data.signs import SIGN_CLASSES, generate_signs
+from edgeslim.data.stats import Normalization, channel_stats
 
 __all__ = [
     "DATASETS",
@@ -39,7 +41,10 @@ __all__ = [
     "ArrayDataset",
     "DataSource",
     "DatasetInfo",
+    "Normalization",
+    "channel_stats",
     "dataset_info",
+    "dataset_normalization",
     "generate_signs",
     "load_dataset",
     "make_loader",

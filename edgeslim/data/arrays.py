@@ -10,6 +10,7 @@ where the data allows it, a random horizontal flip.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import numpy as np
@@ -18,6 +19,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from edgeslim.core.errors import EdgeslimError
+from edgeslim.data.stats import Normalization
 
 PAD = 4  # px of zero padding before the random crop
 
@@ -64,10 +66,24 @@ class ArrayDataset(Dataset):
         self.images = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
         self.labels = labels
         self._scale = scale
-        self._mean = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
-        self._std = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
+        self._set_normalization(Normalization(tuple(map(float, mean)), tuple(map(float, std))))
         self.augment = augment
         self.flip = flip
+
+    def _set_normalization(self, norm: Normalization) -> None:
+        self.normalization = norm  # the per-channel statistics this dataset normalizes with
+        self._mean = torch.tensor(norm.mean, dtype=torch.float32).view(-1, 1, 1)
+        self._std = torch.tensor(norm.std, dtype=torch.float32).view(-1, 1, 1)
+
+    def with_normalization(self, norm: Normalization) -> ArrayDataset:
+        """A view of the same images normalized with ``norm`` (``self`` is unchanged)."""
+        if len(norm.mean) != self.images.shape[1]:
+            raise EdgeslimError(
+                f"normalization has {len(norm.mean)} channels, the images {self.images.shape[1]}"
+            )
+        other = copy.copy(self)
+        other._set_normalization(norm)
+        return other
 
     def __len__(self) -> int:
         return len(self.labels)

@@ -7,11 +7,14 @@ Two layouts are accepted:
 - ``DIR/<class>/*``: every class is split 80/10/10 into train/val/test with a fixed seed.
 
 Every image is decoded with Pillow, converted to RGB and resized to 32x32 (bilinear), the
-input size of the built-in small models; normalization uses the ImageNet statistics.
+input size of the built-in small models. Every split is normalized with the per-channel
+mean and std of the train split (one streaming pass, :func:`imagefolder_normalization`).
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +22,13 @@ import numpy as np
 from edgeslim.core.errors import EdgeslimError
 from edgeslim.data.arrays import ArrayDataset
 from edgeslim.data.registry import DATASETS, DatasetInfo, DataSource
+from edgeslim.data.stats import Normalization, channel_stats
 
 SIZE = 32  # px, every image is resized to SIZE x SIZE
 SEED = 0
 FRACTIONS = {"train": 0.8, "val": 0.1, "test": 0.1}
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff", ".webp"}
-MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # ImageNet, the usual choice
+CHUNK = 256  # images decoded at a time while computing statistics
 
 
 def _root(arg: str) -> Path:
@@ -99,11 +103,33 @@ def _decode(path: Path) -> np.ndarray:
         raise EdgeslimError(f"cannot read image {path}: {exc}") from exc
 
 
+def imagefolder_normalization(arg: str) -> Normalization:
+    """Per-channel statistics of the decoded train split, computed once per file listing.
+
+    Example:
+        >>> # imagefolder_normalization("photos/").std   -> (0.24, 0.23, 0.25)
+    """
+    paths, _ = list_split(arg, "train")
+    key = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in paths)
+    return _cached_stats(key)
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_stats(key: tuple[tuple[str, int, int], ...]) -> Normalization:
+    return channel_stats(_decoded_chunks([Path(k[0]) for k in key]))
+
+
+def _decoded_chunks(paths: list[Path]) -> Iterator[np.ndarray]:
+    for i in range(0, len(paths), CHUNK):
+        yield np.stack([_decode(p) for p in paths[i : i + CHUNK]])
+
+
 def _load(arg: str, split: str, augment: bool) -> ArrayDataset:
     paths, labels = list_split(arg, split)
     images = np.stack([_decode(p) for p in paths])
+    norm = imagefolder_normalization(arg)
     aug = augment and split == "train"
-    return ArrayDataset(images, labels, MEAN, STD, augment=aug, flip=aug)
+    return ArrayDataset(images, labels, norm.mean, norm.std, augment=aug, flip=aug)
 
 
 def _info(arg: str) -> DatasetInfo:
@@ -111,4 +137,7 @@ def _info(arg: str) -> DatasetInfo:
     return DatasetInfo(len(names), (3, SIZE, SIZE), names)
 
 
-DATASETS.register("imagefolder", DataSource(load=_load, info=_info, needs_arg=True))
+DATASETS.register(
+    "imagefolder",
+    DataSource(load=_load, info=_info, needs_arg=True, normalization=imagefolder_normalization),
+)

@@ -2,13 +2,17 @@
 
 ``x`` may be ``N,C,H,W``, ``N,H,W,C`` (C of 1, 3 or 4 picks the layout; channels-first wins
 a tie) or ``N,H,W`` (one channel). ``uint8`` images are scaled by 1/255 and normalized with
-mean 0.5, std 0.25 per channel; float images are taken as already normalized. The val
-arrays are optional: asking for the val split of a file without them is an error.
-The file is read with ``allow_pickle=False``.
+the per-channel mean and std of ``x_train`` (one streaming pass over the file, see
+:func:`npz_normalization`), the same statistics for every split; float images are taken as
+already normalized. The val arrays are optional: asking for the val split of a file
+without them is an error. The file is read with ``allow_pickle=False``.
 """
 
 from __future__ import annotations
 
+import functools
+import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +20,10 @@ import numpy as np
 from edgeslim.core.errors import EdgeslimError
 from edgeslim.data.arrays import ArrayDataset
 from edgeslim.data.registry import DATASETS, DatasetInfo, DataSource
+from edgeslim.data.stats import Normalization, channel_stats
 
-UINT8_MEAN, UINT8_STD = 0.5, 0.25
 _CHANNELS = (1, 3, 4)
+CHUNK_BYTES = 16 << 20  # bytes of images held at once while computing statistics
 
 
 def _open(arg: str) -> np.lib.npyio.NpzFile:
@@ -67,13 +72,79 @@ def load_npz_split(arg: str, split: str) -> tuple[np.ndarray, np.ndarray]:
     return (x if x.dtype == np.uint8 else x.astype(np.float32)), y.astype(np.int64)
 
 
+def iter_npz_rows(arg: str, key: str, chunk_bytes: int = CHUNK_BYTES) -> Iterator[np.ndarray]:
+    """Array ``key`` of the file ``arg`` in row chunks, read without loading it whole.
+
+    Works for compressed and stored members alike: the ``.npy`` header is parsed from
+    the zip stream and rows are read ``chunk_bytes`` at a time.
+    """
+    path = Path(arg).expanduser()
+    try:
+        zf = zipfile.ZipFile(path)
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise EdgeslimError(f"cannot read {path} as .npz: {exc}") from exc
+    with zf, zf.open(f"{key}.npy") as f:
+        version = np.lib.format.read_magic(f)
+        read_header = (
+            np.lib.format.read_array_header_1_0
+            if version == (1, 0)
+            else np.lib.format.read_array_header_2_0
+        )
+        shape, fortran, dtype = read_header(f)
+        if dtype.hasobject:
+            raise EdgeslimError(f"{key} in {path} holds Python objects; refusing to unpickle")
+        if fortran or not shape:  # rare: fall back to one read of the whole array
+            yield np.load(path, allow_pickle=False)[key]
+            return
+        row = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
+        per_chunk = max(1, chunk_bytes // max(row, 1))
+        for start in range(0, shape[0], per_chunk):
+            n = min(per_chunk, shape[0] - start)
+            buf = f.read(n * row)
+            if len(buf) != n * row:
+                raise EdgeslimError(f"{key} in {path} is truncated")
+            yield np.frombuffer(buf, dtype=dtype).reshape(n, *shape[1:])
+
+
+def npz_normalization(arg: str) -> Normalization | None:
+    """Per-channel statistics of ``x_train`` in ``arg`` (None for float images).
+
+    Computed once per file version (path, size and modification time) in a process.
+
+    Example:
+        >>> # npz_normalization("letters.npz").mean   -> (0.47, 0.45, 0.41)
+    """
+    path = Path(arg).expanduser().resolve()
+    if not path.is_file():
+        raise EdgeslimError(f"npz file {path} does not exist")
+    st = path.stat()
+    return _cached_stats(str(path), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_stats(path: str, size: int, mtime_ns: int) -> Normalization | None:
+    with _open(path) as z:
+        if "x_train" not in z.files:
+            raise EdgeslimError(f"{path} has no x_train to compute normalization statistics from")
+    chunks = iter_npz_rows(path, "x_train")
+    first = next(chunks, None)
+    if first is None:
+        raise EdgeslimError(f"x_train in {path} is empty")
+    if first.dtype != np.uint8:
+        return None  # floats are taken as already normalized
+    return channel_stats(to_nhwc(c) for c in _chain(first, chunks))
+
+
+def _chain(first: np.ndarray, rest: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+    yield first
+    yield from rest
+
+
 def _load(arg: str, split: str, augment: bool) -> ArrayDataset:
     x, y = load_npz_split(arg, split)
     c = x.shape[-1]
-    if x.dtype == np.uint8:
-        mean, std = (UINT8_MEAN,) * c, (UINT8_STD,) * c
-    else:
-        mean, std = (0.0,) * c, (1.0,) * c
+    norm = npz_normalization(arg) if x.dtype == np.uint8 else None
+    mean, std = (norm.mean, norm.std) if norm else ((0.0,) * c, (1.0,) * c)
     # Crop only: a flip is not safe for data we know nothing about.
     return ArrayDataset(x, y, mean, std, augment=augment and split == "train")
 
@@ -88,4 +159,6 @@ def _info(arg: str) -> DatasetInfo:
     return DatasetInfo(num_classes, (shape[3], shape[1], shape[2]))
 
 
-DATASETS.register("npz", DataSource(load=_load, info=_info, needs_arg=True))
+DATASETS.register(
+    "npz", DataSource(load=_load, info=_info, needs_arg=True, normalization=npz_normalization)
+)

@@ -24,6 +24,7 @@ from torch.utils.data import Dataset
 
 from edgeslim.core.errors import EdgeslimError
 from edgeslim.core.registry import Registry
+from edgeslim.data.stats import Normalization
 
 SPLITS = ("train", "val", "test")
 
@@ -47,11 +48,14 @@ class DataSource:
     samples in the form its task expects (for ``classification``: a normalized float
     tensor C,H,W and an int label); ``info(arg)`` its :class:`DatasetInfo`.
     ``arg`` is the text after the colon in the spec ("" when there is none).
+    ``normalization(arg)``, for user data, returns the statistics computed from the train
+    split that ``load`` applies to every split (None: fixed statistics, as built-ins use).
     """
 
     load: Callable[[str, str, bool], Dataset]
     info: Callable[[str], DatasetInfo]
     needs_arg: bool = False
+    normalization: Callable[[str], Normalization | None] | None = None
 
 
 DATASETS: Registry[DataSource] = Registry("dataset")
@@ -66,8 +70,16 @@ def parse_data_spec(spec: str) -> tuple[str, str]:
     return name, arg
 
 
-def load_dataset(spec: str, split: str = "train", augment: bool = False) -> Dataset:
+def load_dataset(
+    spec: str,
+    split: str = "train",
+    augment: bool = False,
+    normalization: Normalization | None = None,
+) -> Dataset:
     """Load split ``split`` of the dataset named by ``spec``.
+
+    ``normalization`` replaces the dataset's own statistics, e.g. with those a saved
+    model was trained with (``Normalization.from_meta(lm.meta)``).
 
     Example:
         >>> ds = load_dataset("digits", "test")
@@ -76,7 +88,25 @@ def load_dataset(spec: str, split: str = "train", augment: bool = False) -> Data
     if split not in SPLITS:
         raise EdgeslimError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
     name, arg = parse_data_spec(spec)
-    return DATASETS.get(name).load(arg, split, augment)
+    ds = DATASETS.get(name).load(arg, split, augment)
+    if normalization is None:
+        return ds
+    renorm = getattr(ds, "with_normalization", None)
+    if renorm is None:
+        raise EdgeslimError(f"dataset {name!r} does not take image normalization statistics")
+    return renorm(normalization)
+
+
+def dataset_normalization(spec: str) -> Normalization | None:
+    """The statistics computed from the train split of ``spec`` (None for built-in data).
+
+    Example:
+        >>> dataset_normalization("digits") is None
+        True
+    """
+    name, arg = parse_data_spec(spec)
+    stats = DATASETS.get(name).normalization
+    return stats(arg) if stats is not None else None
 
 
 def dataset_info(spec: str) -> DatasetInfo:

@@ -42,6 +42,9 @@ class TrainSettings(Strict):
     lr: float = Field(0.1, gt=0)
     batch_size: int = Field(128, ge=1)
     weight_decay: float = Field(5e-4, ge=0)
+    warmup_epochs: float | None = Field(
+        None, ge=0, description="linear LR warm-up; default 15% of the run, at most 3 epochs"
+    )
     amp: bool = Field(False, description="bf16 autocast (CPUs with AVX512-BF16/AMX, CUDA)")
     channels_last: bool = Field(False, description="NHWC training (faster convs on CPU)")
 
@@ -53,6 +56,7 @@ class TrainSettings(Strict):
             lr=self.lr,
             batch_size=self.batch_size,
             weight_decay=self.weight_decay,
+            warmup_epochs=self.warmup_epochs,
             amp=self.amp,
             channels_last=self.channels_last,
             seed=seed,

@@ -119,6 +119,9 @@ class Task:
         collate: samples -> batch (a ``DataLoader``'s ``collate_fn``).
         split: batch -> ``(inputs, targets)``.
         outputs: raw model output -> the tensor the task scores (e.g. ``.logits``).
+        chance: ``num_classes ->`` the primary metric of uniform guessing (1/C for top-1),
+            the level a model that learned nothing scores; None where the task has no
+            such level (e.g. mIoU), and then no chance check applies.
     """
 
     name: str
@@ -132,6 +135,7 @@ class Task:
     collate: Callable[[list], Any] = default_collate
     split: Callable[[Any], tuple[Inputs, Any]] = split_pair
     outputs: Callable[[Any], torch.Tensor] = main_output
+    chance: Callable[[int], float] | None = None
     description: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:

@@ -56,6 +56,11 @@ def check_logits(outputs: torch.Tensor, inputs: Inputs, num_classes: int | None)
         )
 
 
+def uniform_top1(num_classes: int) -> float:
+    """Top-1 of guessing uniformly among ``num_classes`` classes: the chance level."""
+    return 1.0 / max(1, num_classes)
+
+
 def top1() -> MetricSpec:
     return MetricSpec("top1", "top-1", higher_is_better=True, make=lambda: TopK(1))
 
@@ -70,6 +75,7 @@ CLASSIFICATION = register_task(
         parity=ParitySpec("top1_agreement", atol=1e-3, min_agreement=0.99),
         distill=kd,
         check_output=check_logits,
+        chance=uniform_top1,
         description="one class per image; cross-entropy, top-1",
     )
 )
@@ -84,6 +90,7 @@ SEQUENCE_CLASSIFICATION = register_task(
         parity=ParitySpec("top1_agreement", atol=1e-3, min_agreement=0.99),
         distill=kd,
         check_output=check_logits,
+        chance=uniform_top1,
         description="one class per token sequence (BERT); cross-entropy, top-1",
     )
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass
+from typing import Literal
 
 from edgeslim.core.errors import EdgeslimError
 
@@ -23,12 +24,12 @@ class TrainConfig:
 
     epochs: int = 10
     batch_size: int = 128
-    lr: float = 0.1
+    lr: float | Literal["auto"] = 0.1  # "auto": LR range test first (edgeslim.train.lr_finder)
     optimizer: str = "sgd"
     momentum: float = 0.9
     weight_decay: float = 5e-4
     schedule: str = "cosine"  # per-step LR; "step" divides by 10 at 50% and 75%
-    warmup_epochs: float = 0.0
+    warmup_epochs: float | None = None  # linear warm-up; None: 15% of the run, <= 3 epochs
     label_smoothing: float = 0.0
     grad_clip: float | None = None  # max global grad norm
     augment: bool = True
@@ -43,8 +44,10 @@ class TrainConfig:
             raise EdgeslimError(f"epochs must be >= 1, got {self.epochs}")
         if self.batch_size < 1:
             raise EdgeslimError(f"batch_size must be >= 1, got {self.batch_size}")
-        if not self.lr > 0:
-            raise EdgeslimError(f"lr must be > 0, got {self.lr}")
+        if self.lr != "auto" and not (isinstance(self.lr, int | float) and self.lr > 0):
+            raise EdgeslimError(f"lr must be > 0 or 'auto', got {self.lr!r}")
+        if self.warmup_epochs is not None and not self.warmup_epochs >= 0:
+            raise EdgeslimError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
         if self.optimizer not in OPTIMIZERS:
             raise EdgeslimError(
                 f"optimizer {self.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}"

@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,8 @@ from edgeslim.train.checkpoint import load_checkpoint, save_checkpoint
 from edgeslim.train.config import TrainConfig
 from edgeslim.train.distributed import DistContext
 from edgeslim.train.layout import ChannelsLast
-from edgeslim.train.schedule import lr_at
+from edgeslim.train.optim import build_optimizer
+from edgeslim.train.schedule import lr_at, warmup_steps
 
 LossFn = Callable[[nn.Module, Any, Any], tuple[torch.Tensor, torch.Tensor]]
 
@@ -92,6 +94,11 @@ class Trainer:
         progress: progress bars and per-epoch lines (rank 0 only).
         task: what the data is (a :mod:`edgeslim.tasks` name or entry): batches, the
             default loss, the metrics logged and the direction of "best".
+        on_epoch: called with the history after every epoch (e.g. a
+            :class:`~edgeslim.train.chance.ChanceGuard`); an ``EdgeslimError`` stops the run.
+
+    ``config.lr == "auto"`` runs the LR range test (:mod:`edgeslim.train.lr_finder`) on a
+    copy of the model first and trains at the rate it suggests (kept in ``lr_range``).
 
     Example:
         >>> # history = Trainer(model, TrainConfig(epochs=5), ckpt_dir="run/ckpt").fit(train, val)
@@ -108,6 +115,7 @@ class Trainer:
         ckpt_dir: str | Path | None = None,
         progress: bool = True,
         task: str | Task = "classification",
+        on_epoch: Callable[[list[dict]], None] | None = None,
     ) -> None:
         self.model = model
         self.config = config
@@ -117,22 +125,15 @@ class Trainer:
         self.ckpt_dir = Path(ckpt_dir) if ckpt_dir else None
         self.progress = progress
         self.ctx: DistContext | None = None  # set by fit()
+        self.on_epoch = on_epoch
+        self.lr_range = None  # the LR range test's result when config.lr == "auto"
 
     def _params(self) -> list[nn.Parameter]:
         mods = [self.model] + ([self.extra] if self.extra is not None else [])
         return [p for m in mods for p in m.parameters() if p.requires_grad]
 
     def _optimizer(self) -> torch.optim.Optimizer:
-        c = self.config
-        decay = [p for p in self._params() if p.dim() > 1]
-        no_decay = [p for p in self._params() if p.dim() <= 1]  # no weight decay on BN/bias
-        groups = [
-            {"params": decay, "weight_decay": c.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ]
-        if c.optimizer == "adamw":
-            return torch.optim.AdamW(groups, lr=c.lr)
-        return torch.optim.SGD(groups, lr=c.lr, momentum=c.momentum, nesterov=c.momentum > 0)
+        return build_optimizer(self._params(), self.config)
 
     def _say(self, text: str) -> None:
         if self.progress and self.ctx is not None and self.ctx.is_main:
@@ -150,6 +151,24 @@ class Trainer:
         if c.device.startswith("cuda") and not torch.cuda.is_available():
             raise EdgeslimError(f"device {c.device!r} requested but CUDA is not available")
         self.ctx = ctx = DistContext.from_env(c.device)
+        if c.lr == "auto":
+            from edgeslim.train.lr_finder import find_lr
+
+            # deterministic, so a rerun finds the same rate and resumes its checkpoint
+            r = find_lr(
+                self.model,
+                train_ds,
+                c,
+                loss_fn=self.loss_fn,
+                extra=self.extra,
+                task=self.task,
+                device=ctx.device,
+            )
+            self.lr_range, self.config = r, replace(c, lr=r.suggestion)
+            self._say(
+                f"lr auto: {r.suggestion:.4g} (a tenth of the minimum-loss rate "
+                f"{r.min_loss_lr:.3g}; steepest descent at {r.steepest_lr:.3g})"
+            )
         return self._fit(ctx, train_ds, val_ds)
 
     def _fit(self, ctx: DistContext, train_ds: Dataset, val_ds: Dataset | None) -> list[dict]:
@@ -168,7 +187,8 @@ class Trainer:
             ids = [ctx.device.index] if ctx.device.type == "cuda" else None
             objective = DistributedDataParallel(objective, device_ids=ids)
         steps = math.ceil(math.ceil(len(train_ds) / ctx.world_size) / ctx.local_batch(c.batch_size))
-        total, warmup = c.epochs * steps, int(c.warmup_epochs * steps)
+        total = c.epochs * steps
+        warmup = warmup_steps(c.warmup_epochs, steps, total)
         modes = ModeSnapshot.of(self.model)  # per submodule: a frozen BN stays frozen after
         try:
             for epoch in range(start, c.epochs):
@@ -188,6 +208,8 @@ class Trainer:
                 best = max(best, score if score is not None else -math.inf)
                 self._save(opt, epoch, history, best)
                 self._say(_fmt_log(log, c.epochs, self.task))
+                if self.on_epoch is not None:
+                    self.on_epoch(history)
                 scores = [s for s in map(self._score, history) if s is not None]
                 if c.patience and not improved and _stalled(scores, c.patience):
                     self._say(f"early stop: no val improvement in {c.patience} epochs")

@@ -15,24 +15,37 @@ from pathlib import Path
 from edgeslim.bench.accuracy import evaluate_model
 from edgeslim.core.errors import EdgeslimError
 from edgeslim.core.paths import cache_dir
-from edgeslim.data import dataset_info, load_dataset, make_loader
+from edgeslim.data import dataset_info, dataset_normalization, load_dataset, make_loader
+from edgeslim.data.stats import META_KEY
 from edgeslim.models.inputs import InputSpec
 from edgeslim.models.saved import is_saved_model, load_saved, save_model
 from edgeslim.models.spec import LoadedModel, load_model
 from edgeslim.tasks import Task, get_task
+from edgeslim.train.chance import chance_guard
 from edgeslim.train.config import TrainConfig
 from edgeslim.train.distributed import is_main_process
 from edgeslim.train.trainer import Trainer
 
 
 def train_model(
-    spec: str, data: str, config: TrainConfig, out_dir: str | Path, *, progress: bool = True
+    spec: str,
+    data: str,
+    config: TrainConfig,
+    out_dir: str | Path,
+    *,
+    progress: bool = True,
+    strict: bool = False,
 ) -> LoadedModel:
     """Train ``spec`` on ``data``; save it to ``out_dir`` (checkpoints in ``out_dir/checkpoints``).
 
     Zoo models get a head sized to the dataset. The dataset's task decides the loss and
     metrics; ``meta`` holds the task name, every test metric (``test_metrics``) and the
-    primary one as ``test_<name>`` (``test_top1`` for classification).
+    primary one as ``test_<name>`` (``test_top1`` for classification), and the
+    normalization statistics of ``npz:`` / ``imagefolder:`` data (computed from its train
+    split), so that evaluating or exporting the saved model uses the same ones.
+    A primary validation metric still at chance after the first epochs (for tasks that
+    have a chance level, e.g. top-1 at 1/num_classes) is a warning, with ``strict`` an
+    ``EdgeslimError`` (see :class:`~edgeslim.train.chance.ChanceGuard`).
     Under ``torchrun`` every process trains; only rank 0 evaluates and saves, the
     other ranks return the trained model without writing anything.
 
@@ -47,7 +60,12 @@ def train_model(
     _check_head(lm, info.num_classes, task)
     out_dir = Path(out_dir)
     trainer = Trainer(
-        lm.model, config, ckpt_dir=out_dir / "checkpoints", progress=progress, task=task
+        lm.model,
+        config,
+        ckpt_dir=out_dir / "checkpoints",
+        progress=progress,
+        task=task,
+        on_epoch=chance_guard(task, info.num_classes, config.epochs, strict=strict),
     )
     history = trainer.fit(
         load_dataset(data, "train", augment=config.augment), load_dataset(data, "val")
@@ -66,6 +84,13 @@ def train_model(
         "test_metrics": {m.name: test[m.name] for m in task.metrics},
         f"test_{task.primary}": test[task.primary],
     }
+    if trainer.lr_range is not None:
+        lm.meta["lr_auto"] = trainer.config.lr
+    norm = dataset_normalization(data)
+    if norm is not None:
+        lm.meta[META_KEY] = norm.to_meta()
+    else:
+        lm.meta.pop(META_KEY, None)  # trained on built-in data: its fixed statistics apply
     save_model(lm, out_dir)
     return load_saved(out_dir)
 
