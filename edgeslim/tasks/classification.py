@@ -10,13 +10,15 @@ and decode by argmax. They differ in what goes in: images (a float tensor) for
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 import torch.nn.functional as F
 
 from edgeslim.core.errors import EdgeslimError
 from edgeslim.tasks.base import MetricSpec, Task, register_task
 from edgeslim.tasks.batch import Inputs, batch_len
-from edgeslim.tasks.compare import ParitySpec, logits_kd
+from edgeslim.tasks.compare import ParitySpec, kd_with
 from edgeslim.tasks.metrics import TopK
 
 
@@ -30,17 +32,6 @@ def cross_entropy(
 def argmax_classes(outputs: torch.Tensor) -> torch.Tensor:
     """Predicted class per sample (or per pixel): argmax over dim 1."""
     return outputs.argmax(1)
-
-
-def kd(
-    student: torch.Tensor,
-    teacher: torch.Tensor,
-    targets: torch.Tensor,
-    temperature: float = 4.0,
-    alpha: float = 0.9,
-) -> torch.Tensor:
-    """Hinton KD mixed with cross-entropy (:func:`edgeslim.tasks.compare.logits_kd`)."""
-    return logits_kd(student, teacher, targets, cross_entropy, temperature, alpha)
 
 
 def check_logits(outputs: torch.Tensor, inputs: Inputs, num_classes: int | None) -> None:
@@ -73,7 +64,7 @@ CLASSIFICATION = register_task(
         primary="top1",
         decode=argmax_classes,
         parity=ParitySpec("top1_agreement", atol=1e-3, min_agreement=0.99),
-        distill=kd,
+        distill=kd_with(cross_entropy),
         check_output=check_logits,
         chance=uniform_top1,
         description="one class per image; cross-entropy, top-1",
@@ -81,16 +72,9 @@ CLASSIFICATION = register_task(
 )
 
 SEQUENCE_CLASSIFICATION = register_task(
-    Task(
+    replace(
+        CLASSIFICATION,
         name="sequence_classification",
-        loss=cross_entropy,
-        metrics=(top1(),),
-        primary="top1",
-        decode=argmax_classes,
-        parity=ParitySpec("top1_agreement", atol=1e-3, min_agreement=0.99),
-        distill=kd,
-        check_output=check_logits,
-        chance=uniform_top1,
         description="one class per token sequence (BERT); cross-entropy, top-1",
     )
 )

@@ -133,3 +133,20 @@ def logits_kd(
     soft = torch.softmax(t.float() / temperature, dim=1)
     hard = hard_loss(student, targets) if alpha < 1 else student.new_zeros(())
     return (1 - alpha) * hard + alpha * soft_kl(s, soft, temperature)
+
+
+def kd_with(hard_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> Callable:
+    """A task's distillation loss: :func:`logits_kd` mixed with the task's own ``hard_loss``.
+
+    Example:
+        >>> z, y = torch.randn(4, 10), torch.tensor([0, 1, 2, 3])
+        >>> kd = kd_with(F.cross_entropy)
+        >>> torch.equal(kd(z, z, y, temperature=2.0), logits_kd(z, z, y, F.cross_entropy, 2.0))
+        True
+    """
+
+    def kd(student, teacher, targets, temperature: float = 4.0, alpha: float = 0.9):
+        return logits_kd(student, teacher, targets, hard_loss, temperature, alpha)
+
+    kd.__doc__ = f"Hinton KD mixed with ``{getattr(hard_loss, '__name__', 'the task loss')}``."
+    return kd

@@ -18,7 +18,7 @@ from edgeslim.core.errors import EdgeslimError
 from edgeslim.tasks.base import MetricSpec, Task, register_task
 from edgeslim.tasks.batch import Inputs, batch_len
 from edgeslim.tasks.classification import argmax_classes
-from edgeslim.tasks.compare import ParitySpec, logits_kd
+from edgeslim.tasks.compare import ParitySpec, kd_with
 from edgeslim.tasks.metrics import IGNORE_INDEX, MeanIoU, PixelAccuracy
 
 
@@ -29,17 +29,6 @@ def pixel_cross_entropy(
     return F.cross_entropy(
         outputs, targets.long(), ignore_index=IGNORE_INDEX, label_smoothing=label_smoothing
     )
-
-
-def kd(
-    student: torch.Tensor,
-    teacher: torch.Tensor,
-    targets: torch.Tensor,
-    temperature: float = 4.0,
-    alpha: float = 0.9,
-) -> torch.Tensor:
-    """Per-pixel Hinton KD mixed with per-pixel cross-entropy."""
-    return logits_kd(student, teacher, targets, pixel_cross_entropy, temperature, alpha)
 
 
 def check_masks(outputs: torch.Tensor, inputs: Inputs, num_classes: int | None) -> None:
@@ -72,7 +61,7 @@ SEGMENTATION = register_task(
         primary="miou",
         decode=argmax_classes,
         parity=ParitySpec("pixel_agreement", atol=1e-3, min_agreement=0.99),
-        distill=kd,
+        distill=kd_with(pixel_cross_entropy),
         check_output=check_masks,
         description="one class per pixel; per-pixel cross-entropy, mIoU",
     )
