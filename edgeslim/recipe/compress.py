@@ -8,6 +8,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from edgeslim.bench.machine import machine_info, machine_line
 from edgeslim.bench.report import summarize, write_reports
 from edgeslim.bench.report.rows import target_line
 from edgeslim.bench.stages import format_stages
@@ -46,6 +47,7 @@ def compress(loaded: LoadedRecipe, out_dir: str | Path, *, progress: bool = True
         "model": loaded.recipe.model,
         "data": loaded.recipe.data,
         "threads": loaded.recipe.measure.threads or os.cpu_count(),
+        "machine": machine_info(loaded.recipe.measure.threads or os.cpu_count()),
         "stages": stages,
         "targets": check_targets(stages, loaded.recipe),
         "layers": layer_rows(history),
@@ -67,6 +69,7 @@ def compress(loaded: LoadedRecipe, out_dir: str | Path, *, progress: bool = True
     save_model(last.lm, out_dir / "model")
     write_reports(out_dir, report)
     tqdm.write(format_stages(stages))
+    tqdm.write(machine_line(report["machine"]))
     for k, t in report["targets"].items():
         tqdm.write(f"target {target_line(k, t)}")
     return report

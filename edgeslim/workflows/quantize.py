@@ -22,9 +22,9 @@ from edgeslim.bench.accuracy import (
     primary_value,
     torch_predict,
 )
+from edgeslim.bench.machine import machine_info, machine_line
 from edgeslim.bench.stages import format_stages
 from edgeslim.core.atomic import write_text_atomic
-from edgeslim.core.cpu import cpu_summary
 from edgeslim.data import dataset_info, load_dataset, make_loader
 from edgeslim.models.spec import LoadedModel
 from edgeslim.quant.config import PTQConfig
@@ -111,7 +111,7 @@ def run_quantize(
         "eval_data": eval_data,
         "config": json.loads(json.dumps(asdict(cfg), default=str)),
         "graph_mode": qm.graph_mode,
-        "cpu": cpu_summary(),
+        "machine": machine_info(threads),
         "quantized_layers": qm.layers(),
         "stages": records,
         "speedup": rep.ratio,
@@ -120,7 +120,8 @@ def run_quantize(
     write_text_atomic(out_dir / "report.json", json.dumps(report, indent=2, default=str) + "\n")
     report["text"] = (
         format_stages(records)
-        + f"\nCPU: {cpu_summary()}"
+        + "\n"
+        + machine_line(report["machine"])
         + (
             "\nweights coded in 7 of their 8 bits (--reduce-range): without VNNI, this CPU's "
             "u8 x s8 kernels saturate full-range 8-bit weights"

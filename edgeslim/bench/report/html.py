@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 
+from edgeslim.bench.machine import machine_line
 from edgeslim.bench.report import plots
 from edgeslim.bench.report import search as search_rows
 from edgeslim.bench.report.rows import (
@@ -71,6 +72,7 @@ def render(report: dict) -> str:
         f"<h1>{title}</h1>",
         f"<p>Recipe <code>{html.escape(str(report['recipe']))}</code>, data "
         f"<code>{html.escape(str(report['data']))}</code>, {report['threads']} threads.</p>",
+        f"<p>{html.escape(machine_line(report['machine']))}</p>" if report.get("machine") else "",
         f"<p><b>{html.escape(summary(report['summary']))}</b></p>",
         "<h2>Stages</h2>",
         _table([stage_row(s) for s in report["stages"]], stage_head(report["stages"])),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from edgeslim.bench.machine import machine_line
 from edgeslim.bench.report import search
 from edgeslim.bench.report.rows import (
     LAYER_HEAD,
@@ -27,6 +28,7 @@ def render(report: dict) -> str:
     parts = [
         f"# edgeslim report: {report['model']}",
         f"Recipe `{report['recipe']}`, data `{report['data']}`, {report['threads']} threads.",
+        *([machine_line(report["machine"])] if report.get("machine") else []),
         "",
         f"**{summary(report['summary'])}**",
         "",
