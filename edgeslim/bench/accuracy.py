@@ -79,6 +79,25 @@ def onnx_predict(path: str | Path, threads: int | None = None) -> Predict:
     return predict
 
 
+def runtime_predict(
+    runtime: str, model: Any, precision: str = "fp32", threads: int | None = None
+) -> Predict:
+    """Run ``model`` (an ONNX path, or a module for torch runtimes) on a registered runtime.
+
+    Accuracy is then measured on exactly what is timed: the same runtime and precision.
+    """
+    from edgeslim.export.runtimes import get_runtime
+
+    rt = get_runtime(runtime)
+    sess = rt.load(model, threads=threads, precision=precision)
+
+    def predict(x: Any) -> torch.Tensor:
+        xs = [v.numpy() for v in x.values()] if isinstance(x, Mapping) else [x.numpy()]
+        return torch.from_numpy(np.asarray(sess.run(xs)[0]))
+
+    return predict
+
+
 def evaluate_model(
     model: nn.Module, loader: DataLoader, task: str | Task = "classification"
 ) -> dict:
@@ -93,10 +112,18 @@ def evaluate_model(
 
 
 def evaluate_onnx(
-    path: str | Path, loader: DataLoader, task: str | Task = "classification"
+    path: str | Path,
+    loader: DataLoader,
+    task: str | Task = "classification",
+    *,
+    runtime: str = "onnxruntime",
+    precision: str = "fp32",
 ) -> dict:
-    """The task's metrics of an ONNX model under ONNX Runtime."""
-    return score(onnx_predict(path), loader, task, desc="evaluate onnx")
+    """The task's metrics of an ONNX model on ``runtime`` (ONNX Runtime by default)."""
+    if runtime == "onnxruntime":
+        return score(onnx_predict(path), loader, task, desc="evaluate onnx")
+    pred = runtime_predict(runtime, path, precision)
+    return score(pred, loader, task, desc=f"evaluate {runtime} {precision}")
 
 
 def compare(

@@ -21,9 +21,9 @@ from tqdm import tqdm
 from edgeslim.core.errors import EdgeslimError
 from edgeslim.core.modes import eval_mode, torch_threads
 from edgeslim.export.ort import onnx_input_spec, ort_session
+from edgeslim.export.runtimes import get_runtime
 from edgeslim.models.inputs import InputSpec
 
-RUNTIMES = ("torch", "onnxruntime")
 RunOnce = Callable[[], object]
 
 
@@ -70,8 +70,15 @@ def torch_target(model: nn.Module, spec: InputSpec, label: str) -> Target:
     return Target(label, "torch", prepare, module=model)
 
 
-def onnx_target(path: str | Path, label: str, spec: InputSpec | None = None) -> Target:
-    """ONNX Runtime CPU inference of the file at ``path``."""
+def onnx_target(
+    path: str | Path,
+    label: str,
+    spec: InputSpec | None = None,
+    *,
+    runtime: str = "onnxruntime",
+    precision: str = "fp32",
+) -> Target:
+    """Inference of the ONNX file at ``path`` on ``runtime`` (a registry name) in ``precision``."""
     shape, dtype = onnx_input_spec(path)
     if spec is None:
         dims = tuple(d if isinstance(d, int) else 1 for d in shape)
@@ -80,12 +87,31 @@ def onnx_target(path: str | Path, label: str, spec: InputSpec | None = None) -> 
     def prepare(batch: int, threads: int | None) -> RunOnce:
         if isinstance(shape[0], int) and shape[0] != batch:
             raise EdgeslimError(f"{path} has a fixed batch of {shape[0]}; cannot run batch {batch}")
-        sess = ort_session(path, threads)
-        name = sess.get_inputs()[0].name
-        feed = {name: spec.example(batch=batch).numpy()}
-        return lambda: sess.run(None, feed)
+        if runtime == "onnxruntime":  # the raw session: no wrapper in the timed call
+            sess = ort_session(path, threads)
+            feed = {sess.get_inputs()[0].name: spec.example(batch=batch).numpy()}
+            return lambda: sess.run(None, feed)
+        rt = get_runtime(runtime)
+        loaded = rt.load(path, threads=threads, precision=precision, batch=batch)
+        xs = [spec.example(batch=batch).numpy()]
+        return lambda: loaded.run(xs)
 
-    return Target(label, "onnxruntime", prepare)
+    return Target(label, runtime, prepare)
+
+
+def module_target(
+    model: nn.Module, spec: InputSpec, label: str, *, runtime: str, precision: str = "fp32"
+) -> Target:
+    """A torch-module runtime (``torch``, ``torch_compile``) in ``precision``."""
+    if runtime == "torch" and precision == "fp32":
+        return torch_target(model, spec, label)
+
+    def prepare(batch: int, threads: int | None) -> RunOnce:
+        loaded = get_runtime(runtime).load(model, threads=threads, precision=precision)
+        xs = [spec.example(batch=batch).numpy()]
+        return lambda: loaded.run(xs)
+
+    return Target(label, runtime, prepare)
 
 
 def measure(

@@ -83,6 +83,17 @@ def int8_pairs_saturate(flags: set[str] | frozenset[str] | None = None, machine:
     return not (set(flags) & _EXACT_INT8)
 
 
+def native_bf16(flags: set[str] | frozenset[str] | None = None) -> bool:
+    """True when the CPU multiplies bf16 natively (AVX512_BF16 or AMX-BF16; ARM's BF16).
+
+    Example:
+        >>> native_bf16({"avx2", "avx512_bf16"}), native_bf16({"avx2"})
+        (True, False)
+    """
+    flags = cpu_flags() if flags is None else flags
+    return bool(set(flags) & {"avx512_bf16", "amx_bf16", "bf16"})
+
+
 def cpu_summary() -> str:
     """One line for reports: the model and its integer dot-product path."""
     path = "8-bit pairs saturate (no VNNI)" if int8_pairs_saturate() else "exact INT8 dot products"
