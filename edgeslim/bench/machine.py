@@ -16,6 +16,7 @@ import platform
 from importlib import metadata
 
 from edgeslim.core.cpu import cpu_isa, cpu_model, int8_pairs_saturate
+from edgeslim.export.runtimes import runtimes_summary
 
 PACKAGES = ("torch", "onnxruntime", "onnx", "openvino")
 
@@ -39,6 +40,7 @@ def machine_info(threads: int | None = None) -> dict:
         "threads": threads,
         "python": platform.python_version(),
         "versions": versions,
+        "native": {d["name"]: d["native"] for d in runtimes_summary()},
     }
 
 
@@ -52,7 +54,8 @@ def machine_line(m: dict) -> str:
     """
     vs = ", ".join(f"{k} {v}" for k, v in m.get("versions", {}).items())
     threads = f", {m['threads']} threads" if m.get("threads") else ""
+    native = "; ".join(f"{k} {'/'.join(v)}" for k, v in m.get("native", {}).items())
     return (
         f"Measured on {m['cpu']} ({m['isa']}; INT8: {m['int8']}){threads}; "
-        f"Python {m['python']}, {vs}."
+        f"Python {m['python']}, {vs}." + (f" Native precisions: {native}." if native else "")
     )

@@ -2,7 +2,7 @@
 
 A stage is one model state in a compression run (the input, after pruning, after
 quantization, ...). Its record is
-``{name, runtime, params, macs, size_bytes, sparsity, latency_ms: {"1": ms, "8": ms},
+``{name, runtime, precision, params, macs, size_bytes, sparsity, latency_ms: {"1": ms, "8": ms},
 latency_p90_ms: {...}, accuracy, metric}``; ``accuracy`` is the value (a fraction)
 of the data's task's primary metric, null without data, and ``metric`` its label
 (``"top-1"``, ``"mIoU"``; see :mod:`edgeslim.tasks`), which reports use as header.
@@ -19,6 +19,7 @@ def stage_record(
     report: BenchReport,
     *,
     runtime: str,
+    precision: str = "fp32",
     params: int,
     macs: int,
     size_bytes: int,
@@ -35,6 +36,7 @@ def stage_record(
     return {
         "name": name,
         "runtime": runtime,
+        "precision": precision,
         "params": params,
         "macs": macs,
         "size_bytes": size_bytes,

@@ -108,6 +108,8 @@ class ResNet(nn.Module):
         num_classes: size of the classifier head.
         small_input: a 3x3/2 stem and no max pool (4x less downsampling), for 32x32
             inputs; the stages are unchanged.
+        width: channels of the stem and the first stage (64 in the paper); the later
+            stages double it, as in the paper.
     """
 
     def __init__(
@@ -116,20 +118,22 @@ class ResNet(nn.Module):
         layers: tuple[int, int, int, int],
         num_classes: int = 1000,
         small_input: bool = False,
+        width: int = 64,
     ) -> None:
         super().__init__()
         if small_input:
-            self.conv1 = nn.Conv2d(3, 64, 3, stride=2, padding=1, bias=False)
+            self.conv1 = nn.Conv2d(3, width, 3, stride=2, padding=1, bias=False)
         else:
-            self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
+            self.conv1 = nn.Conv2d(3, width, 7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
         self.relu = nn.ReLU()
         self.maxpool = nn.Identity() if small_input else nn.MaxPool2d(3, stride=2, padding=1)
-        in_ch = 64
-        for i, (width, n) in enumerate(zip((64, 128, 256, 512), layers, strict=True)):
-            stage = make_stage(block, in_ch, width, n, stride=1 if i == 0 else 2)
+        in_ch = width
+        widths = (width, 2 * width, 4 * width, 8 * width)
+        for i, (w, n) in enumerate(zip(widths, layers, strict=True)):
+            stage = make_stage(block, in_ch, w, n, stride=1 if i == 0 else 2)
             self.add_module(f"layer{i + 1}", stage)
-            in_ch = width * block.expansion
+            in_ch = w * block.expansion
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(in_ch, num_classes)
         init_conv_bn_(self)
@@ -160,6 +164,17 @@ def resnet18(num_classes: int = 1000) -> ResNet:
 def resnet18_small(num_classes: int = 10) -> ResNet:
     """ResNet-18 stages on 16x16 feature maps: wide layers that INT8 kernels run well."""
     return ResNet(BasicBlock, (2, 2, 2, 2), num_classes, small_input=True)
+
+
+@register_model(
+    "resnet18_small_half",
+    input_shape=(1, 3, 32, 32),
+    num_classes=10,
+    description="resnet18_small at half width (32-256 channels; 2.8M params, 35 MMACs)",
+)
+def resnet18_small_half(num_classes: int = 10) -> ResNet:
+    """The default model of ``edgeslim compress``: trains in minutes, still wide for INT8."""
+    return ResNet(BasicBlock, (2, 2, 2, 2), num_classes, small_input=True, width=32)
 
 
 @register_model(

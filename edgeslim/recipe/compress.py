@@ -40,7 +40,7 @@ def compress(loaded: LoadedRecipe, out_dir: str | Path, *, progress: bool = True
         raise EdgeslimError(f"output {out_dir} would overwrite the input model; choose another")
     history = run_stages(loaded, out_dir, progress=progress)
     tqdm.write("measuring every stage (accuracy, size, interleaved latency)")
-    stages = measure_history(history, loaded.recipe, progress)
+    stages, deploy = measure_history(history, loaded.recipe, progress)
     last = history[-1][1]
     report = {
         "recipe": loaded.origin,
@@ -49,6 +49,7 @@ def compress(loaded: LoadedRecipe, out_dir: str | Path, *, progress: bool = True
         "threads": loaded.recipe.measure.threads or os.cpu_count(),
         "machine": machine_info(loaded.recipe.measure.threads or os.cpu_count()),
         "stages": stages,
+        "deploy": deploy,
         "targets": check_targets(stages, loaded.recipe),
         "layers": layer_rows(history),
         "summary": summarize(stages),
@@ -70,6 +71,8 @@ def compress(loaded: LoadedRecipe, out_dir: str | Path, *, progress: bool = True
     write_reports(out_dir, report)
     tqdm.write(format_stages(stages))
     tqdm.write(machine_line(report["machine"]))
+    if deploy is not None:
+        tqdm.write(f"deploy: {deploy['runtime']} {deploy['precision']} ({deploy['why']})")
     for k, t in report["targets"].items():
         tqdm.write(f"target {target_line(k, t)}")
     return report

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from torch import nn
 
+from edgeslim.bench.runtimes import candidates, choose
 from edgeslim.core.errors import EdgeslimError
 from edgeslim.data import dataset_info, load_dataset, make_loader
+from edgeslim.export.runtimes import get_runtime
+from edgeslim.recipe.deploy import is_fake_quantized
 from edgeslim.recipe.schema import Recipe
 from edgeslim.recipe.state import PipelineState
 from edgeslim.tasks import Task, get_task
@@ -20,10 +23,15 @@ BASELINE = "input (fp32, torch eager)"
 
 def measure_history(
     history: list[tuple[str, PipelineState]], recipe: Recipe, progress: bool = True
-) -> list[dict]:
+) -> tuple[list[dict], dict | None]:
     """Stage records (see :mod:`edgeslim.bench.stages`) for the baseline and every stage.
 
-    ``accuracy`` is the data's task's primary metric (top-1 for classification).
+    ``accuracy`` is the data's task's primary metric (top-1 for classification). With
+    ``targets.runtime`` other than ``onnxruntime``, the final model is also timed and
+    evaluated on every candidate (runtime, precision) in the same interleaved loop, the
+    fastest one within ``max_metric_drop`` is chosen (:func:`edgeslim.bench.runtimes.choose`)
+    and, when it is not ONNX Runtime, appended as the last stage, ``deploy (RUNTIME
+    PRECISION)``. Returns the records and the deploy section (None for plain ORT).
     """
     m = recipe.measure
     loader = None
@@ -42,8 +50,10 @@ def measure_history(
         for name, st in history
         if name != "export"
     ]
+    final = history[-1][1]
+    extra = deploy_stages(final, recipe.targets.runtime)
     records, _ = measure_stages(
-        stages,
+        stages + extra,
         batches=tuple(m.batches),
         runs=m.runs,
         threads=m.threads,
@@ -51,7 +61,63 @@ def measure_history(
         task=recipe_task(recipe),
         progress=progress,
     )
-    return records
+    records, tried = records[: len(stages)], records[len(stages) :]
+    if recipe.targets.runtime == "onnxruntime":
+        return records, None
+    return records, pick_deploy(records, tried, recipe)
+
+
+def deploy_stages(final: PipelineState, runtime: str) -> list[Stage]:
+    """The final model on every (runtime, precision) that ``runtime`` allows, ORT aside."""
+    if runtime == "onnxruntime" or final.onnx is None:
+        return []
+    names = None if runtime == "best" else [runtime]
+    cands = candidates(final.onnx, module_ok=not is_fake_quantized(final.lm.model), runtimes=names)
+    return [
+        Stage(
+            f"deploy ({c.runtime} {c.precision})",
+            final.lm.model,
+            final.lm.require_input(),
+            onnx=None if get_runtime(c.runtime).artifact == "module" else final.onnx,
+            runtime=c.runtime,
+            precision="fp32" if c.precision == "int8" else c.precision,
+        )
+        for c in cands
+        if c.runtime != "onnxruntime"
+    ]
+
+
+def pick_deploy(records: list[dict], tried: list[dict], recipe: Recipe) -> dict:
+    """Choose the deploy runtime; append its record to ``records`` unless it is ORT."""
+    t = recipe.targets
+    pool = tried + ([records[-1]] if t.runtime == "best" else [])
+    if not pool:
+        return {
+            "runtime": "onnxruntime",
+            "precision": records[-1].get("precision", "fp32"),
+            "why": f"{t.runtime}: no installed runtime other than ONNX Runtime runs this model",
+            "candidates": [],
+        }
+    batch = t.batch if str(t.batch) in records[-1]["latency_ms"] else recipe.measure.batches[-1]
+    ref = records[0]["accuracy"]
+    choice = choose(pool, batch, t.max_metric_drop, ref)
+    chosen = next(
+        r
+        for r in pool
+        if (r["runtime"], r["precision"]) == (choice.candidate.runtime, choice.candidate.precision)
+    )
+    if chosen is not records[-1]:
+        records.append(chosen)
+    return {
+        "runtime": chosen["runtime"],
+        "precision": chosen["precision"],
+        "why": choice.why,
+        "batch": batch,
+        "candidates": [
+            {k: r.get(k) for k in ("name", "runtime", "precision", "latency_ms", "accuracy")}
+            for r in pool
+        ],
+    }
 
 
 def recipe_task(recipe: Recipe) -> Task:

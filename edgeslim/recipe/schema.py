@@ -83,7 +83,11 @@ class Targets(Strict):
     metric: str | None = Field(None, description="metric name; default: the task's primary")
     latency_ms: float | None = Field(None, gt=0, description="budget on `runtime` at `batch`")
     batch: int = Field(8, ge=1)
-    runtime: Literal["onnxruntime"] = "onnxruntime"
+    runtime: Literal["onnxruntime", "openvino", "torch", "torch_compile", "best"] = Field(
+        "onnxruntime",
+        description="deploy runtime; best: every installed one, the fastest within "
+        "max_metric_drop (timed and evaluated on that runtime and precision)",
+    )
     size_bytes: int | None = Field(None, gt=0)
     macs: int | None = Field(None, gt=0)
 

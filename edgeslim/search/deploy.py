@@ -35,6 +35,7 @@ class Deployment:
     batch: int = 8
     threads: int | None = None
     runs: int = 20
+    runtime: str = "onnxruntime"  # an ONNX runtime of edgeslim.export.runtimes
 
     def export(self, model: nn.Module, path: Path, float_layers: tuple[str, ...] = ()) -> Path:
         """Write ``model`` as deployed (INT8 QDQ with ``float_layers`` kept in float, or FP32)."""
@@ -59,14 +60,14 @@ class Deployment:
         return export_qdq(qm.model, self.spec, path).path
 
     def time(self, files: dict[str, Path], progress: bool = False) -> dict[str, float]:
-        """ONNX Runtime latency (ms) at ``batch`` of every file, timed interleaved.
+        """Latency (ms) on ``runtime`` at ``batch`` of every file, timed interleaved.
 
         Two interleaved passes, the second in reverse order (a file late in a long round
         runs with colder caches); each file gets the mean of its two medians.
         """
         total = dict.fromkeys(files, 0.0)
         for labels in (list(files), list(files)[::-1]):
-            targets = [onnx_target(files[k], k, self.spec) for k in labels]
+            targets = [onnx_target(files[k], k, self.spec, runtime=self.runtime) for k in labels]
             rep = measure(
                 targets, (self.batch,), runs=self.runs, threads=self.threads, progress=progress
             )

@@ -21,12 +21,19 @@ from typing import Literal
 from torch import nn
 from torch.utils.data import DataLoader
 
-from edgeslim.bench.accuracy import evaluate_model, evaluate_onnx, primary_value
-from edgeslim.bench.latency import BenchReport, Target, measure, onnx_target, torch_target
+from edgeslim.bench.accuracy import (
+    evaluate_model,
+    evaluate_onnx,
+    primary_value,
+    runtime_predict,
+    score,
+)
+from edgeslim.bench.latency import BenchReport, Target, measure, module_target, onnx_target
 from edgeslim.bench.macs import count_macs, count_params, zero_fraction
 from edgeslim.bench.size import onnx_bytes, safetensors_bytes
 from edgeslim.bench.stages import stage_record
 from edgeslim.export.onnx import export_onnx
+from edgeslim.export.runtimes import get_runtime, is_qdq
 from edgeslim.models.inputs import InputSpec
 from edgeslim.tasks import Task, get_task
 
@@ -42,7 +49,11 @@ class Stage:
         spec: the input the model takes.
         onnx: the deployed file; ``None`` exports ``model`` (to ``export_to`` if set,
             else a temporary file) unless ``runtime`` is ``"torch"``.
-        runtime: ``"onnxruntime"`` or ``"torch"`` (eager; size = safetensors bytes).
+        runtime: a registered runtime (:mod:`edgeslim.export.runtimes`): ``"onnxruntime"``,
+            ``"openvino"`` (the ONNX file), ``"torch"`` or ``"torch_compile"`` (the
+            module; size = safetensors bytes).
+        precision: what the runtime runs a float model in (``"fp32"``, ``"bf16"``); a
+            QDQ file runs INT8 whatever is asked.
         accuracy: a known accuracy; ``None`` evaluates on the loader, if one is given.
         evaluate: ``"runtime"`` evaluates what is timed (the ONNX file, or the eager
             model); ``"model"`` evaluates ``model`` in PyTorch.
@@ -53,7 +64,8 @@ class Stage:
     model: nn.Module
     spec: InputSpec
     onnx: Path | None = None
-    runtime: Literal["onnxruntime", "torch"] = "onnxruntime"
+    runtime: str = "onnxruntime"
+    precision: str = "fp32"
     accuracy: float | None = None
     evaluate: Literal["runtime", "model"] = "runtime"
     export_to: Path | None = None
@@ -84,15 +96,21 @@ def measure_stages(
         exported: list[tuple[Path | None, float | None]] = []
         for i, st in enumerate(stages):
             label = _label(i, st)
-            if st.runtime == "torch":
-                targets.append(torch_target(st.model, st.spec, label))
+            if get_runtime(st.runtime).artifact == "module":
+                targets.append(
+                    module_target(
+                        st.model, st.spec, label, runtime=st.runtime, precision=st.precision
+                    )
+                )
                 exported.append((None, None))
                 continue
             path, diff = st.onnx, None
             if path is None:
                 res = export_onnx(st.model, st.spec, st.export_to or Path(tmp) / f"{i}.onnx")
                 path, diff = res.path, res.max_abs_diff
-            targets.append(onnx_target(path, label, st.spec))
+            targets.append(
+                onnx_target(path, label, st.spec, runtime=st.runtime, precision=st.precision)
+            )
             exported.append((Path(path), diff))
         rep = measure(targets, batches, runs=runs, threads=threads, progress=progress)
         task = get_task(task)
@@ -100,6 +118,15 @@ def measure_stages(
             _record(i, st, path, diff, rep, loader, task)
             for i, (st, (path, diff)) in enumerate(zip(stages, exported, strict=True))
         ], rep
+
+
+def _plain(st: Stage) -> bool:
+    return st.runtime == "torch" and st.precision == "fp32"
+
+
+def _precision(st: Stage, path: Path | None) -> str:
+    """What the stage actually ran in: INT8 for a QDQ file, else the asked precision."""
+    return "int8" if path is not None and is_qdq(path) else st.precision
 
 
 def _label(i: int, st: Stage) -> str:
@@ -117,16 +144,20 @@ def _record(
 ) -> dict:
     acc, metrics = st.accuracy, None
     if acc is None and loader is not None:
-        if path is None or st.evaluate == "model":
+        if st.evaluate == "model" or (path is None and _plain(st)):
             metrics = evaluate_model(st.model, loader, task)
+        elif path is None:  # a module runtime other than plain eager fp32
+            pred = runtime_predict(st.runtime, st.model, st.precision)
+            metrics = score(pred, loader, task, desc=f"evaluate {st.runtime} {st.precision}")
         else:
-            metrics = evaluate_onnx(path, loader, task)
+            metrics = evaluate_onnx(path, loader, task, runtime=st.runtime, precision=st.precision)
         acc = primary_value(metrics)
     rec = stage_record(
         st.name,
         _label(i, st),
         rep,
         runtime=st.runtime,
+        precision=_precision(st, path),
         params=count_params(st.model),
         macs=count_macs(st.model, st.spec.example(batch=1))[0],
         size_bytes=onnx_bytes(path) if path is not None else safetensors_bytes(st.model),

@@ -19,6 +19,7 @@ from edgeslim.data import dataset_info, dataset_normalization, load_dataset, mak
 from edgeslim.data.stats import META_KEY
 from edgeslim.models.inputs import InputSpec
 from edgeslim.models.saved import is_saved_model, load_saved, save_model
+from edgeslim.models.shipped import shipped_path
 from edgeslim.models.spec import LoadedModel, load_model
 from edgeslim.tasks import Task, get_task
 from edgeslim.train.chance import chance_guard
@@ -96,8 +97,17 @@ def train_model(
 
 
 def pretrained(spec: str, data: str, config: TrainConfig, *, progress: bool = True) -> LoadedModel:
-    """A model trained with ``config``, from the cache when present (else trained and cached)."""
+    """A model trained with ``config``: shipped, from the cache, or else trained and cached.
+
+    The package ships some trained models (:mod:`edgeslim.models.shipped`) under the same
+    key as the cache; they are loaded read-only from the package.
+    """
     path = pretrained_path(spec, data, config)
+    shipped = shipped_path(path.name)
+    if shipped is not None and not is_saved_model(path):
+        if progress:
+            print(f"using the shipped pre-trained {spec} ({shipped.name})")
+        return load_saved(shipped)
     if is_saved_model(path):
         try:
             return load_saved(path)

@@ -9,7 +9,10 @@ from edgeslim.bench.machine import machine_line
 from edgeslim.bench.report import plots
 from edgeslim.bench.report import search as search_rows
 from edgeslim.bench.report.rows import (
+    DEPLOY_HEAD,
     LAYER_HEAD,
+    deploy_rows,
+    deploy_text,
     layer_row,
     stage_head,
     stage_row,
@@ -64,6 +67,11 @@ def _search(s: dict) -> str:
     )
 
 
+def _deploy(d: dict) -> str:
+    rows = _table(deploy_rows(d), DEPLOY_HEAD) if d["candidates"] else ""
+    return f"<h2>Deploy runtime</h2><p>{html.escape(deploy_text(d))}</p>" + rows
+
+
 def render(report: dict) -> str:
     """The whole report as one HTML document (opens offline in any browser)."""
     title = html.escape(f"edgeslim report: {report['model']}")
@@ -79,6 +87,7 @@ def render(report: dict) -> str:
         _img(plots.accuracy_vs_latency(report["stages"]), "accuracy vs latency per stage"),
         "<h2>Targets</h2>",
         _targets(report["targets"]),
+        _deploy(report["deploy"]) if report.get("deploy") else "",
         _search(search) if search else "",
         "<h2>Layers</h2>",
         _img(plots.channels_kept(report["layers"]), "channels kept per layer"),

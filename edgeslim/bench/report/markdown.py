@@ -5,7 +5,10 @@ from __future__ import annotations
 from edgeslim.bench.machine import machine_line
 from edgeslim.bench.report import search
 from edgeslim.bench.report.rows import (
+    DEPLOY_HEAD,
     LAYER_HEAD,
+    deploy_rows,
+    deploy_text,
     layer_row,
     stage_head,
     stage_row,
@@ -38,6 +41,11 @@ def render(report: dict) -> str:
         "## Targets",
         *targets,
     ]
+    if report.get("deploy"):
+        d = report["deploy"]
+        parts += ["", "## Deploy runtime", "", deploy_text(d), ""]
+        if d["candidates"]:
+            parts.append(table(deploy_rows(d), DEPLOY_HEAD))
     if report.get("search"):
         parts += ["", *search_section(report["search"])]
     parts += ["", "## Layers", table([layer_row(r) for r in report["layers"]], LAYER_HEAD), ""]

@@ -32,9 +32,10 @@ def fmt(v, spec: str = "{:.3f}") -> str:
 def stage_row(s: dict) -> list[str]:
     acc = fmt(100 * s["accuracy"], "{:.2f}") if s["accuracy"] is not None else "-"
     lat, p90 = s["latency_ms"], s.get("latency_p90_ms", {})
+    prec = s.get("precision")
     return [
         s["name"],
-        s["runtime"],
+        f"{s['runtime']} {prec}" if prec else s["runtime"],
         acc,
         fmt(lat.get("1")),
         fmt(p90.get("1")),
@@ -95,3 +96,30 @@ def summary(s: dict) -> str:
         f"{fmt(s.get('size_ratio'), '{:.1f}')}x smaller, {s.get('metric', 'accuracy')} change "
         f"{fmt(s.get('accuracy_change_pts'), '{:+.2f}')} points."
     )
+
+
+DEPLOY_HEAD = ["runtime", "precision", "top-1 %", "b1 ms", "b8 ms", "chosen"]
+
+
+def deploy_rows(d: dict) -> list[list[str]]:
+    """One row per (runtime, precision) the final model was timed and evaluated on."""
+    rows = []
+    for c in d["candidates"]:
+        acc = fmt(100 * c["accuracy"], "{:.2f}") if c.get("accuracy") is not None else "-"
+        lat = c.get("latency_ms") or {}
+        mine = (c["runtime"], c["precision"]) == (d["runtime"], d["precision"])
+        rows.append(
+            [
+                c["runtime"],
+                c["precision"],
+                acc,
+                fmt(lat.get("1")),
+                fmt(lat.get("8")),
+                "yes" if mine else "",
+            ]
+        )
+    return rows
+
+
+def deploy_text(d: dict) -> str:
+    return f"Deployed on {d['runtime']} ({d['precision']}): {d['why']}."

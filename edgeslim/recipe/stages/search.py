@@ -125,6 +125,7 @@ def run(state: PipelineState, s: SearchSettings, ctx: PipelineContext) -> Pipeli
         ctx.recipe.targets.batch,
         ctx.recipe.measure.threads,
         s.latency_runs,
+        search_runtime(ctx.recipe.targets.runtime),
     )
     align = resolve_alignment(
         lm.model, spec.example(batch=1), s.round_to, threads=ctx.recipe.measure.threads
@@ -170,3 +171,17 @@ def run(state: PipelineState, s: SearchSettings, ctx: PipelineContext) -> Pipeli
     new = LoadedModel(res.model, lm.source, lm.input, lm.name, lm.meta, lm.methods)
     notes = {**res.notes, "alignment": align.to_dict()}
     return PipelineState(new, None, layers, {**state.notes, "search": notes})
+
+
+def search_runtime(runtime: str) -> str:
+    """The ONNX runtime the search times candidates on.
+
+    A named ONNX runtime is used as is. ``best`` is only decided on the final model
+    (:func:`edgeslim.recipe.measure.pick_deploy`), so the search times on ONNX Runtime,
+    the default, and so do the torch runtimes, which have no INT8 path.
+    """
+    from edgeslim.export.runtimes import get_runtime
+
+    if runtime != "best" and get_runtime(runtime).artifact == "onnx":
+        return runtime
+    return "onnxruntime"
