@@ -64,7 +64,12 @@ def main() -> None:
     r = load_recipe(DEFAULT_RECIPE).recipe
     cfg = r.pretrain.train_config(r.seed)
     key = pretrained_path(r.model, r.data, cfg).name
-    row: dict = {"model": r.model, "data": r.data, "key": key, "machine": machine_line(machine_info())}
+    row: dict = {
+        "model": r.model,
+        "data": r.data,
+        "key": key,
+        "machine": machine_line(machine_info()),
+    }
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / key
         secs, top1 = _train(r.model, r.data, cfg, out)
