@@ -28,6 +28,11 @@ class Candidate:
     def label(self) -> str:
         return f"{self.runtime} {self.precision}"
 
+    @property
+    def hint(self) -> str:
+        """The float precision to ask the runtime for: a QDQ file is INT8 on its own."""
+        return "fp32" if self.precision == "int8" else self.precision
+
 
 def candidates(
     onnx: str | Path | None,

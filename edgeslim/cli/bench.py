@@ -76,8 +76,7 @@ def make_targets(spec: str, args: argparse.Namespace, workdir: Path, tag: str) -
                 module_target(module, inp, label, runtime=c.runtime, precision=c.precision)
             )
         else:
-            prec = "fp32" if c.precision == "int8" else c.precision
-            targets.append(onnx_target(onnx, label, inp, runtime=c.runtime, precision=prec))
+            targets.append(onnx_target(onnx, label, inp, runtime=c.runtime, precision=c.hint))
     return targets
 
 

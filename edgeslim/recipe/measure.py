@@ -80,7 +80,7 @@ def deploy_stages(final: PipelineState, runtime: str) -> list[Stage]:
             final.lm.require_input(),
             onnx=None if get_runtime(c.runtime).artifact == "module" else final.onnx,
             runtime=c.runtime,
-            precision="fp32" if c.precision == "int8" else c.precision,
+            precision=c.hint,
         )
         for c in cands
         if c.runtime != "onnxruntime"
