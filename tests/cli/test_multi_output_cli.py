@@ -77,8 +77,10 @@ def test_bench(tmp_path, runtime):
 @pytest.mark.parametrize("spec", [YOLO, VIT])
 def test_prune_keeps_outputs_and_drops_macs(tmp_path, spec):
     out = tmp_path / "p"
+    # a fixed alignment: "auto" follows this CPU's measured staircase, and an alignment of
+    # 32 on the ViT's 64-wide layers leaves only 10% of the MACs to prune
     assert main(["prune", spec, "--input-shape", SHAPE[spec], "--ratio", "0.3", "-o", str(out),
-                 *FAST]) == 0  # fmt: skip
+                 "--round-to", "8", *FAST]) == 0  # fmt: skip
     stages = json.loads((out / "report.json").read_text())["stages"]
     base = build_from_file(spec)
     from edgeslim.bench.macs import count_macs
@@ -92,7 +94,6 @@ def test_prune_keeps_outputs_and_drops_macs(tmp_path, spec):
     assert {n: t.shape for n, t in a.items()} == {n: t.shape for n, t in b.items()}
     if spec == YOLO:
         assert [h.out_channels for h in pruned.head] == [h.out_channels for h in base.head]
-        # which layers shrink depends on the alignment this CPU's staircase picks
         widths = [
             sum(m.out_channels for m in net.modules() if isinstance(m, torch.nn.Conv2d))
             for net in (base, pruned)
