@@ -45,6 +45,7 @@ measure: {{runs: 2}}
     kept = {r["name"]: r for r in rep["layers"]}
     assert kept["0"]["kept"] == 8 and kept["0"]["bits"] == 8
     # per-layer sensitivity filled for every quantized layer (points of top-1, weights only)
+    assert sum(1 for r in kept.values() if r.get("ms")) >= 2  # per-layer time on ORT
     sens = {n: r["sensitivity"] for n, r in kept.items() if r.get("bits")}
     assert sens and all(s is not None and -100 <= s <= 100 for s in sens.values())
     on_disk = json.loads((tmp_path / "out" / "report.json").read_text())
