@@ -6,9 +6,9 @@ Section 3.3): the conv owns its BN, the weight quantizer sees the folded weight
 ``W * gamma / sigma`` and the bias is ``beta + (b - mu) * gamma / sigma``, so
 training sees exactly the quantization the folded deployed layer will have.
 Until :attr:`bn_frozen`, ``mu`` and ``sigma`` are the batch's (measured by one
-extra float convolution, treated as constants in the backward pass) and the
-running statistics follow them; afterwards the running statistics are used and
-stay fixed. In eval mode the running statistics are always used.
+extra float convolution, which gradients flow through as they flow through a
+BN layer's statistics) and the running statistics follow them; afterwards the
+running statistics are used and stay fixed. In eval mode the running statistics are always used.
 
 The float parameters keep the names of the float layer (``weight``, ``bias``),
 the BN lives at ``.bn``, the quantizers at ``.weight_q`` / ``.input_q``.
@@ -57,9 +57,10 @@ class _QATLayer:
             return w, b
         b0 = b if b is not None else torch.zeros_like(bn.running_mean)
         if x is not None and self.training and not self.bn_frozen:
+            # gradients flow through the batch statistics, as through a BN layer's
+            y = self._float_out(x, w, b0)
+            mean, var = self._channel_stats(y)
             with torch.no_grad():
-                y = self._float_out(x, w.detach(), b0.detach())
-                mean, var = self._channel_stats(y)
                 n = y.numel() // y.shape[1]
                 m = bn.momentum if bn.momentum is not None else 0.1
                 bn.running_mean.mul_(1 - m).add_(mean, alpha=m)
