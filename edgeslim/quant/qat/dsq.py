@@ -83,12 +83,17 @@ class DSQQuantizer(Quantizer):
         return soft + (hard - soft).detach()
 
     def grid(self, x: Tensor | None = None) -> Grid | None:
-        """Weights and signed inputs: odd multiples of ``Delta / 2``; unsigned: ``Delta j``."""
+        """Weights: odd multiples of ``Delta / 2``; unsigned inputs: ``Delta j``.
+
+        A signed input's levels are odd multiples of ``Delta / 2`` too, which no
+        rounding of ``x / S`` produces: it has no grid (None).
+        """
         n = 2**self.bits - 1
         u = self.upper.detach().abs().clamp_min(1e-6)
         z = torch.zeros_like(u, dtype=torch.int32)
         if bool(self.signed):
-            return Grid(u / n, z, -n, n)  # -u + j 2u/n = (u/n)(2j - n)
+            # -u + j 2u/n = (u/n)(2j - n): stored weights keep exactly these values
+            return Grid(u / n, z, -n, n) if self.is_weight else None
         return Grid(u / n, z, 0, n)
 
     def extra_repr(self) -> str:

@@ -137,7 +137,10 @@ def harden_(model: nn.Module, atol: float = 1e-6) -> dict:
         if iq is not None and not _affine(iq):
             grid = iq.grid()
             if grid is None:
-                raise EdgeslimError(f"layer {name!r}: {type(iq).__name__} has no integer grid")
+                raise EdgeslimError(
+                    f"layer {name!r}: its input quantizer ({type(iq).__name__}, signed) has "
+                    "no integer grid; keep the layer in float (exclude) or use another method"
+                )
             layer.input_q = FixedQuantizer(grid, iq.bits)
             hardened += 1
     return {"layers": hardened, "bn_folded": folded}
