@@ -128,12 +128,36 @@ class Quantizer(nn.Module):
     def __init__(self, bits: int, signed: bool | None = None) -> None:
         super().__init__()
         self.bits = bits
-        self.register_buffer("signed", torch.tensor(bool(signed)))
-        self.register_buffer("initialized", torch.tensor(False))
+        # [signed, initialized]: a buffer so that a reload keeps them, mirrored in Python
+        # attributes so that the forward pass reads no tensor (ONNX export, no syncs)
+        self.register_buffer("flags", torch.tensor([int(bool(signed)), 0], dtype=torch.uint8))
+        self._signed, self._initialized = bool(signed), False
         self.calibrating = False
         self._lo: Tensor | None = None
         self._hi: Tensor | None = None
         self._abs_sum, self._count = 0.0, 0
+
+    @property
+    def signed(self) -> bool:
+        return self._signed
+
+    @signed.setter
+    def signed(self, value: bool) -> None:
+        self._signed = bool(value)
+        self.flags[0] = int(self._signed)
+
+    @property
+    def initialized(self) -> bool:
+        return self._initialized
+
+    @initialized.setter
+    def initialized(self, value: bool) -> None:
+        self._initialized = bool(value)
+        self.flags[1] = int(self._initialized)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self._signed, self._initialized = (bool(v) for v in self.flags.tolist())
 
     # -- calibration -------------------------------------------------------------------
     def observe(self, x: Tensor) -> None:
@@ -150,9 +174,9 @@ class Quantizer(nn.Module):
         if self._lo is None:
             raise EdgeslimError(f"{type(self).__name__}: nothing was observed to initialise it")
         with torch.no_grad():
-            self.signed.fill_(bool((self._lo < 0).any()))
+            self.signed = bool((self._lo < 0).any())
             self.init_from(self._lo, self._hi, self._abs_sum / max(self._count, 1))
-            self.initialized.fill_(True)
+            self.initialized = True
         self.calibrating = False
         self._lo = self._hi = None
         self._abs_sum, self._count = 0.0, 0
@@ -201,7 +225,7 @@ class FixedQuantizer(Quantizer):
         self.register_buffer("scale", grid.scale.detach().float().clone())
         self.register_buffer("zero_point", grid.zero_point.detach().float().clone())
         self.qmin, self.qmax = grid.qmin, grid.qmax
-        self.initialized.fill_(True)
+        self.initialized = True
 
     def quantize(self, x: Tensor) -> Tensor:
         s, z = bshape(self.scale, x), bshape(self.zero_point, x)

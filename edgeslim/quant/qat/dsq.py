@@ -66,7 +66,7 @@ class DSQQuantizer(Quantizer):
 
     def init_from(self, lo: Tensor, hi: Tensor, mean_abs: float) -> None:
         if self.is_weight:
-            self.signed.fill_(True)
+            self.signed = True
         bound = torch.maximum(hi, -lo) if bool(self.signed) else hi
         self.upper.copy_(bound.reshape(self.upper.shape).clamp_min(1e-6))
 

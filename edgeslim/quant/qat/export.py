@@ -33,6 +33,7 @@ from torch import nn
 
 from edgeslim.core.errors import EdgeslimError
 from edgeslim.core.select import swap_module_
+from edgeslim.export.onnx import DEFAULT_OPSET
 from edgeslim.quant.config import QuantSpec
 from edgeslim.quant.fake_quant import ONNX_RANGES, QuantConv2d, QuantLinear
 from edgeslim.quant.qat.common import FixedQuantizer, Grid, Quantizer
@@ -206,7 +207,12 @@ def to_fake_quant_(model: nn.Module) -> nn.Module:
 
 
 def export_qat_qdq(
-    model: nn.Module, input_spec, path: str | Path, *, atol: float | None = QDQ_ATOL
+    model: nn.Module,
+    input_spec,
+    path: str | Path,
+    *,
+    opset: int = DEFAULT_OPSET,
+    atol: float | None = QDQ_ATOL,
 ) -> QDQExportResult:
     """Write a (hardened) QAT model as INT8 QDQ ONNX; the model itself is not changed.
 
@@ -215,4 +221,4 @@ def export_qat_qdq(
     """
     check_exportable(model)
     converted = to_fake_quant_(copy.deepcopy(model))
-    return export_qdq(converted, input_spec, path, atol=atol)
+    return export_qdq(converted, input_spec, path, opset=opset, atol=atol)

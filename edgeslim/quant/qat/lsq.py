@@ -51,7 +51,7 @@ class LSQQuantizer(Quantizer):
 
     def init_from(self, lo: Tensor, hi: Tensor, mean_abs: float) -> None:
         if self.is_weight:
-            self.signed.fill_(True)
+            self.signed = True
         qp = self.qrange()[1]
         self.step.fill_(max(2 * mean_abs / math.sqrt(qp), 1e-8))
 

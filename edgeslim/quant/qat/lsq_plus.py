@@ -52,8 +52,8 @@ class LSQPlusWeightQuantizer(LSQQuantizer):
             mu, sigma = v.mean(1), v.std(1, unbiased=False)
             bound = torch.maximum((mu - 3 * sigma).abs(), (mu + 3 * sigma).abs())
             self.step.copy_((bound / 2 ** (self.bits - 1)).clamp_min(1e-8))
-            self.signed.fill_(True)
-            self.initialized.fill_(True)
+            self.signed = True
+            self.initialized = True
 
 
 class LSQPlusActQuantizer(Quantizer):

@@ -72,7 +72,14 @@ class PACTQuantizer(Quantizer):
 
     def quantize(self, x: Tensor) -> Tensor:
         alpha = self.alpha.abs().clamp_min(1e-6).reshape(())
-        return _PACTFunction.apply(x, alpha, self.qrange()[1], bool(self.signed))
+        levels = self.qrange()[1]
+        if self.training:
+            return _PACTFunction.apply(x, alpha, levels, self.signed)
+        # the same values with plain ops, which an exporter can trace
+        y = torch.minimum(
+            torch.maximum(x, -alpha if self.signed else torch.zeros_like(alpha)), alpha
+        )
+        return torch.round(y * levels / alpha) * alpha / levels
 
     def grid(self, x: Tensor | None = None) -> Grid:
         qmin, qmax = self.qrange()

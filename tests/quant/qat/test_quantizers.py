@@ -117,8 +117,8 @@ def test_forward_is_quantize_dequantize_on_its_grid(name):
 def test_lsq_step_gradient_hand_computed():
     """Esser et al. eq. 3 on a 2-bit signed grid (Qn = 2, Qp = 1), s = 1, N = 4 weights."""
     q = LSQQuantizer(2, is_weight=True)
-    q.initialized.fill_(True)
-    q.signed.fill_(True)
+    q.initialized = True
+    q.signed = True
     with torch.no_grad():
         q.step.fill_(1.0)
     x = torch.tensor([0.3, -0.6, 1.7, -3.0], requires_grad=True)
@@ -140,7 +140,7 @@ def test_lsq_gradient_scale_is_one_over_sqrt_n_qp():
 
 def test_lsq_plus_offset_gradient_is_one_outside_the_range():
     q = LSQPlusActQuantizer(2)
-    q.initialized.fill_(True)
+    q.initialized = True
     with torch.no_grad():
         q.step.fill_(1.0)
         q.offset.fill_(-1.0)
@@ -154,8 +154,8 @@ def test_lsq_plus_offset_gradient_is_one_outside_the_range():
 @pytest.mark.parametrize("signed", [False, True])
 def test_pact_alpha_gradient_counts_clipped_values(signed):
     q = PACTQuantizer(4)
-    q.initialized.fill_(True)
-    q.signed.fill_(signed)
+    q.initialized = True
+    q.signed = signed
     with torch.no_grad():
         q.alpha.fill_(1.0)
     x = torch.tensor([-2.0, -0.5, 0.0, 0.4, 1.0, 1.5, 3.0], requires_grad=True)
@@ -177,7 +177,7 @@ def test_binary_gradient_is_xnor_formula():
     w = _weight(3, (3, 5)).mul(4).requires_grad_(True)  # some |w| > 1: no sign gradient there
     g = torch.randn(3, 5, generator=torch.Generator().manual_seed(4))
     q = BinaryQuantizer()
-    q.initialized.fill_(True)
+    q.initialized = True
     (q(w) * g).sum().backward()
     wd = w.detach()
     alpha = wd.abs().mean(1, keepdim=True)
@@ -190,7 +190,7 @@ def test_ternary_gradient_is_straight_through():
     w = _weight(5, (4, 9)).requires_grad_(True)
     g = torch.randn(4, 9, generator=torch.Generator().manual_seed(6))
     q = TernaryQuantizer()
-    q.initialized.fill_(True)
+    q.initialized = True
     (q(w) * g).sum().backward()
     torch.testing.assert_close(w.grad, g)
 
@@ -198,7 +198,7 @@ def test_ternary_gradient_is_straight_through():
 def test_dsq_gradient_at_an_interval_centre():
     """dQ_S/dx at m_i is Delta s k / 2 = log(2/alpha - 1) / (2 (1 - alpha)) (Gong et al.)."""
     q = DSQQuantizer(2)
-    q.initialized.fill_(True)
+    q.initialized = True
     with torch.no_grad():
         q.upper.fill_(3.0)  # unsigned: [0, 3], Delta = 1, centres 0.5, 1.5, 2.5
     x = torch.tensor([0.5, 1.5, 2.5, 4.0], requires_grad=True)
@@ -212,7 +212,7 @@ def test_dsq_gradient_at_an_interval_centre():
 
 def test_dsq_soft_forward_is_off_the_grid():
     q = DSQQuantizer(2, soft_forward=True)
-    q.initialized.fill_(True)
+    q.initialized = True
     with torch.no_grad():
         q.upper.fill_(3.0)
     x = torch.tensor([0.3, 1.2, 2.9])
