@@ -6,7 +6,6 @@ from pathlib import Path
 
 from torch import nn
 
-from edgeslim.core.errors import EdgeslimError
 from edgeslim.models.inputs import InputSpec
 
 
@@ -32,15 +31,9 @@ def export_deployable(model: nn.Module, spec: InputSpec, path: Path, opset: int 
     graph of its simulation: its quantization is simulated only.
     """
     if is_qat(model):
-        from edgeslim.quant.qat.export import check_exportable, export_qat_qdq
+        from edgeslim.workflows.qat import export_deployable_qat
 
-        try:
-            check_exportable(model)
-        except EdgeslimError:
-            from edgeslim.export.onnx import export_onnx
-
-            return export_onnx(model, spec, path, opset=opset).path
-        return export_qat_qdq(model, spec, path, opset=opset).path
+        return export_deployable_qat(model, spec, path, opset)
     if is_fake_quantized(model):
         from edgeslim.quant.qdq import export_qdq
 

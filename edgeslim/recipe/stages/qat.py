@@ -20,17 +20,10 @@ from typing import Literal
 
 from pydantic import Field
 
-from edgeslim.core.errors import EdgeslimError
 from edgeslim.models.spec import LoadedModel
 from edgeslim.recipe.registry import register_stage
 from edgeslim.recipe.schema import Strict, TrainSettings
 from edgeslim.recipe.state import PipelineContext, PipelineState
-
-METHODS = ("ste", "lsq", "lsq_plus", "pact", "dorefa", "dsq", "binary", "ternary")
-SIMULATED_NOTE = (
-    "simulated only: activations below 8 bits and binary/ternary weights have no faster "
-    "kernel on ONNX Runtime CPU; the deployable is the float graph of the simulation"
-)
 
 
 class LayerBits(Strict):
@@ -77,59 +70,33 @@ def qat_config(s: QATSettings):
     return cfg, overrides
 
 
-def _kd_loss(teacher, temperature: float, alpha: float):
-    import torch
-
-    from edgeslim.distill.losses.kd import kd_loss
-
-    teacher.eval()
-
-    def loss_fn(model, x, y):
-        with torch.no_grad():
-            t = teacher(x)
-        out = model(x)
-        return kd_loss(out, t, y, temperature, alpha), out
-
-    return loss_fn
-
-
 @register_stage("qat", QATSettings, "quantization-aware training (STE, LSQ, LSQ+, PACT, ...)")
 def run(state: PipelineState, s: QATSettings, ctx: PipelineContext) -> PipelineState:
-    import copy
-
-    from edgeslim.core.methods import apply
-    from edgeslim.quant.qat import check_exportable, freeze_
-    from edgeslim.train.trainer import Trainer
-    from edgeslim.workflows.quantize import calibration_loader
+    from edgeslim.workflows.qat import deployment, train_qat
 
     data = ctx.require_data("qat")
     cfg, overrides = qat_config(s)
     lm = state.lm
-    teacher = copy.deepcopy(lm.model) if s.distill else None
-    model, record = apply(lm.model, cfg, overrides=overrides, calib=calibration_loader(data))
-    freeze_(model, cfg, 0)
-    Trainer(
-        model,
+    model, record, _ = train_qat(
+        lm.model,
+        cfg,
+        data,
         s.train_config(ctx.seed),
-        loss_fn=_kd_loss(teacher, s.temperature, s.alpha) if teacher is not None else None,
+        overrides=overrides,
+        distill=s.distill,
+        temperature=s.temperature,
+        alpha=s.alpha,
         ckpt_dir=ctx.work_dir / "ckpt",
         progress=ctx.progress,
-        task=ctx.task,
-        on_epoch=lambda history: freeze_(model, cfg, len(history)),
-    ).fit(ctx.dataset("train", augment=True), ctx.dataset("val"))
-    model.eval()
-    try:
-        check_exportable(model)
-        deploy = "INT8 QDQ"
-    except EdgeslimError as e:  # why it is not on the 8-bit grid
-        deploy = f"{SIMULATED_NOTE} ({e})"
+    )
+    deploy = deployment(model)[1]
     layers = {k: dict(v) for k, v in state.layers.items()}
     for name, c in record.layers.items():
         layers.setdefault(name, {}).update({"w_bits": c.w_bits, "a_bits": c.a_bits})
     notes = {
         **state.notes,
         "qat": f"{s.method} W{s.w_bits}A{s.a_bits or 'float'}, {len(record.layers)} layers, "
-        f"{s.epochs} epochs{', distilled' if teacher is not None else ''}; {deploy}",
+        f"{s.epochs} epochs{', distilled' if s.distill else ''}; {deploy}",
     }
     methods = [*lm.methods, record.to_dict()]
     new = LoadedModel(model, lm.source, lm.input, lm.name, lm.meta, methods)
