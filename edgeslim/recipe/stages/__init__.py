@@ -5,6 +5,7 @@ from edgeslim.recipe.stages import (  # noqa: F401
     export,
     finetune,
     prune,
+    qat,
     quantize,
     search,
 )
