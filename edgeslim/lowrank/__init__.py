@@ -15,13 +15,37 @@ Example:
     'lowrank_svd'
 """
 
+from edgeslim.core.errors import EdgeslimError
+from edgeslim.core.methods import METHODS, MethodConfig
 from edgeslim.lowrank.cp import CPConfig, CPNotConvergedWarning
 from edgeslim.lowrank.dws import DWSConfig
 from edgeslim.lowrank.evbmf import EVBMFResult, evbmf
 from edgeslim.lowrank.ranks import RankRule, energy_rank, ratio_rank
 from edgeslim.lowrank.spatial import SpatialSVDConfig
 from edgeslim.lowrank.svd import SVDConfig
+from edgeslim.lowrank.target import RatioForMacs, planned, ratio_for_macs
 from edgeslim.lowrank.tucker2 import Tucker2Config
+
+PREFIX = "lowrank_"  # registered method names: lowrank_svd, lowrank_tucker2, ...
+
+
+def method_names() -> list[str]:
+    """The short names of the registered factorizations (``svd``, ``tucker2``, ...)."""
+    return [n.removeprefix(PREFIX) for n in METHODS.names() if n.startswith(PREFIX)]
+
+
+def config_for(method: str, rule: RankRule, **kwargs) -> MethodConfig:
+    """The config of factorization ``method`` (a short name) with rank rule ``rule``.
+
+    Example:
+        >>> cfg = config_for("spatial", RankRule(energy=0.9))
+        >>> type(cfg).__name__, cfg.rule.energy
+        ('SpatialSVDConfig', 0.9)
+    """
+    if method not in method_names():
+        raise EdgeslimError(f"unknown factorization {method!r}; known: {', '.join(method_names())}")
+    return METHODS.get(PREFIX + method).config_type(rule=rule, **kwargs)
+
 
 __all__ = [
     "CPConfig",
@@ -29,10 +53,15 @@ __all__ = [
     "DWSConfig",
     "EVBMFResult",
     "RankRule",
+    "RatioForMacs",
     "SVDConfig",
     "SpatialSVDConfig",
     "Tucker2Config",
+    "config_for",
     "energy_rank",
     "evbmf",
+    "method_names",
+    "planned",
+    "ratio_for_macs",
     "ratio_rank",
 ]

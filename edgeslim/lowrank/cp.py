@@ -100,15 +100,17 @@ def cost(conv: nn.Conv2d, rank: int) -> int:
     return rank * (conv.in_channels + kh + kw + conv.out_channels)
 
 
-def rank_for(conv: nn.Conv2d, rule: RankRule, w: np.ndarray) -> int:
-    """The CP rank ``rule`` gives the kernel ``w`` (``O x C x kh x kw``)."""
+def rank_of(conv: nn.Conv2d, config: CPConfig) -> int:
+    """The CP rank ``config.rule`` gives ``conv``'s kernel."""
+    check_conv(conv, min_kernel=2)
+    rule, w = config.rule, as_numpy(conv.weight)
     o, c = w.shape[:2]
     if rule.rank is not None:
         return rule.rank  # CP ranks may exceed every side of the kernel
     if rule.ratio is not None:
         return ratio_rank(lambda r: cost(conv, r), w.size, rule.ratio, w.size)
-    r_out, _ = matrix_rank(rule, w.reshape(o, -1), lambda r: r, w.size)
-    r_in, _ = matrix_rank(rule, np.moveaxis(w, 1, 0).reshape(c, -1), lambda r: r, w.size)
+    r_out = matrix_rank(rule, w.reshape(o, -1), lambda r: r, w.size)
+    r_in = matrix_rank(rule, np.moveaxis(w, 1, 0).reshape(c, -1), lambda r: r, w.size)
     return max(r_out, r_in)
 
 
@@ -134,9 +136,8 @@ def fit(w: np.ndarray, rank: int, config: CPConfig) -> tuple[np.ndarray, list[np
 
 def factorize(conv: nn.Conv2d, config: CPConfig) -> Factorized:
     """CP of ``conv`` at the rank ``config.rule`` gives; warns or raises on a poor fit."""
-    check_conv(conv, min_kernel=2)
+    rank = rank_of(conv, config)
     w = as_numpy(conv.weight)
-    rank = rank_for(conv, config.rule, w)
     lam, (a_o, a_c, a_h, a_w), iters = fit(w, rank, config)
     if not all(np.isfinite(f).all() for f in (lam, a_o, a_c, a_h, a_w)):
         raise EdgeslimError(f"CP at rank {rank} diverged (NaN or Inf factors)")
@@ -184,8 +185,12 @@ def kernel(seq: nn.Sequential) -> torch.Tensor:
 class CP(Method):
     """Swaps each selected k x k ``nn.Conv2d`` for its CP chain."""
 
+    supported = (nn.Conv2d,)
+    rank_of = staticmethod(rank_of)
+    structure = staticmethod(structure)
+
     def apply_(self, model, config, layers, calib):
-        return apply_layers_(model, layers, (nn.Conv2d,), factorize)
+        return apply_layers_(model, layers, self.supported, factorize)
 
     def restore_(self, model, config, layers, details):
         return restore_layers_(model, layers, details, structure)

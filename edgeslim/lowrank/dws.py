@@ -79,21 +79,32 @@ def structure(conv: nn.Conv2d, rank: int) -> nn.Sequential:
     )
 
 
-def factorize(conv: nn.Conv2d, config: DWSConfig) -> Factorized:
-    """The least-squares separable form of ``conv`` at depth multiplier ``m``."""
-    check_conv(conv, min_kernel=2)
-    w = as_numpy(conv.weight)
+def _slices(w: np.ndarray) -> np.ndarray:
+    """One ``O x (kh kw)`` matrix per input channel: ``C x O x (kh kw)``."""
     o, c, kh, kw = w.shape
-    slices = w.transpose(1, 0, 2, 3).reshape(c, o, kh * kw)  # one O x (kh kw) matrix per c
-    u, s, vt = np.linalg.svd(slices, full_matrices=False)  # batched over c
+    return w.transpose(1, 0, 2, 3).reshape(c, o, kh * kw)
+
+
+def rank_of(conv: nn.Conv2d, config: DWSConfig) -> int:
+    """The depth multiplier ``config.rule`` gives ``conv``."""
+    check_conv(conv, min_kernel=2)
+    o, c, kh, kw = conv.weight.shape
     max_rank = min(o, kh * kw)
     rule = config.rule
     if rule.rank is not None:
-        m = min(rule.rank, max_rank)
-    elif rule.energy is not None:
-        m = _energy_multiplier(s, rule.energy)  # the same m for every channel
-    else:
-        m = ratio_rank(lambda r: c * r * (kh * kw + o), w.size, rule.ratio, max_rank)
+        return min(rule.rank, max_rank)
+    if rule.energy is not None:  # the same m for every channel
+        s = np.linalg.svd(_slices(as_numpy(conv.weight)), compute_uv=False)
+        return _energy_multiplier(s, rule.energy)
+    return ratio_rank(lambda r: c * r * (kh * kw + o), o * c * kh * kw, rule.ratio, max_rank)
+
+
+def factorize(conv: nn.Conv2d, config: DWSConfig) -> Factorized:
+    """The least-squares separable form of ``conv`` at depth multiplier ``m``."""
+    m = rank_of(conv, config)
+    w = as_numpy(conv.weight)
+    o, c, kh, kw = w.shape
+    u, s, vt = np.linalg.svd(_slices(w), full_matrices=False)  # batched over c
     dw = vt[:, :m, :].reshape(c * m, 1, kh, kw)  # row c m + t = t-th right vector of slice c
     pw = (u[:, :, :m] * s[:, None, :m]).transpose(1, 0, 2).reshape(o, c * m)
     seq = structure(conv, m)
@@ -130,8 +141,12 @@ def kernel(seq: nn.Sequential) -> torch.Tensor:
 class DepthwiseSeparable(Method):
     """Swaps each selected k x k ``nn.Conv2d`` for depthwise + pointwise."""
 
+    supported = (nn.Conv2d,)
+    rank_of = staticmethod(rank_of)
+    structure = staticmethod(structure)
+
     def apply_(self, model, config, layers, calib):
-        return apply_layers_(model, layers, (nn.Conv2d,), factorize)
+        return apply_layers_(model, layers, self.supported, factorize)
 
     def restore_(self, model, config, layers, details):
         return restore_layers_(model, layers, details, structure)

@@ -120,22 +120,20 @@ def ratio_rank(cost: Callable[[int], int], full: int, ratio: float, max_rank: in
     return lo
 
 
-def matrix_rank(
-    rule: RankRule, matrix: np.ndarray, cost: Callable[[int], int], full: int
-) -> tuple[int, np.ndarray]:
-    """The rank ``rule`` gives ``matrix`` and its singular values.
+def matrix_rank(rule: RankRule, matrix: np.ndarray, cost: Callable[[int], int], full: int) -> int:
+    """The rank ``rule`` gives ``matrix``.
 
     ``cost(r)`` is the factorized layer's parameter count at rank ``r``, ``full``
-    the layer's own.
+    the layer's own. Only ``energy`` computes singular values.
     """
-    s = np.linalg.svd(np.asarray(matrix, dtype=np.float64), compute_uv=False)
     max_rank = min(matrix.shape)
     if rule.rank is not None:
-        return min(rule.rank, max_rank), s
-    if rule.energy is not None:
-        return energy_rank(s, rule.energy), s
+        return min(rule.rank, max_rank)
     if rule.ratio is not None:
-        return ratio_rank(cost, full, rule.ratio, max_rank), s
+        return ratio_rank(cost, full, rule.ratio, max_rank)
+    if rule.energy is not None:
+        s = np.linalg.svd(np.asarray(matrix, dtype=np.float64), compute_uv=False)
+        return energy_rank(s, rule.energy)
     from edgeslim.lowrank.evbmf import evbmf
 
-    return max(1, evbmf(matrix).rank), s
+    return max(1, evbmf(matrix).rank)

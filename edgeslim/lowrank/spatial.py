@@ -74,16 +74,22 @@ def reshaped(w: np.ndarray) -> np.ndarray:
     return w.transpose(1, 2, 0, 3).reshape(c * kh, o * kw)
 
 
-def factorize(conv: nn.Conv2d, config: SpatialSVDConfig) -> Factorized:
-    """Scheme 2 of ``conv`` at the rank ``config.rule`` gives on the reshaped kernel."""
+def rank_of(conv: nn.Conv2d, config: SpatialSVDConfig) -> int:
+    """The rank ``config.rule`` gives ``conv``'s reshaped kernel."""
     check_conv(conv, min_kernel=2)
     if min(conv.kernel_size) < 2:
         raise UnsupportedLayerError(f"{conv.kernel_size} kernel is already separable")
+    o, c, kh, kw = conv.weight.shape
+    m = reshaped(as_numpy(conv.weight))
+    return matrix_rank(config.rule, m, lambda r: r * (c * kh + o * kw), o * c * kh * kw)
+
+
+def factorize(conv: nn.Conv2d, config: SpatialSVDConfig) -> Factorized:
+    """Scheme 2 of ``conv`` at the rank ``config.rule`` gives on the reshaped kernel."""
+    rank = rank_of(conv, config)
     w = as_numpy(conv.weight)
     o, c, kh, kw = w.shape
-    m = reshaped(w)
-    rank, _ = matrix_rank(config.rule, m, lambda r: r * (c * kh + o * kw), o * c * kh * kw)
-    u, s, vt = np.linalg.svd(m, full_matrices=False)
+    u, s, vt = np.linalg.svd(reshaped(w), full_matrices=False)
     root = np.sqrt(s[:rank])
     vert = (u[:, :rank] * root).reshape(c, kh, rank).transpose(2, 0, 1)[..., None]
     horiz = (root[:, None] * vt[:rank]).reshape(rank, o, kw).transpose(1, 0, 2)[:, :, None, :]
@@ -115,8 +121,12 @@ def kernel(seq: nn.Sequential) -> torch.Tensor:
 class SpatialSVD(Method):
     """Swaps each selected k x k ``nn.Conv2d`` for its kh x 1 + 1 x kw pair."""
 
+    supported = (nn.Conv2d,)
+    rank_of = staticmethod(rank_of)
+    structure = staticmethod(structure)
+
     def apply_(self, model, config, layers, calib):
-        return apply_layers_(model, layers, (nn.Conv2d,), factorize)
+        return apply_layers_(model, layers, self.supported, factorize)
 
     def restore_(self, model, config, layers, details):
         return restore_layers_(model, layers, details, structure)

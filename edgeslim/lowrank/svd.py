@@ -55,12 +55,17 @@ def structure(linear: nn.Linear, rank: int) -> nn.Sequential:
     )
 
 
+def rank_of(linear: nn.Linear, config: SVDConfig) -> int:
+    """The rank ``config.rule`` gives ``linear``'s weight."""
+    check_linear(linear)
+    o, i = linear.weight.shape
+    return matrix_rank(config.rule, as_numpy(linear.weight), lambda r: r * (i + o), i * o)
+
+
 def factorize(linear: nn.Linear, config: SVDConfig) -> Factorized:
     """The truncated SVD of ``linear`` at the rank ``config.rule`` gives."""
-    check_linear(linear)
+    rank = rank_of(linear, config)
     w = as_numpy(linear.weight)
-    o, i = w.shape
-    rank, _ = matrix_rank(config.rule, w, lambda r: r * (i + o), i * o)
     u, s, vt = np.linalg.svd(w, full_matrices=False)
     root = np.sqrt(s[:rank])
     seq = structure(linear, rank)
@@ -85,8 +90,12 @@ def factorize(linear: nn.Linear, config: SVDConfig) -> Factorized:
 class SVD(Method):
     """Swaps each selected ``nn.Linear`` for its two-layer truncated SVD."""
 
+    supported = (nn.Linear,)
+    rank_of = staticmethod(rank_of)
+    structure = staticmethod(structure)
+
     def apply_(self, model, config, layers, calib):
-        return apply_layers_(model, layers, (nn.Linear,), factorize)
+        return apply_layers_(model, layers, self.supported, factorize)
 
     def restore_(self, model, config, layers, details):
         return restore_layers_(model, layers, details, structure)

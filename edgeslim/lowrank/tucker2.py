@@ -85,8 +85,10 @@ def cost(conv: nn.Conv2d, r_out: int, r_in: int) -> int:
     return conv.in_channels * r_in + r_in * r_out * kh * kw + r_out * conv.out_channels
 
 
-def ranks_for(conv: nn.Conv2d, rule: RankRule, w: np.ndarray) -> tuple[int, int]:
-    """``(R_out, R_in)`` from ``rule`` on the kernel ``w``."""
+def rank_of(conv: nn.Conv2d, config: Tucker2Config) -> tuple[int, int]:
+    """``(R_out, R_in)`` from ``config.rule`` on ``conv``'s kernel."""
+    check_conv(conv, min_kernel=2)
+    rule, w = config.rule, as_numpy(conv.weight)
     o, c = w.shape[:2]
     full = w[0, 0].size * o * c
     if rule.ratio is not None:
@@ -98,8 +100,8 @@ def ranks_for(conv: nn.Conv2d, rule: RankRule, w: np.ndarray) -> tuple[int, int]
         return 1, 1
     unfold_out = w.reshape(o, -1)  # mode-0 unfolding
     unfold_in = np.moveaxis(w, 1, 0).reshape(c, -1)  # mode-1 unfolding
-    r_out, _ = matrix_rank(rule, unfold_out, lambda r: r, full)
-    r_in, _ = matrix_rank(rule, unfold_in, lambda r: r, full)
+    r_out = matrix_rank(rule, unfold_out, lambda r: r, full)
+    r_in = matrix_rank(rule, unfold_in, lambda r: r, full)
     return r_out, r_in
 
 
@@ -108,9 +110,8 @@ def factorize(conv: nn.Conv2d, config: Tucker2Config) -> Factorized:
     import tensorly as tl
     from tensorly.decomposition import partial_tucker
 
-    check_conv(conv, min_kernel=2)
+    r_out, r_in = rank_of(conv, config)
     w = as_numpy(conv.weight)
-    r_out, r_in = ranks_for(conv, config.rule, w)
     with tl.backend_context("numpy"):
         (core, (u_out, u_in)), _ = partial_tucker(
             w, rank=[r_out, r_in], modes=[0, 1], init="svd", n_iter_max=config.hooi_iters
@@ -140,8 +141,12 @@ def kernel(seq: nn.Sequential) -> torch.Tensor:
 class Tucker2(Method):
     """Swaps each selected k x k ``nn.Conv2d`` for its Tucker-2 triple."""
 
+    supported = (nn.Conv2d,)
+    rank_of = staticmethod(rank_of)
+    structure = staticmethod(structure)
+
     def apply_(self, model, config, layers, calib):
-        return apply_layers_(model, layers, (nn.Conv2d,), factorize)
+        return apply_layers_(model, layers, self.supported, factorize)
 
     def restore_(self, model, config, layers, details):
         return restore_layers_(model, layers, details, structure)
