@@ -24,13 +24,16 @@ from edgeslim.lowrank import (
 from edgeslim.models.saved import load_saved, save_model
 from edgeslim.models.spec import LoadedModel, load_model
 
-STAGE3 = r"layer3\..*"  # the 64-channel stage: where the MACs are worth factorizing
+
+def _in_stage3(module, name: str) -> bool:
+    return matches(name, r"layer3\..*")  # the 64-channel stage: the MACs worth factorizing
+
 
 CONFIGS = {
     "svd": (SVDConfig(RankRule(rank=4)), {}),
-    "tucker2": (Tucker2Config(RankRule(ratio=0.4)), {}),
-    "spatial": (SpatialSVDConfig(RankRule(energy=0.8)), {}),
-    "dws": (DWSConfig(RankRule(rank=2)), {}),
+    "tucker2": (Tucker2Config(RankRule(ratio=0.4)), {"filter_fn": _in_stage3}),
+    "spatial": (SpatialSVDConfig(RankRule(energy=0.8)), {"filter_fn": _in_stage3}),
+    "dws": (DWSConfig(RankRule(rank=2)), {"filter_fn": _in_stage3}),
     # CP (ALS) is the slow one: two layers, few sweeps
     "cp": (
         CPConfig(RankRule(ratio=0.3), n_iter_max=20),
@@ -51,19 +54,6 @@ def _factorized(lm: LoadedModel, method: str) -> LoadedModel:
     assert rec.layers, rec.details["skipped"]
     assert rec.details["params_after"] < rec.details["params_before"]
     return dataclasses.replace(lm, model=model.eval(), methods=[rec.to_dict()])
-
-
-@pytest.mark.filterwarnings("ignore::edgeslim.lowrank.CPNotConvergedWarning")
-@pytest.mark.parametrize("method", list(CONFIGS))
-def test_save_reload_gives_identical_outputs(resnet20, method, tmp_path):
-    lm = _factorized(resnet20, method)
-    x = lm.input.example(batch=3, seed=1)
-    with torch.no_grad():
-        want = lm.model(x)
-    back = load_saved(save_model(lm, tmp_path / "m"))
-    assert back.model.state_dict().keys() == lm.model.state_dict().keys()
-    with torch.no_grad():
-        assert torch.equal(back.model(x), want)
 
 
 def _every_method(lm: LoadedModel) -> LoadedModel:
@@ -95,6 +85,7 @@ def mixed(resnet20) -> LoadedModel:
 
 
 def test_every_method_in_one_model_reloads_and_matches_onnx_runtime(mixed, tmp_path):
+    """Five records replayed in order on reload give bit-identical outputs; ORT agrees."""
     x = mixed.input.example(batch=3, seed=1)
     with torch.no_grad():
         want = mixed.model(x)
