@@ -129,8 +129,8 @@ def test_a_factorized_model_quantizes_and_reloads(resnet20, tmp_path, full):
         assert torch.equal(back.model(x), want)
 
 
-@pytest.mark.slow
-def test_a_factorized_model_prunes(resnet20):
+def test_a_factorized_model_prunes_and_reloads(resnet20, tmp_path):
+    """Pruning after the factorization changes plain layers only: the reload resizes them."""
     from edgeslim.prune.config import PruneConfig
     from edgeslim.prune.structured import prune
 
@@ -139,3 +139,8 @@ def test_a_factorized_model_prunes(resnet20):
     assert res.max_abs_diff < 1e-4  # equals the masked dense model
     inner = res.model.get_submodule("layer3.0.conv1.0")  # the k x 1 factor lost channels
     assert inner.out_channels < lm.model.get_submodule("layer3.0.conv1.0").out_channels
+    pruned = dataclasses.replace(lm, model=res.model.eval())
+    back = load_saved(save_model(pruned, tmp_path / "p"))
+    x = lm.input.example(batch=2, seed=4)
+    with torch.no_grad():
+        assert torch.equal(back.model(x), pruned.model(x))
