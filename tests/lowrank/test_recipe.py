@@ -52,3 +52,28 @@ def test_lowrank_settings_need_one_rule():
     text = "version: 1\nmodel: resnet20\nstages:\n  - lowrank: {method: cp, rank: 4, energy: 0.9}\n"
     with pytest.raises(EdgeslimError, match="exactly one of rank, energy"):
         parse_recipe(text, "r.yaml")
+
+
+@pytest.mark.slow
+def test_lowrank_prune_quantize_export_in_one_recipe(tmp_path):
+    """The issue's combined chain: each stage is reported and the INT8 result reloads."""
+    f = tmp_path / "tiny.py"
+    f.write_text(TINY)
+    recipe = parse_recipe(f"""
+version: 1
+model: {f}:make
+input_shape: [1, 3, 32, 32]
+data: digits
+stages:
+  - lowrank: {{method: tucker2, macs_fraction: 0.6, exclude: ["0"]}}
+  - prune: {{ratio: 0.25, round_to: 1}}
+  - quantize: {{calib_method: minmax, calib_batches: 2}}
+  - export
+measure: {{runs: 2, batches: [1]}}
+""")
+    rep = compress(recipe, tmp_path / "out", progress=False)
+    by = {s["name"]: s for s in rep["stages"]}
+    assert {"lowrank", "prune", "quantize"} <= set(by)
+    assert by["prune"]["macs"] < by["lowrank"]["macs"] <= 0.6 * rep["stages"][0]["macs"]
+    lm = load_saved(tmp_path / "out" / "model")
+    assert [m["method"] for m in lm.methods] == ["lowrank_tucker2", "ptq"]
