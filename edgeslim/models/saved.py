@@ -26,6 +26,7 @@ import torch
 
 from edgeslim.core.atomic import atomic_path, write_text_atomic
 from edgeslim.core.errors import EdgeslimError
+from edgeslim.core.layer_types import layer_type_of
 from edgeslim.core.methods import restore_
 from edgeslim.models.codecs import apply_descriptions, describe_modules
 from edgeslim.models.inputs import InputSpec
@@ -98,6 +99,7 @@ def load_saved(path: str | Path) -> LoadedModel:
             model = restore_(model, methods, apply_descriptions)
         except EdgeslimError as e:
             raise EdgeslimError(f"{path}: cannot replay its compression methods: {e}") from None
+        _resize_plain_layers(model, modules)
         if describe_modules(model) != modules:
             raise EdgeslimError(
                 f"{path}: layers changed after a compression method was applied "
@@ -124,6 +126,26 @@ def load_saved(path: str | Path) -> LoadedModel:
         manifest.get("meta", {}),
         methods,
     )
+
+
+def _resize_plain_layers(model: torch.nn.Module, modules: dict[str, dict]) -> None:
+    """Give plain layers the widths saved for them after the last method was replayed.
+
+    A model pruned after a structural method (e.g. a factorized model whose factors
+    were then pruned) differs from the replay only in plain layers; those are
+    rebuilt from their descriptions. A fake-quant twin is never replaced (its saved
+    description is its float type), so pruning after quantization is still refused.
+    """
+    current = describe_modules(model)
+    plain = {
+        name: desc
+        for name, desc in modules.items()
+        if name in current
+        and current[name] != desc
+        and layer_type_of(type(model.get_submodule(name))) is not None
+    }
+    if plain:
+        apply_descriptions(model, plain)
 
 
 def _check_finite(model: torch.nn.Module, path: Path) -> None:

@@ -176,7 +176,7 @@ def _metric(record: dict, name: str, primary: str) -> float:
 
 
 def layer_rows(history: list[tuple[str, PipelineState]]) -> list[dict]:
-    """Per-layer table: channels kept (input vs final), bit-width and sensitivity."""
+    """Per-layer table: channels kept (input vs final), bit-width, sensitivity, low-rank rank."""
     first, last = history[0][1].lm.model, history[-1][1].lm.model
     final = dict(last.named_modules())
     facts: dict[str, dict] = {}
@@ -198,6 +198,7 @@ def layer_rows(history: list[tuple[str, PipelineState]]) -> list[dict]:
                 "kept": kept,
                 "bits": f.get("bits"),
                 "sensitivity": f.get("sensitivity"),
+                "rank": f.get("rank"),  # a factorized layer's rank (lowrank stage)
             }
         )
     return rows

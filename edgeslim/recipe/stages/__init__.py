@@ -4,6 +4,7 @@ from edgeslim.recipe.stages import (  # noqa: F401
     distill,
     export,
     finetune,
+    lowrank,
     prune,
     qat,
     quantize,

@@ -1,0 +1,74 @@
+"""``lowrank`` stage: factorize layers (SVD, Tucker-2, CP, spatial SVD, depthwise-separable).
+
+The stage applies one :mod:`edgeslim.lowrank` config through the method registry
+(:func:`edgeslim.workflows.decompose.decompose`), so the result is plain PyTorch
+layers that a later ``prune``, ``distill``, ``quantize`` or ``export`` stage takes
+as it is, and its record lets the saved model reload. Each factorized layer's rank
+goes into the report's layer table.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from edgeslim.recipe.registry import register_stage
+from edgeslim.recipe.schema import Strict
+from edgeslim.recipe.state import PipelineContext, PipelineState
+
+RULES = ("rank", "energy", "ratio", "vbmf", "macs_fraction")
+
+
+class LowRankSettings(Strict):
+    """One factorization and exactly one rank rule.
+
+    ``macs_fraction`` is the whole model's MACs kept (the per-layer ratio is bisected to
+    reach it); the others are per-layer rules (:class:`edgeslim.lowrank.RankRule`).
+    """
+
+    method: Literal["svd", "tucker2", "cp", "spatial", "dws"]
+    rank: int | None = Field(None, ge=1)
+    energy: float | None = Field(None, gt=0, le=1)
+    ratio: float | None = Field(None, gt=0, le=1)
+    vbmf: bool = False
+    macs_fraction: float | None = Field(None, gt=0, le=1)
+    layers: list[str] = Field(default_factory=list)  # names or regexes; empty: every layer
+    exclude: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> LowRankSettings:
+        given = [k for k in RULES if getattr(self, k) not in (None, False)]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of {', '.join(RULES)} (got {given or 'none'})")
+        return self
+
+
+@register_stage("lowrank", LowRankSettings, "factorize layers: svd, tucker2, cp, spatial, dws")
+def run(state: PipelineState, s: LowRankSettings, ctx: PipelineContext) -> PipelineState:
+    from edgeslim.core.select import matches_any
+    from edgeslim.lowrank import RankRule, config_for
+    from edgeslim.workflows.decompose import decompose
+
+    if s.macs_fraction is not None:
+        rule = RankRule(ratio=1.0)  # replaced by the ratio that reaches the target
+    else:
+        rule = RankRule(rank=s.rank, energy=s.energy, ratio=s.ratio, vbmf=s.vbmf)
+
+    def chosen(module, name: str) -> bool:
+        inside = not s.layers or matches_any(name, s.layers)
+        return inside and not matches_any(name, s.exclude)
+
+    new, info = decompose(
+        state.lm, config_for(s.method, rule), target_macs=s.macs_fraction, filter_fn=chosen
+    )
+    layers = {k: dict(v) for k, v in state.layers.items()}
+    for name, d in info["layers"].items():
+        layers.setdefault(name, {})["rank"] = d["rank"]
+    notes = {
+        **state.notes,
+        "lowrank": f"{s.method}: {len(info['layers'])} layers factorized, "
+        f"{len(info['skipped'])} left alone, {info['params_before']} -> "
+        f"{info['params_after']} parameters in those layers",
+    }
+    return PipelineState(new, None, layers, notes)

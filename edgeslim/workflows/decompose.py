@@ -1,0 +1,122 @@
+"""The job behind ``edgeslim decompose``: factorize, measure before/after, save, report.
+
+The input and the factorized model are exported to ONNX and timed on ONNX Runtime
+in one interleaved run (:func:`edgeslim.workflows.measure.measure_stages`), so the
+speedup in ``report.json`` is measured, not estimated from MACs; with data, both
+are evaluated too. A MAC target is met by bisecting the per-layer ratio rule
+(:mod:`edgeslim.lowrank.target`). No fine-tuning happens here: a distillation
+stage follows in a recipe.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+from edgeslim.bench.stages import format_stages
+from edgeslim.core.atomic import write_text_atomic
+from edgeslim.core.configs import to_json
+from edgeslim.core.methods import FilterFn, MethodConfig, apply
+from edgeslim.lowrank.ranks import RankRule
+from edgeslim.lowrank.target import ratio_for_macs
+from edgeslim.models.saved import save_model
+from edgeslim.models.spec import LoadedModel
+from edgeslim.workflows.measure import Stage, measure_stages
+
+
+def decompose(
+    lm: LoadedModel,
+    config: MethodConfig,
+    *,
+    target_macs: float | None = None,
+    filter_fn: FilterFn | None = None,
+) -> tuple[LoadedModel, dict]:
+    """A factorized copy of ``lm`` (its record appended to ``methods``) and what was done.
+
+    With ``target_macs`` (MACs, or a fraction <= 1 of the input's), ``config``'s rule
+    is replaced by the per-layer ratio that reaches it.
+
+    Example:
+        >>> # new, info = decompose(load_model("resnet20"), Tucker2Config(), target_macs=0.5)
+    """
+    search = None
+    if target_macs is not None:
+        example = lm.require_input().example(batch=1)
+        found = ratio_for_macs(lm.model, example, config, target_macs, filter_fn=filter_fn)
+        config = replace(config, rule=RankRule(ratio=found.ratio))
+        search = {
+            "target_macs": target_macs,
+            "ratio": found.ratio,
+            "macs": found.macs,
+            "input_macs": found.input_macs,
+            "steps": [list(s) for s in found.steps],
+        }
+    model, rec = apply(lm.model, config, filter_fn=filter_fn)
+    new = LoadedModel(
+        model.eval(),
+        lm.source,
+        lm.input,
+        f"{lm.name}-{rec.method.removeprefix('lowrank_')}",
+        lm.meta,
+        [*lm.methods, rec.to_dict()],
+    )
+    info = {"method": rec.method, "config": to_json(config), "search": search, **rec.details}
+    return new, info
+
+
+def run_decompose(
+    lm: LoadedModel,
+    config: MethodConfig,
+    out_dir: str | Path,
+    *,
+    target_macs: float | None = None,
+    filter_fn: FilterFn | None = None,
+    data: str | None = None,
+    batches: tuple[int, ...] = (1, 8),
+    runs: int = 30,
+    threads: int | None = None,
+    progress: bool = True,
+) -> dict:
+    """Factorize ``lm``; write ``out_dir`` (saved model, ``model.onnx``, ``report.json``).
+
+    Example:
+        >>> # run_decompose(load_model("resnet20"), SpatialSVDConfig(), "out", target_macs=0.5)
+    """
+    from edgeslim.data import dataset_info, load_dataset, make_loader
+
+    spec = lm.require_input().with_batch(1)
+    out_dir = Path(out_dir)
+    new, info = decompose(lm, config, target_macs=target_macs, filter_fn=filter_fn)
+    test = make_loader(load_dataset(data, "test"), 256, shuffle=False) if data else None
+    task = dataset_info(data).task if data else "classification"
+    records, rep = measure_stages(
+        [
+            Stage("input", lm.model, spec, evaluate="model"),
+            Stage(
+                "decomposed", new.model, spec, evaluate="model", export_to=out_dir / "model.onnx"
+            ),
+        ],
+        batches=batches,
+        runs=runs,
+        threads=threads,
+        loader=test,
+        task=task,
+        progress=progress,
+    )
+    save_model(new, out_dir)
+    report = {
+        "model": lm.name,
+        "input_shape": list(spec.shape),
+        **info,
+        "stages": records,
+        "speedup": rep.ratio,
+    }
+    write_text_atomic(out_dir / "report.json", json.dumps(report, indent=2, default=str) + "\n")
+    n, skipped = len(info["layers"]), len(info["skipped"])
+    report["text"] = (
+        f"{info['method']}: {n} layers factorized, {skipped} left alone "
+        f"({info['params_before']} -> {info['params_after']} parameters in those layers)\n"
+        + format_stages(records)
+    )
+    return report
