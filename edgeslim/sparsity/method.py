@@ -1,0 +1,71 @@
+"""The shared handler shape of every sparsity kind: compute masks, put them on as parametrizations.
+
+A kind is a frozen config (a :class:`SparsityConfig`) plus a :class:`MaskMethod`
+subclass registered with :func:`edgeslim.core.methods.register_method` that only
+says how masks are computed (:meth:`MaskMethod.masks`) and which layers it
+supports. Applying, replaying on reload (``restore_`` puts all-ones masks back so
+that the saved ``state_dict`` loads strictly) and recomputing masks for a
+schedule (:class:`edgeslim.sparsity.sparsifier.Sparsifier`) are written once, here.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from edgeslim.core.methods import LayerPlan, Method, MethodConfig
+from edgeslim.sparsity.mask import add_mask_, base_type, mask_of, sparsity_of
+
+
+class SparsityConfig(MethodConfig):
+    """Base of every sparsity config (a frozen dataclass); ``kind`` names it in reports."""
+
+    kind: str = ""
+
+
+class MaskMethod(Method):
+    """A sparsity kind: subclasses implement :meth:`masks` and may narrow :meth:`supports`."""
+
+    def supports(self, module: nn.Module) -> bool:
+        """True for layers this kind masks (default: Conv2d and Linear, masked or not)."""
+        return base_type(module) in (nn.Conv2d, nn.Linear)
+
+    def masks(
+        self, weights: dict[str, Tensor], configs: dict[str, MethodConfig]
+    ) -> tuple[dict[str, Tensor], dict]:
+        """0/1 masks for ``weights`` (``{layer: weight}``) and JSON details.
+
+        A layer missing from the result is left unmasked (say why in the details).
+        """
+        raise NotImplementedError
+
+    def apply_(self, model, config, layers: LayerPlan, calib):
+        picked = list(layers.select(model, self.supports))
+        weights = {n: m.weight.detach() for n, m, _ in picked}
+        masks, details = self.masks(weights, {n: c for n, _, c in picked})
+        for name, mod, cfg in picked:
+            if name in masks:
+                add_mask_(mod, masks[name])
+                layers.done(name, cfg)
+        details = dict(details)
+        details["kind"] = config.kind
+        details["sparsity"] = sparsity_of(model, list(layers.applied))
+        return model, details
+
+    def restore_(self, model, config, layers: LayerPlan, details):
+        for _, mod, _cfg in layers.select(model, self.supports):
+            if mask_of(mod) is None:
+                add_mask_(mod)  # values come from the state_dict
+        return model
+
+    def update_(self, model: nn.Module, layers: dict[str, MethodConfig]) -> dict:
+        """Recompute the masks of ``layers`` (``{name: config}``) from the masked weights.
+
+        Scores see the weights already masked, so an entry once pruned scores zero
+        and stays pruned (sparsity only grows, as in Zhu & Gupta's schedule).
+        """
+        mods = dict(model.named_modules())
+        weights = {n: mods[n].weight.detach() for n in layers}
+        masks, details = self.masks(weights, dict(layers))
+        for name, m in masks.items():
+            add_mask_(mods[name], m)
+        return details
