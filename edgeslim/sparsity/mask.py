@@ -82,8 +82,28 @@ def squash_(model: nn.Module) -> nn.Module:
     """
     for _, mod in list(model.named_modules()):
         if mask_of(mod) is not None:
-            parametrize.remove_parametrizations(mod, "weight", leave_parametrized=True)
+            _unparametrize(mod)
     return model
+
+
+def _unparametrize(mod: nn.Module) -> None:
+    """``remove_parametrizations(mod, "weight", leave_parametrized=True)``, copy-safe.
+
+    torch's version deletes the ``weight`` property from the module's generated
+    class, which a deep copy shares with the original: squashing a copy would
+    break the original. Here only this instance changes class.
+    """
+    pl = mod.parametrizations
+    if set(pl.keys()) != {"weight"} or len(pl.weight) != 1:  # other parametrizations too
+        parametrize.remove_parametrizations(mod, "weight", leave_parametrized=True)
+        return
+    original = pl.weight.original
+    with torch.no_grad():
+        w = pl.weight[0](original)
+    cls = parametrize.type_before_parametrizations(mod)
+    del mod._modules["parametrizations"]
+    mod.__class__ = cls
+    mod.weight = nn.Parameter(w.detach().clone(), requires_grad=original.requires_grad)
 
 
 def squashed(model: nn.Module) -> nn.Module:

@@ -86,7 +86,11 @@ def test_squash_makes_the_zeros_permanent():
 
 def test_squashed_copy_leaves_the_masked_model_alone():
     lm, _ = _sparse_resnet20(RTossConfig(3))
-    plain = squashed(lm.model)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        y = lm.model(x)
+        plain, again = squashed(lm.model), squashed(lm.model)  # torch's removal would break here
+        assert torch.equal(plain(x), y) and torch.equal(again(x), y) and torch.equal(lm.model(x), y)
     assert masked_layers(lm.model) and not masked_layers(plain)
 
 
