@@ -21,6 +21,7 @@ SUBCOMMANDS = (
     "distill",
     "quantize",
     "sensitivity",
+    "sparsify",
 )
 
 
