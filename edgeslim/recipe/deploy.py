@@ -17,7 +17,15 @@ def is_fake_quantized(model: nn.Module) -> bool:
 
 
 def export_deployable(model: nn.Module, spec: InputSpec, path: Path, opset: int = 18) -> Path:
-    """Write ``model`` as it deploys: INT8 QDQ (edgeslim's scales) or parity-checked FP32."""
+    """Write ``model`` as it deploys: INT8 QDQ (edgeslim's scales) or parity-checked FP32.
+
+    Sparsity masks are squashed in a copy first: the file holds the zeros, not
+    the dense weights plus a mask.
+    """
+    from edgeslim.sparsity import masked_layers, squashed
+
+    if masked_layers(model):
+        model = squashed(model)
     if is_fake_quantized(model):
         from edgeslim.quant.qdq import export_qdq
 

@@ -98,7 +98,7 @@ measure: {runs: 0}
     assert lines[1:] == [
         "r.yaml line 7: stages[1].finetune.epoks: unknown key; did you mean 'epochs'?",
         "r.yaml line 9: stages[3]: unknown stage 'qantize'; did you mean 'quantize'? "
-        "(stages: distill, export, finetune, prune, quantize, search)",
+        "(stages: distill, export, finetune, prune, quantize, search, sparsify)",
         "r.yaml line 10: dta: unknown key; did you mean 'data'?",
         "r.yaml line 4: stages[0].prune.ratio: Input should be less than 1",
         "r.yaml line 6: stages[1].finetune.lr: Input should be greater than 0",

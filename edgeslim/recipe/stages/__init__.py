@@ -7,4 +7,5 @@ from edgeslim.recipe.stages import (  # noqa: F401
     prune,
     quantize,
     search,
+    sparsify,
 )
