@@ -25,7 +25,7 @@ from edgeslim.sparsity.mask import (
     squash_,
     squashed,
 )
-from edgeslim.sparsity.method import MaskMethod, SparsityConfig
+from edgeslim.sparsity.method import MaskMethod, SparsityConfig, squash_loaded
 from edgeslim.sparsity.nm import NMConfig, nm_mask
 from edgeslim.sparsity.patterns import adjacent_patterns
 from edgeslim.sparsity.rtoss import RTossConfig, rtoss_masks
@@ -49,6 +49,7 @@ __all__ = [
     "nm_mask",
     "rtoss_masks",
     "sparsity_of",
+    "squash_loaded",
     "squash_",
     "squashed",
 ]

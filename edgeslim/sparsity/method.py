@@ -13,7 +13,15 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from edgeslim.core.methods import LayerPlan, Method, MethodConfig
-from edgeslim.sparsity.mask import add_mask_, base_type, mask_of, sparsity_of
+from edgeslim.models.spec import LoadedModel
+from edgeslim.sparsity.mask import (
+    add_mask_,
+    base_type,
+    mask_of,
+    masked_layers,
+    sparsity_of,
+    squashed,
+)
 
 
 class SparsityConfig(MethodConfig):
@@ -69,3 +77,26 @@ class MaskMethod(Method):
         for name, m in masks.items():
             add_mask_(mods[name], m)
         return details
+
+
+def is_sparsity_record(record: dict) -> bool:
+    """True when a saved-model method record (``Record.to_dict()``) is a sparsity kind."""
+    from edgeslim.core.methods import METHODS
+
+    name = record.get("method")
+    return name in METHODS and isinstance(METHODS.get(name), MaskMethod)
+
+
+def squash_loaded(lm: LoadedModel) -> LoadedModel:
+    """A copy of ``lm`` with its masks squashed and its sparsity records dropped.
+
+    For methods that swap plain layers (PTQ's fake-quant twins): they see the
+    zeros as ordinary weights (symmetric or integer-zero-point INT8 keeps 0
+    exact), and the saved result reloads without replaying masks that are gone.
+    Fine-tuning the result no longer holds the zeros at zero.
+    """
+    if not masked_layers(lm.model):
+        return lm
+    methods = [r for r in lm.methods if not is_sparsity_record(r)]
+    meta = {**lm.meta, "sparsity_squashed": True}
+    return LoadedModel(squashed(lm.model), lm.source, lm.input, lm.name, meta, methods)

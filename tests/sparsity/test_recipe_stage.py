@@ -65,3 +65,40 @@ def test_recipe_sparsify_stage_masks_archives_and_reloads(tmp_path):
 def test_recipe_sparsify_settings_are_validated(tmp_path, stage, message):
     with pytest.raises(EdgeslimError, match=message):
         _recipe(tmp_path, stage)
+
+
+def test_quantize_after_sparsify_keeps_the_zeros_in_int8(tmp_path):
+    import numpy as np
+
+    from edgeslim.quant.fake_quant import _QuantWeight
+
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split in ("train", "val", "test"):
+        arrays[f"x_{split}"] = rng.normal(size=(16, 3, 16, 16)).astype(np.float32)
+        arrays[f"y_{split}"] = rng.integers(0, 10, 16)
+    np.savez(tmp_path / "d.npz", **arrays)
+    f = tmp_path / "net.py"
+    f.write_text(NET)
+    loaded = parse_recipe(
+        f"version: 1\nmodel: {f}:make\ninput_shape: [1, 3, 16, 16]\n"
+        f"data: npz:{tmp_path / 'd.npz'}\n"
+        "stages:\n  - sparsify: {method: nm}\n  - quantize: {calib_batches: 1}\n"
+    )
+    torch.manual_seed(0)
+    lm = load_model(f"{f}:make", input_shape=(1, 3, 16, 16))
+    ctx = PipelineContext(loaded.recipe, lm, tmp_path / "work", progress=False)
+    st = PipelineState(lm)
+    for stage in loaded.stages:
+        st = STAGES.get(stage.name).run(st, stage.settings, ctx)
+    quant = {n: m for n, m in st.lm.model.named_modules() if isinstance(m, _QuantWeight)}
+    assert {"2", "4", "7"} <= set(quant)  # the masked layers were quantized too
+    for name in ("2", "4", "7"):
+        q = quant[name].weight_fq(quant[name].weight).detach()
+        assert float((q == 0).float().mean()) >= 0.5  # 2:4: INT8 keeps every zero
+    assert not any(r["method"] == "nm_sparsity" for r in st.lm.methods)
+    save_model(st.lm, tmp_path / "q")
+    back = load_saved(tmp_path / "q")
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.allclose(back.model(x), st.lm.model.eval()(x), atol=1e-6)
