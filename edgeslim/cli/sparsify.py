@@ -40,6 +40,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=0.01, help="fine-tuning learning rate")
     p.add_argument("--batch-size", type=int, default=128, help="fine-tuning batch size")
     p.add_argument(
+        "--distill",
+        default=None,
+        metavar="LOSS",
+        help="fine-tune with distillation from the dense input model as a frozen teacher: "
+        "kd, kd+at, kd+feature, ... (default: the task loss)",
+    )
+    p.add_argument("--temperature", type=float, default=4.0, help="KD temperature")
+    p.add_argument("--alpha", type=float, default=0.9, help="KD weight of the soft term")
+    p.add_argument(
         "--values",
         default="int8",
         choices=("int8", "float"),
@@ -53,6 +62,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from edgeslim.cli.common import model_from_args
+    from edgeslim.distill.losses import LossSpec
     from edgeslim.train.config import TrainConfig
     from edgeslim.workflows.sparsify import run_sparsify, sparsity_plan
 
@@ -75,6 +85,8 @@ def run(args: argparse.Namespace) -> int:
         lr=args.lr,
         train=TrainConfig(batch_size=args.batch_size),
         values=args.values,
+        distill=args.distill,
+        distill_spec=LossSpec(temperature=args.temperature, alpha=args.alpha),
         batches=args.batch,
         runs=args.runs,
         threads=args.threads,

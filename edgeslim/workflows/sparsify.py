@@ -26,6 +26,7 @@ from edgeslim.bench.stages import format_stages
 from edgeslim.core.atomic import write_text_atomic
 from edgeslim.core.configs import to_json
 from edgeslim.core.errors import EdgeslimError
+from edgeslim.distill.losses import LossSpec
 from edgeslim.models.saved import save_model
 from edgeslim.models.spec import LoadedModel
 from edgeslim.sparsity import (
@@ -113,6 +114,8 @@ def run_sparsify(
     lr: float = 0.01,
     train: TrainConfig | None = None,
     values: str = "int8",
+    distill: str | None = None,
+    distill_spec: LossSpec | None = None,
     batches: tuple[int, ...] = (1, 8),
     runs: int = 30,
     threads: int | None = None,
@@ -124,6 +127,9 @@ def run_sparsify(
         plan: from :func:`sparsity_plan`; a scheduled (AGP) plan needs ``data`` and
             ``finetune_epochs >= 1``: the masks grow during fine-tuning.
         values: how the archive stores nonzeros: ``"int8"`` or ``"float"`` (exact).
+        distill: fine-tune with these distillation losses (``"kd"``, ``"kd+at"``, ...)
+            from the dense input model as a frozen teacher, instead of the task loss.
+        distill_spec: temperature, alpha, ... of ``distill``.
 
     Example:
         >>> # run_sparsify(load_model("resnet20"), sparsity_plan("rtoss-2ep"), "out/r20-2ep",
@@ -135,6 +141,8 @@ def run_sparsify(
         raise EdgeslimError("--method agp prunes while fine-tuning: it needs --data and epochs")
     if finetune_epochs and not data:
         raise EdgeslimError("fine-tuning needs --data")
+    if distill and not finetune_epochs:
+        raise EdgeslimError("--distill needs fine-tuning epochs (it is how the model recovers)")
     spec = lm.require_input().with_batch(1)
     out_dir = Path(out_dir)
     task = dataset_info(data).task if data else "classification"
@@ -157,11 +165,21 @@ def run_sparsify(
     if finetune_epochs:
         from edgeslim.train.trainer import Trainer
 
+        objective = None
+        if distill:
+            x = next(iter(make_loader(load_dataset(data, "val"), 4, shuffle=False)))[0]
+            objective = _distiller(lm.model, model, distill, distill_spec, x, task)
         trainer = Trainer(
-            model, tcfg, task=task, progress=progress, on_step=sp.step if schedule else None
+            model,
+            tcfg,
+            loss_fn=objective,
+            extra=objective,
+            task=task,
+            progress=progress,
+            on_step=sp.step if schedule else None,
         )
         log = trainer.fit(train_ds, load_dataset(data, "val"))
-        how = "AGP" if schedule else "fine-tuned"
+        how = ("AGP" if schedule else "fine-tuned") + (f" + {distill}" if distill else "")
         stages.append((f"{plan.method} + {how} ({finetune_epochs} ep)", squashed(model)))
     final = stages[-1][1]
     archive = save_archive(final, out_dir / "weights.esz", values=values)
@@ -211,7 +229,7 @@ def run_sparsify(
         "speedup_claimed": False,
         "speed_note": NO_SPEEDUP,
         "stages": records,
-        "finetune": {"train": asdict(tcfg)} if finetune_epochs else None,
+        "finetune": {"train": asdict(tcfg), "distill": distill} if finetune_epochs else None,
         "finetune_log": log,
     }
     out = LoadedModel(
@@ -236,3 +254,11 @@ def run_sparsify(
         ]
     )
     return report
+
+
+def _distiller(teacher: nn.Module, student: nn.Module, losses: str, spec, x, task):
+    """The distillation objective: a frozen copy of the dense input teaches the sparse model."""
+    from edgeslim.distill.distiller import Distiller
+
+    frozen = copy.deepcopy(teacher).eval().requires_grad_(False)
+    return Distiller.build(student, [frozen], losses, spec or LossSpec(), x, task)

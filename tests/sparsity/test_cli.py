@@ -43,16 +43,16 @@ def test_cli_agp_fine_tunes_saves_archives_and_reports_honestly(tmp_path, capsys
     (tmp_path / "tiny.py").write_text(TINY)
     model = f"{tmp_path / 'tiny.py'}:make"
     argv = ["sparsify", model, "--input-shape", "1,3,16,16", "--method", "agp", "--sparsity", "0.8"]
-    argv += ["--data", data]
+    argv += ["--data", data, "--distill", "kd"]
     argv += ["--finetune-epochs", "1", "--batch-size", "16", "--runs", "2", "--batch", "1"]
     argv += ["--threads", "1"]
     assert main([*argv, "-o", str(out)]) == 0
     rep = json.loads((out / "report.json").read_text())
-    assert [s["name"] for s in rep["stages"]] == ["input", "agp + AGP (1 ep)"]
+    assert [s["name"] for s in rep["stages"]] == ["input", "agp + AGP + kd (1 ep)"]
     last = rep["stages"][-1]
     assert last["sparsity_kind"] == "agp" and last["compressed_bytes"] > 0
     assert rep["sparsity"]["masked_layers"] == pytest.approx(0.8, abs=1e-3)
-    assert rep["schedule"]["final"] == 0.8
+    assert rep["schedule"]["final"] == 0.8 and rep["finetune"]["distill"] == "kd"
     # sizes: the ONNX file is dense, the archive is what is small; no speed claim
     st = rep["storage"]
     assert st["onnx_bytes"] == (out / "model.onnx").stat().st_size
