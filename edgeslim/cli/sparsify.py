@@ -51,9 +51,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--values",
         default="int8",
-        choices=("int8", "float"),
-        help="how weights.esz stores the nonzeros: INT8 per channel, or exact floats",
+        choices=("int8", "kmeans", "float"),
+        help="how weights.esz stores the nonzeros: INT8 per channel, indices into a k-means "
+        "codebook per tensor (Deep Compression), or exact floats",
     )
+    p.add_argument("--codebook-bits", type=int, default=4, help="bits of --values kmeans")
     p.add_argument("--batch", type=batches_arg, default=(1, 8), help="latency batch sizes")
     p.add_argument("--runs", type=int, default=30, help="timed runs per model and batch")
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="intra-op threads")
@@ -85,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         lr=args.lr,
         train=TrainConfig(batch_size=args.batch_size),
         values=args.values,
+        codebook_bits=args.codebook_bits,
         distill=args.distill,
         distill_spec=LossSpec(temperature=args.temperature, alpha=args.alpha),
         batches=args.batch,

@@ -4,14 +4,17 @@ Every floating weight of two or more dimensions is stored as
 
 * a bitmask of its nonzeros (1 bit per weight, ``np.packbits``), then
 * its nonzero values: INT8 with one float32 scale per output channel
-  (``values="int8"``: symmetric, ``scale = max|w| / 127``) or the original
-  floats bit for bit (``values="float"``);
+  (``values="int8"``: symmetric, ``scale = max|w| / 127``), ``bits``-bit indices
+  into a k-means codebook of the tensor (``values="kmeans"``, Deep Compression's
+  weight sharing, :mod:`edgeslim.sparsity.codebook`) or the original floats bit
+  for bit (``values="float"``);
 
 other tensors (biases, BatchNorm statistics, counters) are stored raw. The whole
 payload is entropy coded with zstd. The archive reloads exactly: in float mode
 bit-identical to the model, in int8 mode equal to the dequantized weights
-(:func:`int8_dequantized`). It holds weights only; the architecture comes from
-the saved model (:mod:`edgeslim.models.saved`) it belongs to.
+(:func:`int8_dequantized`), in kmeans mode to each weight's centroid. It holds
+weights only; the architecture comes from the saved model
+(:mod:`edgeslim.models.saved`) it belongs to.
 
 Layout: ``MAGIC`` then one zstd frame of ``u64 header length | JSON header | blobs``.
 """
@@ -30,11 +33,12 @@ from torch import Tensor, nn
 
 from edgeslim.core.atomic import atomic_path
 from edgeslim.core.errors import EdgeslimError
+from edgeslim.sparsity.codebook import kmeans_codebook, pack_bits, unpack_bits
 from edgeslim.sparsity.mask import masked_layers, squashed
 
 MAGIC = b"EDGESLIM-SPARSE\x00"
 VERSION = 1
-VALUES = ("int8", "float")
+VALUES = ("int8", "float", "kmeans")
 _DTYPES = ("float32", "float16", "bfloat16", "float64", "int64", "int32", "int8", "uint8", "bool")
 
 
@@ -111,15 +115,21 @@ def _coded(t: Tensor) -> bool:
 
 
 def save_archive(
-    model: nn.Module | dict[str, Tensor], path: str | Path, values: str = "int8", level: int = 19
+    model: nn.Module | dict[str, Tensor],
+    path: str | Path,
+    values: str = "int8",
+    level: int = 19,
+    bits: int = 4,
 ) -> ArchiveInfo:
     """Write the weights of ``model`` (masked layers are squashed in a copy) to ``path``.
 
     Args:
         model: a model or a plain ``state_dict``.
         path: destination file (written atomically).
-        values: ``"int8"`` (per-channel INT8 nonzeros) or ``"float"`` (exact floats).
+        values: ``"int8"`` (per-channel INT8 nonzeros), ``"kmeans"`` (``bits``-bit
+            codebook indices) or ``"float"`` (exact floats).
         level: zstd level (1-22).
+        bits: codebook bits of ``values="kmeans"`` (1-8).
 
     Example:
         >>> m = nn.Linear(64, 64)
@@ -131,6 +141,8 @@ def save_archive(
     """
     if values not in VALUES:
         raise EdgeslimError(f"archive values must be one of {VALUES}, got {values!r}")
+    if values == "kmeans" and not 1 <= bits <= 8:
+        raise EdgeslimError(f"codebook bits must be in 1..8, got {bits}")
     state = _state(model)
     entries, blobs, at = [], [], 0
     dense = weights = nonzeros = 0
@@ -158,6 +170,10 @@ def save_archive(
                 q, scale = int8_quantize(t)
                 e["values"] = put(_bytes(q[nz]))
                 e["scale"] = put(_bytes(scale))
+            elif values == "kmeans":
+                cb, idx = kmeans_codebook(t[nz], bits)
+                e["bits"], e["codebook"] = bits, put(_bytes(cb))
+                e["values"] = put(pack_bits(idx, bits))
             else:
                 e["values"] = put(_bytes(t[nz]))
         else:
@@ -223,6 +239,10 @@ def _decode(e: dict, get, values: str) -> Tensor:
         scale = _tensor(get(e["scale"]), "float32", [shape[0]])
         per = scale.reshape((-1,) + (1,) * (len(shape) - 1)).expand(shape)[nz]
         out[nz] = (q.float() * per).to(out.dtype)
+    elif values == "kmeans":
+        bits = int(e["bits"])
+        cb = _tensor(get(e["codebook"]), "float32", [2**bits])
+        out[nz] = cb[unpack_bits(get(e["values"]), bits, nnz)].to(out.dtype)
     else:
         out[nz] = _tensor(get(e["values"]), dtype, [nnz])
     return out

@@ -114,6 +114,7 @@ def run_sparsify(
     lr: float = 0.01,
     train: TrainConfig | None = None,
     values: str = "int8",
+    codebook_bits: int = 4,
     distill: str | None = None,
     distill_spec: LossSpec | None = None,
     batches: tuple[int, ...] = (1, 8),
@@ -126,7 +127,8 @@ def run_sparsify(
     Args:
         plan: from :func:`sparsity_plan`; a scheduled (AGP) plan needs ``data`` and
             ``finetune_epochs >= 1``: the masks grow during fine-tuning.
-        values: how the archive stores nonzeros: ``"int8"`` or ``"float"`` (exact).
+        values: how the archive stores nonzeros: ``"int8"``, ``"kmeans"`` (a
+            ``codebook_bits`` codebook per tensor) or ``"float"`` (exact).
         distill: fine-tune with these distillation losses (``"kd"``, ``"kd+at"``, ...)
             from the dense input model as a frozen teacher, instead of the task loss.
         distill_spec: temperature, alpha, ... of ``distill``.
@@ -182,7 +184,7 @@ def run_sparsify(
         how = ("AGP" if schedule else "fine-tuned") + (f" + {distill}" if distill else "")
         stages.append((f"{plan.method} + {how} ({finetune_epochs} ep)", squashed(model)))
     final = stages[-1][1]
-    archive = save_archive(final, out_dir / "weights.esz", values=values)
+    archive = save_archive(final, out_dir / "weights.esz", values=values, bits=codebook_bits)
     records, _ = measure_stages(
         [
             Stage(
@@ -222,7 +224,7 @@ def run_sparsify(
         "storage": {
             "onnx_bytes": onnx_bytes,
             "archive_bytes": archive.size_bytes,
-            "archive_values": values,
+            "archive_values": values if values != "kmeans" else f"kmeans{codebook_bits}",
             "onnx_over_archive": round(onnx_bytes / archive.size_bytes, 3),
             "archive": archive.to_dict(),
         },

@@ -15,6 +15,7 @@ from edgeslim.sparsity.archive import (
     load_archive_into_,
     save_archive,
 )
+from edgeslim.sparsity.codebook import kmeans_codebook, pack_bits, unpack_bits
 
 
 @pytest.fixture(scope="module")
@@ -94,3 +95,41 @@ def test_damaged_or_masked_input_gives_clear_errors(sparse_r20, tmp_path):
         load_archive(tmp_path / "other.esz")
     with pytest.raises(EdgeslimError, match="does not match"):
         load_archive_into_(build_zoo_model("resnet56"), path)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(0, 300),
+    bits=st.integers(1, 6),
+    seed=st.integers(0, 2**16),
+)
+def test_codebook_is_a_lloyd_fixed_point_and_codes_to_the_nearest_centroid(n, bits, seed):
+    v = torch.randn(n, generator=torch.Generator().manual_seed(seed))
+    cb, idx = kmeans_codebook(v, bits)
+    assert cb.numel() == 2**bits and idx.numel() == n
+    if n == 0:
+        return
+    dist = (v[:, None] - cb[None, :]).abs()
+    chosen = dist.gather(1, idx.long()[:, None]).squeeze(1)
+    assert bool((chosen <= dist.min(1).values + 1e-6).all())  # nearest centroid
+    for k in idx.long().unique().tolist():  # each used centroid is its members' mean
+        members = v[idx.long() == k]
+        assert float(cb[k]) == pytest.approx(float(members.double().mean()), abs=1e-4)
+    codes = torch.randint(0, 2**bits, (n,), generator=torch.Generator().manual_seed(seed))
+    assert torch.equal(unpack_bits(pack_bits(codes, bits), bits, n), codes)
+
+
+def test_kmeans_archive_reloads_each_weight_as_its_centroid(sparse_r20, tmp_path):
+    info = save_archive(sparse_r20, tmp_path / "k.esz", values="kmeans", bits=4)
+    ref, back = squashed(sparse_r20).state_dict(), load_archive(tmp_path / "k.esz")
+    for k, t in ref.items():
+        if not (t.is_floating_point() and t.dim() >= 2):
+            assert torch.equal(back[k], t)
+            continue
+        nz = t != 0
+        assert torch.equal(back[k] != 0, nz) or bool((back[k][~nz] == 0).all())
+        cb, idx = kmeans_codebook(t[nz], 4)
+        assert torch.equal(back[k][nz], cb[idx.long()])
+        assert back[k][nz].unique().numel() <= 16
+    int8 = save_archive(sparse_r20, tmp_path / "i.esz", values="int8")
+    assert info.size_bytes < int8.size_bytes

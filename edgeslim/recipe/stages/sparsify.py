@@ -31,7 +31,8 @@ class SparsifySettings(Strict):
     epochs: int = Field(0, ge=0, description="fine-tuning with the masks (agp: while they grow)")
     lr: float = Field(0.01, gt=0)
     batch_size: int = Field(128, ge=1)
-    values: Literal["int8", "float"] = "int8"
+    values: Literal["int8", "kmeans", "float"] = "int8"
+    codebook_bits: int = Field(4, ge=1, le=8)  # of values: kmeans
     ignore: list[str] = Field(default_factory=list)  # layers (names or regexes) kept dense
 
     @model_validator(mode="after")
@@ -76,7 +77,9 @@ def run(state: PipelineState, s: SparsifySettings, ctx: PipelineContext) -> Pipe
             on_step=sp.step if schedule else None,
         ).fit(ctx.dataset("train", augment=True), ctx.dataset("val"))
     ctx.work_dir.mkdir(parents=True, exist_ok=True)
-    archive = save_archive(lm.model, ctx.work_dir / "weights.esz", values=s.values)
+    archive = save_archive(
+        lm.model, ctx.work_dir / "weights.esz", values=s.values, bits=s.codebook_bits
+    )
     layers = {k: dict(v) for k, v in state.layers.items()}
     for name in sp.record.layers:
         layers.setdefault(name, {})["sparsity"] = round(sparsity_of(lm.model, [name]), 6)
