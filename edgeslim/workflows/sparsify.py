@@ -151,7 +151,7 @@ def run_sparsify(
     test = make_loader(load_dataset(data, "test"), 256, shuffle=False) if data else None
     model = copy.deepcopy(lm.model)
     stages: list[tuple[str, nn.Module]] = [("input", lm.model)]
-    tcfg = replace(train or TrainConfig(), epochs=finetune_epochs, lr=lr)
+    tcfg = replace(train or TrainConfig(), epochs=max(finetune_epochs, 1), lr=lr)
     train_ds = load_dataset(data, "train", augment=tcfg.augment) if finetune_epochs else None
     schedule = None
     if plan.scheduled:

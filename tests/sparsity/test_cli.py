@@ -74,3 +74,19 @@ def test_fixed_sparsity_kinds_refuse_a_different_sparsity(capsys):
     assert sparsity_plan("rtoss-2ep").config.entries == 2
     assert main(["sparsify", "resnet20", "--method", "agp", "--sparsity", "0.5", "-o", "x"]) == 2
     assert "needs --data" in capsys.readouterr().err
+
+
+def test_cli_one_shot_without_data_writes_a_kmeans_archive(tmp_path):
+    (tmp_path / "tiny.py").write_text(TINY)
+    out = tmp_path / "nm"
+    argv = ["sparsify", f"{tmp_path / 'tiny.py'}:make", "--input-shape", "1,3,16,16"]
+    argv += ["--method", "nm", "--nm", "1:4", "--values", "kmeans", "--codebook-bits", "3"]
+    assert main([*argv, "--runs", "2", "--batch", "1", "--threads", "1", "-o", str(out)]) == 0
+    rep = json.loads((out / "report.json").read_text())
+    assert [s["name"] for s in rep["stages"]] == ["input", "nm (one-shot)"]
+    assert rep["finetune"] is None and rep["storage"]["archive_values"] == "kmeans3"
+    assert rep["sparsity"]["skipped_layers"] == ["0"]  # 3 input channels: not a multiple of 4
+    arch = load_archive(out / "weights.esz")
+    w = arch["3.weight"]
+    assert float((w != 0).float().mean()) == pytest.approx(0.25)
+    assert w[w != 0].unique().numel() <= 8
