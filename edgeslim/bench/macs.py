@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from edgeslim.core.modes import eval_mode
@@ -121,9 +122,20 @@ ATTENTION_FORMULAS = _formulas()
 
 
 def zero_fraction(model: nn.Module) -> float:
-    """Fraction of exactly-zero entries over all weight tensors (dim >= 2)."""
+    """Fraction of exactly-zero entries over all weight tensors (dim >= 2).
+
+    A parametrized weight (a sparsity mask) counts as what the layer computes
+    with, not as its unmasked ``original``.
+    """
+    effective, originals = [], set()
+    for mod in model.modules():
+        if parametrize.is_parametrized(mod):
+            for tensor_name, plist in mod.parametrizations.items():
+                originals.add(id(plist.original))
+                effective.append(getattr(mod, tensor_name).detach())
+    tensors = effective + [p for p in model.parameters() if id(p) not in originals]
     zeros = total = 0
-    for p in model.parameters():
+    for p in tensors:
         if p.dim() >= 2:
             zeros += int((p == 0).sum())
             total += p.numel()

@@ -23,6 +23,7 @@ SUBCOMMANDS = (
     "qat",
     "decompose",
     "sensitivity",
+    "sparsify",
 )
 
 

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from torch import nn
+from torch.nn.utils import parametrize
 
 from edgeslim.core.errors import EdgeslimError
 from edgeslim.core.registry import Registry
@@ -166,13 +167,15 @@ def describe_layers(model: nn.Module) -> dict[str, dict]:
     """``{qualified name: {"type": class name, "args": {...}}}`` for every codec-known layer.
 
     A fake-quant twin is described as its float type: loading builds the float
-    layer and replaying the quantization method swaps the twin back in.
+    layer and replaying the quantization method swaps the twin back in. A layer
+    with parametrizations (sparsity masks) is described as its class before them.
     """
     out: dict[str, dict] = {}
     for name, mod in model.named_modules():
         if not name:
             continue
-        entry = layer_type_of(type(mod)) or float_type_of_twin(type(mod))
+        cls = parametrize.type_before_parametrizations(mod)
+        entry = layer_type_of(cls) or float_type_of_twin(cls)
         if entry is not None and entry.codec is not None:
             out[name] = {"type": entry.name, "args": entry.codec.describe(mod)}
     return out

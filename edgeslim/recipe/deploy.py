@@ -26,10 +26,15 @@ def is_fake_quantized(model: nn.Module) -> bool:
 def export_deployable(model: nn.Module, spec: InputSpec, path: Path, opset: int = 18) -> Path:
     """Write ``model`` as it deploys: INT8 QDQ (edgeslim's scales) or parity-checked FP32.
 
-    A QAT model on the 8-bit grid writes INT8 QDQ; any other QAT model (activations
-    below 8 bits, unhardened binary/ternary/DoReFa/DSQ weights) writes the float
-    graph of its simulation: its quantization is simulated only.
+    Sparsity masks are squashed in a copy first: the file holds the zeros, not
+    the dense weights plus a mask. A QAT model on the 8-bit grid writes INT8 QDQ; any
+    other QAT model (activations below 8 bits, unhardened binary/ternary/DoReFa/DSQ
+    weights) writes the float graph of its simulation: its quantization is simulated only.
     """
+    from edgeslim.sparsity import masked_layers, squashed
+
+    if masked_layers(model):
+        model = squashed(model)
     if is_qat(model):
         from edgeslim.workflows.qat import export_deployable_qat
 

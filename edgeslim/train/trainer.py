@@ -96,6 +96,8 @@ class Trainer:
             default loss, the metrics logged and the direction of "best".
         on_epoch: called with the history after every epoch (e.g. a
             :class:`~edgeslim.train.chance.ChanceGuard`); an ``EdgeslimError`` stops the run.
+        on_step: called after every optimizer step (e.g. a sparsity schedule's
+            :meth:`~edgeslim.sparsity.Sparsifier.step`).
 
     ``config.lr == "auto"`` runs the LR range test (:mod:`edgeslim.train.lr_finder`) on a
     copy of the model first and trains at the rate it suggests (kept in ``lr_range``).
@@ -116,6 +118,7 @@ class Trainer:
         progress: bool = True,
         task: str | Task = "classification",
         on_epoch: Callable[[list[dict]], None] | None = None,
+        on_step: Callable[[], object] | None = None,
     ) -> None:
         self.model = model
         self.config = config
@@ -126,6 +129,7 @@ class Trainer:
         self.progress = progress
         self.ctx: DistContext | None = None  # set by fit()
         self.on_epoch = on_epoch
+        self.on_step = on_step
         self.lr_range = None  # the LR range test's result when config.lr == "auto"
 
     def _params(self) -> list[nn.Parameter]:
@@ -279,6 +283,8 @@ class Trainer:
                 scaler.update()
             else:
                 opt.step()
+            if self.on_step is not None:
+                self.on_step()
             b = batch_len(y)
             loss_sum += loss.item() * b
             metric.update(logits.detach(), y)

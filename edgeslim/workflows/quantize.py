@@ -30,6 +30,7 @@ from edgeslim.models.spec import LoadedModel
 from edgeslim.quant.config import PTQConfig
 from edgeslim.quant.ptq import quantize_ptq
 from edgeslim.quant.qdq import export_qdq
+from edgeslim.sparsity import squash_loaded
 from edgeslim.tasks import Task, get_task
 from edgeslim.workflows.measure import Stage, measure_stages
 
@@ -79,6 +80,7 @@ def run_quantize(
     """
     spec = lm.require_input()
     out_dir = Path(out_dir)
+    lm = squash_loaded(lm)  # sparsity masks: PTQ quantizes the zeros (its twins are plain)
     data = calib_loader_or_none(calib_data)
     qm = quantize_ptq(lm.model, data, cfg, progress, example=spec.example(batch=2))
     test = make_loader(load_dataset(eval_data, "test"), 256, shuffle=False) if eval_data else None

@@ -9,4 +9,5 @@ from edgeslim.recipe.stages import (  # noqa: F401
     qat,
     quantize,
     search,
+    sparsify,
 )

@@ -58,13 +58,14 @@ REDUCED_NOTE = (
 def run(state: PipelineState, s: QuantizeSettings, ctx: PipelineContext) -> PipelineState:
     from edgeslim.core.methods import apply
     from edgeslim.quant.qdq import export_qdq
+    from edgeslim.sparsity import squash_loaded
     from edgeslim.workflows.quantize import calibration_loader
 
     data = ctx.require_data("quantize")
     # layers a preceding ``search`` stage chose to keep in float (its latency assumed it)
     keep_float = tuple((state.notes.get("search") or {}).get("float_layers", ()))
     cfg = ptq_config(s, keep_float)
-    lm = state.lm
+    lm = squash_loaded(state.lm)  # sparsity masks: quantize the zeros (PTQ's twins are plain)
     qmodel, record = apply(lm.model, cfg, calib=calibration_loader(data))
     res = export_qdq(qmodel, lm.require_input(), ctx.work_dir / "int8.onnx")
     quantized = [n for n, c in record.layers.items() if c.weight_spec_for(n) is not None]
