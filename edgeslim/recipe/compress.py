@@ -82,9 +82,11 @@ def compress(loaded: LoadedRecipe, out_dir: str | Path, *, progress: bool = True
             None,
         ),
     }
+    # the file the chosen runtime runs, and its PyTorch model (a BF16 pick is the float one)
+    chosen = next((st for _, st in history if deploy and str(st.onnx) == deploy.get("onnx")), last)
     with atomic_path(out_dir / "model.onnx") as tmp:
-        shutil.copyfile(last.onnx, tmp)
-    save_model(last.lm, out_dir / "model")
+        shutil.copyfile(chosen.onnx, tmp)
+    save_model(chosen.lm, out_dir / "model")
     write_reports(out_dir, report)
     tqdm.write(format_stages(stages))
     tqdm.write(machine_line(report["machine"]))

@@ -1,8 +1,9 @@
 """``targets.runtime``: the final model timed and evaluated on every installed runtime."""
 
+import onnx
 import pytest
 
-from edgeslim.export.runtimes import available_runtimes
+from edgeslim.export.runtimes import available_runtimes, get_runtime
 from edgeslim.recipe import compress, parse_recipe
 from edgeslim.recipe.measure import pick_deploy
 from edgeslim.recipe.schema import Recipe
@@ -44,6 +45,12 @@ def test_best_runtime_times_and_evaluates_every_candidate_and_says_why(tmp_path)
     last = report["stages"][-1]
     assert (last["runtime"], last["precision"]) == (dep["runtime"], dep["precision"])
     assert "deploy" in (tmp_path / "out" / "report.md").read_text().lower()
+    # BF16 of the float model stands beside INT8 wherever a runtime has native BF16 kernels
+    if "bf16" in get_runtime("openvino").native_precisions():
+        assert ("openvino", "bf16") in tried
+    deployed = onnx.load(str(tmp_path / "out" / "model.onnx"))
+    qdq = any(n.op_type == "QuantizeLinear" for n in deployed.graph.node)
+    assert qdq == (dep["precision"] == "int8")  # the file written is the one that was picked
 
 
 def test_plain_onnxruntime_has_no_deploy_section_and_records_precision(tmp_path):
