@@ -90,7 +90,7 @@ def main() -> None:
     lines = [
         "# The shipped default model",
         "",
-        f"`{r.model}` on `{r.data}`, {cfg.epochs} epochs (`{key}`); {row['machine']}.",
+        f"`{r.model}` on `{r.data}`, {cfg.epochs} epochs (`{key}`); {row['machine'].rstrip('.')}.",
         "",
         "| run | epochs | train time | test top-1 |",
         "|---|---|---|---|",

@@ -20,6 +20,7 @@ SUBCOMMANDS = (
     "prune",
     "distill",
     "quantize",
+    "qat",
     "decompose",
     "sensitivity",
 )

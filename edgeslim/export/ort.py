@@ -10,8 +10,14 @@ import onnxruntime as ort
 from edgeslim.core.errors import EdgeslimError
 
 
-def ort_session(path: str | Path, threads: int | None = None) -> ort.InferenceSession:
-    """A CPU session with full graph optimisation and ``threads`` intra-op threads."""
+def ort_session(
+    path: str | Path, threads: int | None = None, *, profile_prefix: str | None = None
+) -> ort.InferenceSession:
+    """A CPU session with full graph optimisation and ``threads`` intra-op threads.
+
+    ``profile_prefix``: turn on ORT's per-node profiler, writing ``<prefix>_<date>.json``
+    when ``end_profiling()`` is called.
+    """
     path = Path(path)
     if not path.is_file():
         raise EdgeslimError(f"ONNX model not found: {path}")
@@ -22,6 +28,9 @@ def ort_session(path: str | Path, threads: int | None = None) -> ort.InferenceSe
     # other thread on a small CPU (eager PyTorch timed next to them ran 2.5x-50x slow).
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    if profile_prefix:
+        opts.enable_profiling = True
+        opts.profile_file_prefix = profile_prefix
     if threads:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1

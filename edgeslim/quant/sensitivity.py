@@ -11,7 +11,7 @@ a user *why* accuracy dropped.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -78,6 +78,44 @@ def layer_sensitivity(
         rows.append(LayerSensitivity(layer, top1, drop, s))
     rows.sort(key=lambda r: (-(r.drop or 0.0), r.sqnr_db))
     return rows
+
+
+@contextlib.contextmanager
+def only_weights_of(model: torch.nn.Module, layer: str | None) -> Iterator[None]:
+    """Enable only ``layer``'s weight quantizer (``None``: no quantizer at all); restore after.
+
+    Unlike :func:`only_layer` this needs no :class:`QuantizedModel`, so it works on any
+    fake-quantized module, e.g. one a recipe's ``quantize`` stage returns.
+    """
+    fqs = dict(fake_quantizers(model))
+    old = {n: fq.quantizing for n, fq in fqs.items()}
+    try:
+        for n, fq in fqs.items():
+            fq.quantizing = old[n] and layer is not None and n == f"{layer}.weight_fq"
+        yield
+    finally:
+        for n, fq in fqs.items():
+            fq.quantizing = old[n]
+
+
+def weight_drops(
+    model: torch.nn.Module, layers: list[str], score: Callable[[torch.nn.Module], float]
+) -> dict[str, float]:
+    """Per layer: ``score`` with every quantizer off minus ``score`` with only its weights on.
+
+    ``score`` returns the task's primary metric (higher is better) of a model; the result
+    is in the metric's units (a fraction for top-1).
+
+    Example:
+        >>> # weight_drops(qmodel, ["conv1", "fc"], lambda m: evaluate_model(m, val)["top1"])
+    """
+    with only_weights_of(model, None):
+        base = score(model)
+    out = {}
+    for layer in layers:
+        with only_weights_of(model, layer):
+            out[layer] = base - score(model)
+    return out
 
 
 def to_markdown(rows: list[LayerSensitivity]) -> str:

@@ -20,6 +20,23 @@ from edgeslim.recipe.measure import check_targets, layer_rows, measure_history
 from edgeslim.recipe.runner import run_stages
 
 
+def _with_latency(rows: list[dict], last, recipe) -> list[dict]:
+    """The layer table with each layer's time in the deployed ONNX file on ORT (its
+    profiler, at the targets' batch), so the report shows where the time goes."""
+    from edgeslim.bench.profile import layer_times, profile_onnx
+
+    if last.onnx is None:
+        return rows
+    batch, threads = recipe.targets.batch, recipe.measure.threads
+    try:
+        prof = profile_onnx(last.onnx, last.lm.require_input(), batch=batch, threads=threads)
+    except EdgeslimError as e:  # a report without per-layer times, never a failed run
+        tqdm.write(f"per-layer profile skipped: {e}")
+        return rows
+    ms = layer_times(prof, last.lm.model)
+    return [{**r, "ms": ms.get(r["name"])} for r in rows]
+
+
 def compress(loaded: LoadedRecipe, out_dir: str | Path, *, progress: bool = True) -> dict:
     """Run ``loaded`` into ``out_dir``; return the report (also written as json/md/html).
 
@@ -51,7 +68,7 @@ def compress(loaded: LoadedRecipe, out_dir: str | Path, *, progress: bool = True
         "stages": stages,
         "deploy": deploy,
         "targets": check_targets(stages, loaded.recipe),
-        "layers": layer_rows(history),
+        "layers": _with_latency(layer_rows(history), last, loaded.recipe),
         "summary": summarize(stages),
         "search": next(
             (st.notes.get("search") for _, st in history if st.notes.get("search")), None

@@ -9,15 +9,31 @@ from torch import nn
 from edgeslim.models.inputs import InputSpec
 
 
+def is_qat(model: nn.Module) -> bool:
+    """True when ``model`` holds quantization-aware-training layers (:mod:`edgeslim.quant.qat`)."""
+    from edgeslim.quant.qat.layers import qat_layers
+
+    return any(True for _ in qat_layers(model))
+
+
 def is_fake_quantized(model: nn.Module) -> bool:
-    """True when ``model`` holds an active fake quantizer."""
+    """True when ``model`` holds an active fake quantizer (PTQ's or a QAT method's)."""
     from edgeslim.quant.fake_quant import fake_quantizers
 
-    return any(fq.quantizing for _, fq in fake_quantizers(model))
+    return any(fq.quantizing for _, fq in fake_quantizers(model)) or is_qat(model)
 
 
 def export_deployable(model: nn.Module, spec: InputSpec, path: Path, opset: int = 18) -> Path:
-    """Write ``model`` as it deploys: INT8 QDQ (edgeslim's scales) or parity-checked FP32."""
+    """Write ``model`` as it deploys: INT8 QDQ (edgeslim's scales) or parity-checked FP32.
+
+    A QAT model on the 8-bit grid writes INT8 QDQ; any other QAT model (activations
+    below 8 bits, unhardened binary/ternary/DoReFa/DSQ weights) writes the float
+    graph of its simulation: its quantization is simulated only.
+    """
+    if is_qat(model):
+        from edgeslim.workflows.qat import export_deployable_qat
+
+        return export_deployable_qat(model, spec, path, opset)
     if is_fake_quantized(model):
         from edgeslim.quant.qdq import export_qdq
 

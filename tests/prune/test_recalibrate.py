@@ -44,6 +44,7 @@ def test_no_batches_is_an_error_that_keeps_the_old_statistics():
     assert (net[1].running_mean == 3.0).all()
 
 
+@pytest.mark.slow  # CI time: the verb is covered by a faster test in this file
 def test_cli_prune_records_the_recalibrated_stage(tmp_path):
     import json
 

@@ -57,6 +57,7 @@ def test_search_refuses_what_it_cannot_honour(resnet, cfg, message):
         search_to_target(resnet, SPEC, cfg, _batches(), progress=False)
 
 
+@pytest.mark.slow  # CI time: the verb is covered by a faster test in this file
 def test_cli_prune_search_writes_the_searched_model_and_its_record(tmp_path):
     out = tmp_path / "s"
     macs = count_macs(build_zoo_model("resnet20_half", num_classes=10), SPEC.example())[0]

@@ -53,6 +53,7 @@ def test_codings_keep_accuracy_and_report_storage(trained, digits):
     assert kmeans_share_model(model, 2)[1].compressed_bytes < km_rep.compressed_bytes
 
 
+@pytest.mark.slow  # CI time: the verb is covered by a faster test in this file
 def test_pow2_with_calibration_keeps_accuracy_over_trainings(trained, digits):
     """Power-of-two codes have up to 1/3 relative error at any bit width, so how much a
     given set of trained weights suffers varies from training to training (and so from

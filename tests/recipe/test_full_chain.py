@@ -28,7 +28,7 @@ stages:
   - finetune: {{epochs: 2, lr: 0.05, batch_size: 64}}
   - prune: {{ratio: 0.5, criterion: l2, round_to: 1}}
   - distill: {{epochs: 1, lr: 0.02, batch_size: 64}}
-  - quantize: {{calib_method: minmax, calib_batches: 4}}
+  - quantize: {{calib_method: minmax, calib_batches: 4, sensitivity_batches: 1}}
   - export
 measure: {{runs: 2}}
 """)
@@ -44,6 +44,10 @@ measure: {{runs: 2}}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     kept = {r["name"]: r for r in rep["layers"]}
     assert kept["0"]["kept"] == 8 and kept["0"]["bits"] == 8
+    # per-layer sensitivity filled for every quantized layer (points of top-1, weights only)
+    assert sum(1 for r in kept.values() if r.get("ms")) >= 2  # per-layer time on ORT
+    sens = {n: r["sensitivity"] for n, r in kept.items() if r.get("bits")}
+    assert sens and all(s is not None and -100 <= s <= 100 for s in sens.values())
     on_disk = json.loads((tmp_path / "out" / "report.json").read_text())
     last, before = on_disk["stages"][-1], on_disk["stages"][-2]
     assert abs(last["accuracy"] - before["accuracy"]) < 0.05  # INT8 tracks its float model

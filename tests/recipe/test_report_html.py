@@ -99,3 +99,20 @@ def test_html_renders_with_plots_in_chromium(tmp_path):
     assert count((31, 119, 180)) > 200  # tab:blue accuracy-vs-latency line and points
     assert count((44, 160, 44)) > 2000  # tab:green channels-kept bars
     assert count((214, 39, 40)) > 500  # tab:red sensitivity bars
+
+
+def test_a_collapsed_stage_is_drawn_off_scale_and_keeps_the_others_readable():
+    from edgeslim.bench.report.plots import accuracy_points, accuracy_vs_latency
+
+    stages = [
+        _stage("input", "torch", 0.951, 4.0, 50.0, 1),
+        _stage("prune", "onnxruntime", 0.0875, 1.0, 2.5, 1),  # before its fine-tune
+        _stage("distill", "onnxruntime", 0.948, 1.0, 2.4, 1),
+        _stage("quantize", "onnxruntime", 0.947, 0.5, 1.4, 1),
+    ]
+    pts, (bottom, top) = accuracy_points(stages)
+    assert [p[3] for p in pts] == [False, True, False, False]
+    assert 94.0 < bottom < 94.7 and 95.1 < top < 96.0  # the range the kept stages span
+    png = accuracy_vs_latency(stages)
+    assert png is not None and png.startswith(b"\x89PNG")
+    assert accuracy_points([])[0] == []

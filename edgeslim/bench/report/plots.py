@@ -9,6 +9,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+OFF_SCALE_POINTS = 20.0  # stages this far below the best are drawn on the bottom edge
+
 
 def _png(fig) -> bytes:
     buf = io.BytesIO()
@@ -18,23 +20,66 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
-def accuracy_vs_latency(stages: list[dict], batch: str = "8") -> bytes | None:
-    """One point per stage: latency (ms) at ``batch`` against the task's primary metric."""
+def accuracy_points(
+    stages: list[dict], batch: str = "8"
+) -> tuple[list[tuple[float, float, str, bool]], tuple[float, float]]:
+    """``[(ms, metric %, name, off_scale)]`` per measured stage, and the y range.
+
+    Stages more than :data:`OFF_SCALE_POINTS` below the best are off scale: drawn on
+    the bottom edge of the range.
+    """
     pts = [(s["latency_ms"].get(batch), s["accuracy"], s["name"]) for s in stages]
-    pts = [p for p in pts if p[0] is not None and p[1] is not None]
+    pts = [(x, 100 * y, n) for x, y, n in pts if x is not None and y is not None]
+    if not pts:
+        return [], (0.0, 0.0)
+    best = max(y for _, y, _ in pts)
+    shown = [y for _, y, _ in pts if y >= best - OFF_SCALE_POINTS]
+    lo, hi = min(shown), max(shown)
+    pad = max(0.5, 0.15 * (hi - lo))
+    bottom = lo - pad
+    return [(x, y, n, y < bottom) for x, y, n in pts], (bottom, hi + pad)
+
+
+def accuracy_vs_latency(stages: list[dict], batch: str = "8") -> bytes | None:
+    """One point per stage: latency (ms) at ``batch`` against the task's primary metric.
+
+    Points are numbered and named in a key below the axes (names beside close points
+    overlap). Stages far below the best (a pruned model before its fine-tune) would
+    squash every other point into a line at the top, so they are drawn on the bottom
+    edge as a downward triangle with their value in the key, and no line joins points.
+    """
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    pts, (bottom, top) = accuracy_points(stages, batch)
     if not pts:
         return None
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], "o-", color="tab:blue")
-    for x, y, name in pts:
-        ax.annotate(name, (x, 100 * y), textcoords="offset points", xytext=(5, 5), fontsize=8)
+    fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    key = []
+    for i, (x, y, name, off) in enumerate(pts, 1):
+        ax.plot(
+            x, bottom if off else y, "v" if off else "o", color="tab:red" if off else "tab:blue"
+        )
+        ax.annotate(str(i), (x, bottom if off else y), textcoords="offset points",
+                    xytext=(0, 7), ha="center", fontsize=9, weight="bold")  # fmt: skip
+        key.append(f"{i} {name}: {y:.2f}" + (" (off scale)" if off else ""))
+    ax.set_ylim(bottom - 0.05 * (top - bottom), top)  # room for the off-scale marker
     ax.set_xscale("log")
+    xs = [p[0] for p in pts]
+    ax.set_xlim(min(xs) / 1.3, max(xs) * 1.3)
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel(f"latency at batch {batch} (ms, log scale)")
     label = next((s["metric"] for s in stages if s.get("metric")), "top-1")
     ax.set_ylabel(f"{label} (%)")
     ax.set_title("accuracy vs latency per stage")
     ax.grid(alpha=0.3)
-    return _png(fig)
+    fig.text(0.01, 0.01, "\n".join(key), fontsize=8, va="bottom", family="monospace")
+    fig.tight_layout(rect=(0, 0.032 * len(key) + 0.03, 1, 1))
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()
 
 
 def channels_kept(layers: list[dict]) -> bytes | None:

@@ -15,7 +15,7 @@ STAGE_HEAD = [
     "MMACs",
     "sparsity %",
 ]
-LAYER_HEAD = ["layer", "type", "channels", "kept", "bits", "sensitivity (pts)"]
+LAYER_HEAD = ["layer", "type", "channels", "kept", "bits", "sensitivity (pts)", "ORT ms"]
 
 
 def stage_head(stages: list[dict]) -> list[str]:
@@ -58,6 +58,7 @@ def layer_row(r: dict) -> list[str]:
         kept,
         bits,
         fmt(r.get("sensitivity"), "{:.2f}"),
+        fmt(r.get("ms"), "{:.3f}"),
     ]
 
 

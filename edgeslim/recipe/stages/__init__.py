@@ -6,6 +6,7 @@ from edgeslim.recipe.stages import (  # noqa: F401
     finetune,
     lowrank,
     prune,
+    qat,
     quantize,
     search,
 )

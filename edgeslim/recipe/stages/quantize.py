@@ -29,6 +29,9 @@ class QuantizeSettings(Strict):
     calib_batches: int = Field(16, ge=1)
     bias_correction: bool = False
     exclude: list[str] = Field(default_factory=list)
+    # > 0: per-layer sensitivity for the report, the top-1 drop (points) with only that
+    # layer's weights quantized, on this many validation batches of 256
+    sensitivity_batches: int = Field(0, ge=0)
 
 
 def ptq_config(s: QuantizeSettings, keep_float: tuple[str, ...] = ()):
@@ -68,6 +71,9 @@ def run(state: PipelineState, s: QuantizeSettings, ctx: PipelineContext) -> Pipe
     layers = {k: dict(v) for k, v in state.layers.items()}
     for name in quantized:
         layers.setdefault(name, {})["bits"] = s.w_bits
+    if s.sensitivity_batches:
+        for name, drop in _sensitivity(qmodel, quantized, s.sensitivity_batches, ctx).items():
+            layers[name]["sensitivity"] = 100 * drop
     notes = {
         **state.notes,
         "quantize": f"W{s.w_bits}A{s.a_bits} {s.calib_method}, {len(quantized)} layers"
@@ -77,3 +83,16 @@ def run(state: PipelineState, s: QuantizeSettings, ctx: PipelineContext) -> Pipe
     methods = [*lm.methods, record.to_dict()]
     new = LoadedModel(qmodel, lm.source, lm.input, lm.name, lm.meta, methods)
     return PipelineState(new, res.path, layers, notes)
+
+
+def _sensitivity(model, names: list[str], batches: int, ctx: PipelineContext) -> dict:
+    """Per quantized layer, the primary metric lost with only its weights quantized."""
+    import itertools
+
+    from edgeslim.bench.accuracy import evaluate_model
+    from edgeslim.quant.sensitivity import weight_drops
+    from edgeslim.tasks import get_task
+
+    task = get_task(ctx.task)
+    val = list(itertools.islice(ctx.loader("val"), batches))
+    return weight_drops(model, names, lambda m: evaluate_model(m, val, task)[task.primary])

@@ -1,0 +1,55 @@
+"""``edgeslim qat``: quantization-aware training with one method, saved, exported and reported."""
+
+from __future__ import annotations
+
+import argparse
+
+from edgeslim.cli.common import add_model_args, model_from_args, parse_lr, refuse_overwrite
+
+HELP = "quantization-aware training (STE, LSQ, LSQ+, PACT, DoReFa, DSQ, binary, ternary)"
+METHODS = ("ste", "lsq", "lsq_plus", "pact", "dorefa", "dsq", "binary", "ternary")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_model_args(p)
+    p.add_argument("--method", default="lsq", choices=METHODS)
+    p.add_argument("--w-bits", type=int, default=4, help="weight bits, 2-8")
+    p.add_argument(
+        "--a-bits", type=int, default=4, help="activation bits, 2-8; 0 keeps activations in float"
+    )
+    p.add_argument("--data", required=True, help="training data: signs, digits, cifar10:DIR, ...")
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--lr", type=parse_lr, default=0.01, help="learning rate, or auto")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--calib-batches", type=int, default=4)
+    p.add_argument("--freeze-bn-epoch", type=int, default=None)
+    p.add_argument("--freeze-observer-epoch", type=int, default=None)
+    p.add_argument("--distill", action="store_true", help="distil from the float model (KD)")
+    p.add_argument(
+        "--exclude", nargs="*", default=[], metavar="PATTERN", help="layers kept in float"
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--output", required=True, help="output directory")
+
+
+def run(args: argparse.Namespace) -> int:
+    from edgeslim.quant.qat import CONFIGS
+    from edgeslim.train.config import TrainConfig
+    from edgeslim.workflows.qat import run_qat
+
+    refuse_overwrite(args.model, args.output)
+    cfg = CONFIGS[args.method](
+        w_bits=args.w_bits,
+        a_bits=args.a_bits or None,
+        calib_batches=args.calib_batches,
+        freeze_bn_epoch=args.freeze_bn_epoch,
+        freeze_observer_epoch=args.freeze_observer_epoch,
+        exclude=tuple(args.exclude),
+    )
+    train = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed)
+    report = run_qat(
+        model_from_args(args), cfg, args.output, data=args.data, train=train, distill=args.distill
+    )
+    print(report["text"])
+    print(f"wrote {args.output}/model, {args.output}/model.onnx and {args.output}/report.json")
+    return 0

@@ -1,0 +1,109 @@
+"""LSQ: learned step size quantization.
+
+Esser et al., "Learned Step Size Quantization", ICLR 2020 (arXiv:1902.08153):
+
+* forward (eq. 1-2): ``v_bar = round(clip(v / s, -Qn, Qp))``, ``v_hat = v_bar * s``,
+  with ``Qn = 2^(b-1), Qp = 2^(b-1) - 1`` for signed data (weights; activations
+  that calibration saw go negative) and ``Qn = 0, Qp = 2^b - 1`` for unsigned
+  activations;
+* backward (eq. 3): ``d v_hat / d v = 1`` inside the range and ``0`` outside
+  (straight-through), and ``d v_hat / d s = -v/s + round(v/s)`` inside,
+  ``-Qn`` below, ``Qp`` above;
+* gradient scale (Section 2.2): the step size's gradient is multiplied by
+  ``g = 1 / sqrt(N * Qp)``, ``N`` the number of weights of the layer (weights)
+  or of features of one sample (activations);
+* initialisation: ``s = 2 <|v|> / sqrt(Qp)`` on the weights and on the first
+  calibration batches.
+
+One step size per tensor, as in the paper (``per_channel_weights`` gives one per
+output channel, which helps depthwise layers at 4 bits).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from edgeslim.core.methods import register_method
+from edgeslim.quant.qat.common import (
+    Grid,
+    QATConfig,
+    Quantizer,
+    bshape,
+    grad_scale,
+    lsq_grad_scale,
+    round_ste,
+)
+from edgeslim.quant.qat.handler import QATMethod
+
+
+class LSQQuantizer(Quantizer):
+    """A learned step size ``s`` (a parameter), the paper's gradient scale."""
+
+    def __init__(self, bits: int, channels: int | None = None, is_weight: bool = False) -> None:
+        super().__init__(bits, signed=is_weight)
+        self.is_weight = is_weight
+        self.per_channel = channels is not None
+        self.step = nn.Parameter(torch.ones(channels or 1))
+
+    def init_from(self, lo: Tensor, hi: Tensor, mean_abs: float) -> None:
+        if self.is_weight:
+            self.signed = True
+        qp = self.qrange()[1]
+        self.step.fill_(max(2 * mean_abs / math.sqrt(qp), 1e-8))
+
+    def n_sharing(self, x: Tensor) -> int:
+        """``N`` of the gradient scale: the values that share one step size."""
+        if self.is_weight:
+            return x.numel() // x.shape[0] if self.per_channel else x.numel()
+        return x.numel() // x.shape[0]  # activations: the features of one sample
+
+    def step_size(self, x: Tensor) -> Tensor:
+        """``s`` shaped for ``x``, its gradient scaled by ``g`` while training."""
+        s = self.step.abs().clamp_min(1e-8)
+        if self.training:
+            s = grad_scale(s, lsq_grad_scale(self.n_sharing(x), self.qrange()[1]))
+        return bshape(s, x)
+
+    def quantize(self, x: Tensor) -> Tensor:
+        qmin, qmax = self.qrange()
+        s = self.step_size(x)
+        return round_ste(torch.clamp(x / s, qmin, qmax)) * s
+
+    def grid(self, x: Tensor | None = None) -> Grid:
+        qmin, qmax = self.qrange()
+        s = self.step.detach().abs().clamp_min(1e-8)
+        return Grid(s, torch.zeros_like(s, dtype=torch.int32), qmin, qmax)
+
+
+def lsq_weight_quantizer(bits: int, layer: nn.Module, per_channel: bool = False) -> LSQQuantizer:
+    return LSQQuantizer(bits, layer.weight.shape[0] if per_channel else None, is_weight=True)
+
+
+@dataclass(frozen=True)
+class LSQConfig(QATConfig):
+    """LSQ (Esser et al. 2020); see the module docstring.
+
+    Example:
+        >>> from edgeslim.core.methods import apply
+        >>> m = nn.Sequential(nn.Linear(4, 3))
+        >>> q, rec = apply(m, LSQConfig(w_bits=4, a_bits=4), calib=[torch.randn(8, 4)])
+        >>> q[0].weight_q.step.requires_grad, rec.method
+        (True, 'qat_lsq')
+    """
+
+    per_channel_weights: bool = False
+
+    def weight_quantizer(self, layer: nn.Module) -> Quantizer:
+        return lsq_weight_quantizer(self.w_bits, layer, self.per_channel_weights)
+
+    def activation_quantizer(self) -> Quantizer | None:
+        return LSQQuantizer(self.a_bits) if self.a_bits is not None else None
+
+
+@register_method(LSQConfig, "qat_lsq")
+class LSQ(QATMethod):
+    """LSQ QAT through :func:`edgeslim.core.methods.apply_`."""

@@ -1,0 +1,166 @@
+"""The QAT job: apply a method, train through its quantizers, save, export, report honestly.
+
+Shared by ``edgeslim qat`` and the recipe stage ``qat``. The deployable is INT8
+QDQ when every quantizer is on the 8-bit grid (:func:`edgeslim.quant.qat.check_exportable`);
+otherwise it is the float graph of the simulation, and the report says that the
+quantization is simulated only: ONNX Runtime on CPU has no kernel for
+activations below 8 bits, nor for binary or ternary weights (their gain is size
+in a packed format, not speed).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from edgeslim.bench.accuracy import evaluate_model, primary_value
+from edgeslim.bench.machine import machine_info
+from edgeslim.core.atomic import write_text_atomic
+from edgeslim.core.errors import EdgeslimError
+from edgeslim.core.methods import Record, apply
+from edgeslim.data import dataset_info, load_dataset, make_loader
+from edgeslim.export.onnx import DEFAULT_OPSET, export_onnx
+from edgeslim.models.saved import save_model
+from edgeslim.models.spec import LoadedModel
+from edgeslim.quant.qat import QATConfig, check_exportable, export_qat_qdq, freeze_
+from edgeslim.tasks import get_task
+from edgeslim.train.config import TrainConfig
+from edgeslim.train.trainer import Trainer
+from edgeslim.workflows.quantize import calibration_loader
+
+SIMULATED = (
+    "simulated only: activations below 8 bits and binary/ternary weights have no faster "
+    "kernel on ONNX Runtime CPU; the ONNX file is the float graph of the simulation"
+)
+
+
+def kd_loss_fn(teacher: nn.Module, temperature: float = 4.0, alpha: float = 0.9) -> Callable:
+    """Hinton KD from a frozen ``teacher`` (the float model), as a trainer ``loss_fn``."""
+    from edgeslim.distill.losses.kd import kd_loss
+
+    teacher.eval()
+
+    def loss_fn(model, x, y):
+        with torch.no_grad():
+            t = teacher(x)
+        out = model(x)
+        return kd_loss(out, t, y, temperature, alpha), out
+
+    return loss_fn
+
+
+def train_qat(
+    model: nn.Module,
+    config: QATConfig,
+    data: str,
+    train: TrainConfig,
+    *,
+    overrides: dict | None = None,
+    distill: bool = False,
+    temperature: float = 4.0,
+    alpha: float = 0.9,
+    ckpt_dir: str | Path | None = None,
+    progress: bool = True,
+) -> tuple[nn.Module, Record, list[dict]]:
+    """Apply ``config`` to a copy of ``model`` (calibrated on ``data``) and train it.
+
+    Returns the QAT model (eval mode), its method record and the training history.
+    BN statistics and observers freeze at the config's epochs.
+    """
+    task = dataset_info(data).task
+    teacher = copy.deepcopy(model) if distill else None
+    qmodel, record = apply(model, config, overrides=overrides, calib=calibration_loader(data))
+    freeze_(qmodel, config, 0)
+    history = Trainer(
+        qmodel,
+        train,
+        loss_fn=kd_loss_fn(teacher, temperature, alpha) if teacher is not None else None,
+        ckpt_dir=ckpt_dir,
+        progress=progress,
+        task=task,
+        on_epoch=lambda h: freeze_(qmodel, config, len(h)),
+    ).fit(load_dataset(data, "train", augment=True), load_dataset(data, "val"))
+    return qmodel.eval(), record, history
+
+
+def deployment(model: nn.Module) -> tuple[bool, str]:
+    """``(INT8 exportable, what the deployable is)`` for a QAT model."""
+    try:
+        check_exportable(model)
+    except EdgeslimError as e:
+        return False, f"{SIMULATED} ({e})"
+    return True, "INT8 QDQ (ONNX Runtime integer kernels)"
+
+
+def export_deployable_qat(model: nn.Module, spec, path: Path, opset: int = DEFAULT_OPSET) -> Path:
+    """INT8 QDQ when on the 8-bit grid, else the parity-checked float graph of the simulation."""
+    if deployment(model)[0]:
+        return export_qat_qdq(model, spec, path, opset=opset).path
+    return export_onnx(model, spec, path, opset=opset).path
+
+
+def run_qat(
+    lm: LoadedModel,
+    config: QATConfig,
+    out_dir: str | Path,
+    *,
+    data: str,
+    train: TrainConfig,
+    distill: bool = False,
+    progress: bool = True,
+) -> dict:
+    """QAT ``lm`` on ``data``; write ``out_dir/model/`` (reloadable), ``model.onnx``, a report.
+
+    Example:
+        >>> # run_qat(load_model("resnet20"), LSQConfig(w_bits=4, a_bits=4), "out",
+        >>> #         data="signs", train=TrainConfig(epochs=2, lr=0.01))
+    """
+    out_dir = Path(out_dir)
+    spec = lm.require_input()
+    qmodel, record, history = train_qat(
+        lm.model,
+        config,
+        data,
+        train,
+        distill=distill,
+        ckpt_dir=out_dir / "ckpt",
+        progress=progress,
+    )
+    saved = LoadedModel(
+        qmodel, lm.source, lm.input, lm.name, lm.meta, [*lm.methods, record.to_dict()]
+    )
+    save_model(saved, out_dir / "model")
+    int8, note = deployment(qmodel)
+    onnx = export_deployable_qat(qmodel, spec, out_dir / "model.onnx")
+    task = dataset_info(data).task
+    test = make_loader(load_dataset(data, "test"), 256, shuffle=False)
+    primary = get_task(task).primary
+    report = {
+        "model": lm.name,
+        "method": record.method,
+        "config": json.loads(json.dumps(asdict(config), default=str)),
+        "data": data,
+        "quantized_layers": list(record.layers),
+        "history": history,
+        f"fp32_{primary}": primary_value(evaluate_model(lm.model, test, task)),
+        f"qat_simulated_{primary}": primary_value(evaluate_model(qmodel, test, task)),
+        "onnx": str(onnx),
+        "onnx_kind": "int8_qdq" if int8 else "float_simulation",
+        "onnx_size_bytes": onnx.stat().st_size,
+        "deployment": note,
+        "machine": machine_info(None),
+    }
+    write_text_atomic(out_dir / "report.json", json.dumps(report, indent=2, default=str) + "\n")
+    report["text"] = (
+        f"{record.method} W{config.w_bits}A{config.a_bits or 'float'}: "
+        f"fp32 {primary} {report[f'fp32_{primary}']:.4f}, "
+        f"QAT (simulated) {report[f'qat_simulated_{primary}']:.4f}\n"
+        f"deployable: {note}"
+    )
+    return report

@@ -1,0 +1,106 @@
+"""QAT models train (each method lowers the loss), fold BN in simulation, freeze, reload."""
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edgeslim.core.methods import apply
+from edgeslim.models.inputs import InputSpec
+from edgeslim.models.saved import load_saved, save_model
+from edgeslim.models.spec import LoadedModel
+from edgeslim.quant.qat import CONFIGS, QATConv2d, freeze_, qat_layers
+from edgeslim.quant.qat.ste import STEQuantizer
+
+NETS_FILE = Path(__file__).parent.parent / "nets.py"
+SPEC = InputSpec((1, 3, 8, 8))
+BITS = {"binary": {}, "ternary": {}}  # weights-only methods keep their defaults
+
+
+def _config(method, **kw):
+    return CONFIGS[method](**{"w_bits": 4, "a_bits": 4, "calib_batches": 2, **BITS.get(method, kw)})
+
+
+def _calib(loader, n=2):
+    return [x for (x, _), _ in zip(loader, range(n), strict=False)]
+
+
+def _loss(model, batches):
+    with torch.no_grad():
+        return sum(float(F.cross_entropy(model.eval()(x), y)) for x, y in batches) / len(batches)
+
+
+def _fit(model, loader, epochs, config=None):
+    opt = torch.optim.Adam(model.parameters(), 2e-3)
+    for epoch in range(epochs):
+        if config is not None:
+            freeze_(model, config, epoch)
+        model.train()
+        for x, y in loader:
+            opt.zero_grad()
+            F.cross_entropy(model(x), y).backward()
+            opt.step()
+    return model.eval()
+
+
+@pytest.mark.parametrize("method", sorted(CONFIGS))
+def test_qat_lowers_the_loss_then_saves_and_reloads_exactly(method, trained, digits, tmp_path):
+    torch.manual_seed(0)
+    batches = list(digits[0])[:8]  # 512 digits: two epochs take about a second
+    model, rec = apply(trained("resnet_tiny"), _config(method), calib=_calib(batches))
+    assert len(list(qat_layers(model))) == 4
+    before = _loss(model, batches)
+    _fit(model, batches, 2)
+    after = _loss(model, batches)
+    assert after < before, (method, before, after)
+
+    source = {"kind": "file", "path": str(NETS_FILE), "factory": "ResNetTiny"}
+    save_model(LoadedModel(model, source, SPEC, method, {}, [rec.to_dict()]), tmp_path / "m")
+    back = load_saved(tmp_path / "m")
+    a, b = model.state_dict(), back.model.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    x = next(iter(digits[2]))[0]
+    with torch.no_grad():
+        assert torch.equal(model(x), back.model(x))
+
+
+def test_bn_folded_in_simulation_equals_conv_then_bn():
+    torch.manual_seed(0)
+    conv, bn = nn.Conv2d(3, 5, 3, bias=True), nn.BatchNorm2d(5)
+    with torch.no_grad():
+        bn.weight.uniform_(0.5, 2)
+        bn.bias.normal_()
+        bn.running_mean.normal_()
+        bn.running_var.uniform_(0.5, 2)
+    ref = nn.Sequential(copy.deepcopy(conv), copy.deepcopy(bn))
+    q = QATConv2d.from_float(conv, bn)  # no quantizers: only the folding
+    x = torch.randn(4, 3, 7, 7)
+    torch.testing.assert_close(q.eval()(x), ref.eval()(x), rtol=1e-5, atol=1e-5)
+    # training: batch statistics fold in, and the running statistics follow as BN's do
+    torch.testing.assert_close(q.train()(x), ref.train()(x), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(q.bn.running_mean, ref[1].running_mean)
+    torch.testing.assert_close(q.bn.running_var, ref[1].running_var)
+
+
+def test_bn_and_observers_freeze_at_their_epoch(trained, digits):
+    cfg = CONFIGS["ste"](w_bits=4, a_bits=4, freeze_bn_epoch=1, freeze_observer_epoch=1)
+    model, _ = apply(trained("resnet_tiny"), cfg, calib=_calib(digits[0]))
+    layer = dict(qat_layers(model))["stem.0"]
+    assert layer.bn is not None and isinstance(layer.input_q, STEQuantizer)
+    x = next(iter(digits[0]))[0]
+
+    def state():
+        return layer.bn.running_mean.clone(), layer.input_q.hi.clone()
+
+    assert freeze_(model, cfg, 0) == {"bn": False, "observers": False}
+    m0, h0 = state()
+    model.train()(x)
+    m1, h1 = state()
+    assert not torch.equal(m0, m1) and not torch.equal(h0, h1)  # both still follow the data
+    assert freeze_(model, cfg, 1) == {"bn": True, "observers": True}
+    model.train()(x * 3)
+    m2, h2 = state()
+    assert torch.equal(m1, m2) and torch.equal(h1, h2)

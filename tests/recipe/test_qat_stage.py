@@ -1,0 +1,55 @@
+"""``finetune (float) -> qat -> export``: the QAT model trains, reloads and deploys as INT8."""
+
+import onnx
+import torch
+
+from edgeslim.core.cpu import int8_pairs_saturate
+from edgeslim.data import load_dataset, make_loader
+from edgeslim.models.saved import load_saved
+from edgeslim.quant.qat import qat_layers
+from edgeslim.recipe import parse_recipe
+from edgeslim.recipe.runner import run_stages
+from edgeslim.workflows.quantize import agreement
+
+W8 = 7 if int8_pairs_saturate() else 8  # x86 without VNNI saturates full-range int8 weights
+TINY = """
+from torch import nn
+
+def make():
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                         nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10))
+"""
+
+
+def test_pretrain_qat_export_tiny(tmp_path):
+    f = tmp_path / "tiny.py"
+    f.write_text(TINY)
+    text = f"""
+version: 1
+model: {f}:make
+input_shape: [1, 3, 32, 32]
+data: digits
+stages:
+  - finetune: {{epochs: 1, lr: 0.05, batch_size: 64}}
+  - qat: {{method: lsq, w_bits: {W8}, a_bits: 8, epochs: 1, lr: 0.005, batch_size: 64,
+           distill: true, freeze_bn_epoch: 0, overrides: {{"8": {{w_bits: {W8}}}}}}}
+  - export
+"""
+    out = tmp_path / "out"
+    history = run_stages(parse_recipe(text), out, progress=False)
+    assert [n for n, _ in history][-3:] == ["finetune", "qat", "export"]
+    qat_state = history[-2][1]
+    assert f"lsq W{W8}A8, 3 layers, 1 epochs, distilled; INT8 QDQ" in qat_state.notes["qat"]
+    assert qat_state.layers["0"] == {"w_bits": W8, "a_bits": 8}
+    final = history[-1][1]
+    ops = {n.op_type for n in onnx.load(str(final.onnx)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    stages = sorted((out / "stages").iterdir())
+    reloaded = load_saved(stages[-1] / "model").model  # methods replayed, strict load
+    assert len(list(qat_layers(reloaded))) == 3
+    test = make_loader(load_dataset("digits", "test"), 256, shuffle=False)
+    assert agreement(reloaded, final.onnx, test) >= 0.98
+    x = next(iter(test))[0][:8]
+    with torch.no_grad():
+        torch.testing.assert_close(final.lm.model(x), reloaded(x), rtol=0, atol=0)
