@@ -144,3 +144,26 @@ def test_a_factorized_model_prunes_and_reloads(resnet20, tmp_path):
     x = lm.input.example(batch=2, seed=4)
     with torch.no_grad():
         assert torch.equal(back.model(x), pruned.model(x))
+
+
+@pytest.mark.slow
+def test_bert_ffn_svd_at_half_its_parameters(tmp_path):
+    """The issue's transformer case: SVD of BERT's FFN layers saves, reloads and exports."""
+    lm = load_model("hf:recipes/bert_tiny.json")
+
+    def ffn(module, name: str) -> bool:
+        return matches(name, r".*\.(intermediate|output)\.dense") and ".attention." not in name
+
+    model, rec = apply(lm.model, SVDConfig(RankRule(ratio=0.5)), filter_fn=ffn)
+    assert len(rec.layers) == 8
+    # the ratio bounds the weights; the biases (kept) add 0.1%
+    assert rec.details["params_after"] < 0.501 * rec.details["params_before"]
+    new = dataclasses.replace(lm, model=model.eval(), methods=[rec.to_dict()])
+    x = lm.input.example(batch=2, seed=0)
+    back = load_saved(save_model(new, tmp_path / "bert"))
+    with torch.no_grad():
+        want = new.model(x)
+        assert torch.equal(back.model(x), want)
+    res = export_onnx(back.model, lm.input, tmp_path / "bert.onnx")
+    got = ort_run(ort_session(res.path), x.numpy())
+    np.testing.assert_allclose(got, want.numpy(), atol=1e-4, rtol=1e-4)

@@ -77,3 +77,27 @@ measure: {{runs: 2, batches: [1]}}
     assert by["prune"]["macs"] < by["lowrank"]["macs"] <= 0.6 * rep["stages"][0]["macs"]
     lm = load_saved(tmp_path / "out" / "model")
     assert [m["method"] for m in lm.methods] == ["lowrank_tucker2", "ptq"]
+
+
+@pytest.mark.slow
+def test_finetune_lowrank_distill_recovers(tmp_path):
+    """A trained model, factorized hard (rank 2 per layer), then distilled from itself."""
+    f = tmp_path / "tiny.py"
+    f.write_text(TINY)
+    recipe = parse_recipe(f"""
+version: 1
+model: {f}:make
+input_shape: [1, 3, 32, 32]
+data: digits
+stages:
+  - finetune: {{epochs: 3, lr: 0.05, batch_size: 64}}
+  - lowrank: {{method: dws, rank: 1, exclude: ["0"]}}
+  - distill: {{epochs: 2, lr: 0.02, batch_size: 64}}
+measure: {{runs: 2, batches: [1]}}
+""")
+    rep = compress(recipe, tmp_path / "out", progress=False)
+    by = {s["name"]: s for s in rep["stages"]}
+    assert by["lowrank"]["params"] < by["finetune"]["params"]
+    assert by["distill"]["accuracy"] > by["lowrank"]["accuracy"]
+    lm = load_saved(tmp_path / "out" / "model")
+    assert [m["method"] for m in lm.methods] == ["lowrank_dws"]
