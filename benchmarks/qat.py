@@ -33,7 +33,7 @@ from edgeslim.bench.accuracy import evaluate_model, primary_value
 from edgeslim.core.atomic import write_text_atomic
 from edgeslim.core.cpu import cpu_model
 from edgeslim.core.methods import apply
-from edgeslim.data import load_dataset, make_loader
+from edgeslim.data import dataset_info, load_dataset, make_loader
 from edgeslim.models.saved import is_saved_model, load_saved, save_model
 from edgeslim.models.spec import LoadedModel, load_model
 from edgeslim.quant.qat import CONFIGS, freeze_
@@ -50,7 +50,7 @@ def fp32_model(args, train) -> LoadedModel:
     path = Path(args.cache) / f"resnet20-signs-{args.train_samples}-{args.pretrain_epochs}ep"
     if is_saved_model(path):
         return load_saved(path)
-    lm = load_model("resnet20")
+    lm = load_model("resnet20", num_classes=dataset_info("signs").num_classes)
     torch.manual_seed(args.seed)
     cfg = TrainConfig(epochs=args.pretrain_epochs, lr=0.1, batch_size=128, seed=args.seed)
     Trainer(lm.model, cfg, progress=True).fit(train)
