@@ -114,6 +114,8 @@ def ort_time_pair(
     dense: nn.Module, factorized: nn.Module, shape: Shape, *, runs: int, threads: int | None
 ) -> tuple[float, float]:
     """Median ms of ``dense`` and ``factorized`` on FP32 ONNX Runtime, timed interleaved."""
+    # CPU float32 copies: the deploy runtime is FP32 ORT wherever the model lives now
+    dense, factorized = (copy.deepcopy(m).to("cpu", torch.float32) for m in (dense, factorized))
     with tempfile.TemporaryDirectory() as d:
         a = _export_fixed(dense, shape, Path(d) / "dense.onnx")
         b = _export_fixed(factorized, shape, Path(d) / "factorized.onnx")
