@@ -20,7 +20,7 @@ from edgeslim.export.ort import ort_run, ort_session
 from edgeslim.lowrank import RankRule, SVDConfig, Tucker2Config
 from edgeslim.models.saved import load_saved, save_model
 from edgeslim.models.spec import load_model
-from edgeslim.recipe import parse_recipe
+from edgeslim.recipe import compress, parse_recipe
 from edgeslim.recipe.stages.lowrank import LowRankSettings
 from edgeslim.workflows import lowrank_measured
 from edgeslim.workflows.decompose import decompose
@@ -199,3 +199,29 @@ def test_recipe_stage_takes_measured_and_margin():
     bad = "version: 1\nmodel: resnet20\nstages:\n  - lowrank: {method: svd, rank: 2, margin: 1.5}\n"
     with pytest.raises(EdgeslimError, match="margin"):
         parse_recipe(bad)
+
+
+def test_recipe_stage_measured_puts_both_ms_in_the_layer_table(tmp_path, monkeypatch):
+    def fake_ort(dense, factorized, shape, *, runs, threads):
+        return (1.0, 0.5) if shape[-1] == 64 else (1.0, 3.0)
+
+    monkeypatch.setattr(lowrank_measured, "ort_time_pair", fake_ort)
+    (tmp_path / "net.py").write_text(USER_MODEL)
+    recipe = parse_recipe(f"""
+version: 1
+model: {tmp_path / "net.py"}:make
+input_shape: [1, 48]
+stages:
+  - lowrank: {{method: svd, rank: 4, measured: true, layers: ["0", "2"]}}
+measure: {{runs: 2, batches: [1]}}
+""")
+    rep = compress(recipe, tmp_path / "out", progress=False)
+    rows = {r["name"]: r for r in rep["layers"]}
+    assert rows["2"]["rank"] == 4 and (rows["2"]["dense_ms"], rows["2"]["factorized_ms"]) == (
+        1,
+        0.5,
+    )
+    assert rows["0"]["rank"] is None and rows["0"]["factorized_ms"] == 3.0
+    assert "dense_ms" not in rows["4"]
+    lm = load_saved(tmp_path / "out" / "model")
+    assert type(lm.model[0]) is nn.Linear and isinstance(lm.model[2], nn.Sequential)
