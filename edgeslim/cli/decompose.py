@@ -37,6 +37,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="PATTERN",
         help="only these layers (names or regexes matching the whole name)",
     )
+    p.add_argument(
+        "--measured",
+        action="store_true",
+        help="keep a layer factorized only where ONNX Runtime times it faster than the dense "
+        "layer at its real input shape (timings in report.json)",
+    )
+    p.add_argument(
+        "--margin",
+        type=float,
+        default=0.05,
+        help="with --measured: how much faster, as a fraction of the dense layer's ms",
+    )
     p.add_argument("--data", default=None, help="evaluate both models on this dataset")
     p.add_argument("--batch", type=batches_arg, default=(1, 8), help="latency batch sizes")
     p.add_argument("--runs", type=int, default=30)
@@ -48,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from edgeslim.core.select import matches_any
     from edgeslim.lowrank import RankRule, config_for
     from edgeslim.workflows.decompose import run_decompose
+    from edgeslim.workflows.lowrank_measured import MeasuredRule
 
     refuse_overwrite(args.model, args.output)
     if args.target_macs is not None:
@@ -55,12 +68,16 @@ def run(args: argparse.Namespace) -> int:
     else:
         rule = RankRule(rank=args.rank, energy=args.energy, ratio=args.ratio, vbmf=args.vbmf)
     patterns = args.layers
+    measured = None
+    if args.measured:
+        measured = MeasuredRule(margin=args.margin, runs=args.runs, threads=args.threads)
     report = run_decompose(
         model_from_args(args),
         config_for(args.method, rule),
         args.output,
         target_macs=args.target_macs,
         filter_fn=(lambda m, n: matches_any(n, patterns)) if patterns else None,
+        measured=measured,
         data=args.data,
         batches=args.batch,
         runs=args.runs,

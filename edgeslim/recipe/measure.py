@@ -211,17 +211,18 @@ def layer_rows(history: list[tuple[str, PipelineState]]) -> list[dict]:
             continue
         kept = _width(final[name]) if name in final else None
         f = facts.get(name, {})
-        rows.append(
-            {
-                "name": name,
-                "type": type(mod).__name__,
-                "channels": width,
-                "kept": kept,
-                "bits": f.get("bits"),
-                "sensitivity": f.get("sensitivity"),
-                "rank": f.get("rank"),  # a factorized layer's rank (lowrank stage)
-            }
-        )
+        row = {
+            "name": name,
+            "type": type(mod).__name__,
+            "channels": width,
+            "kept": kept,
+            "bits": f.get("bits"),
+            "sensitivity": f.get("sensitivity"),
+            "rank": f.get("rank"),  # a factorized layer's rank (lowrank stage)
+        }
+        # lowrank with measured: the layer's ONNX Runtime ms, dense and factorized
+        row.update({k: f[k] for k in ("dense_ms", "factorized_ms") if k in f})
+        rows.append(row)
     return rows
 
 

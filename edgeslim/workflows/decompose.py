@@ -6,6 +6,10 @@ speedup in ``report.json`` is measured, not estimated from MACs; with data, both
 are evaluated too. A MAC target is met by bisecting the per-layer ratio rule
 (:mod:`edgeslim.lowrank.target`). No fine-tuning happens here: a distillation
 stage follows in a recipe.
+
+With ``measured`` (``--measured``), each factorized layer is kept only where it is
+measured faster than the dense layer on ONNX Runtime at its real input shape
+(:mod:`edgeslim.workflows.lowrank_measured`).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from edgeslim.lowrank.ranks import RankRule
 from edgeslim.lowrank.target import ratio_for_macs
 from edgeslim.models.saved import save_model
 from edgeslim.models.spec import LoadedModel
+from edgeslim.workflows.lowrank_measured import MeasuredRule, keep_faster
 from edgeslim.workflows.measure import Stage, measure_stages
 
 
@@ -31,11 +36,15 @@ def decompose(
     *,
     target_macs: float | None = None,
     filter_fn: FilterFn | None = None,
+    measured: MeasuredRule | None = None,
 ) -> tuple[LoadedModel, dict]:
     """A factorized copy of ``lm`` (its record appended to ``methods``) and what was done.
 
     With ``target_macs`` (MACs, or a fraction <= 1 of the input's), ``config``'s rule
-    is replaced by the per-layer ratio that reaches it.
+    is replaced by the per-layer ratio that reaches it. With ``measured``, a layer
+    stays factorized only where ONNX Runtime times it faster than the dense layer
+    (the MAC target is then an upper bound on what is kept, not met exactly);
+    ``info["measured"]`` holds each layer's dense and factorized ms.
 
     Example:
         >>> # new, info = decompose(load_model("resnet20"), Tucker2Config(), target_macs=0.5)
@@ -52,7 +61,11 @@ def decompose(
             "input_macs": found.input_macs,
             "steps": [list(s) for s in found.steps],
         }
-    model, rec = apply(lm.model, config, filter_fn=filter_fn)
+    applied = apply(lm.model, config, filter_fn=filter_fn)
+    if measured is not None:
+        example = lm.require_input().example(batch=1)
+        applied = keep_faster(lm.model, applied, example, measured)
+    model, rec = applied
     new = LoadedModel(
         model.eval(),
         lm.source,
@@ -72,6 +85,7 @@ def run_decompose(
     *,
     target_macs: float | None = None,
     filter_fn: FilterFn | None = None,
+    measured: MeasuredRule | None = None,
     data: str | None = None,
     batches: tuple[int, ...] = (1, 8),
     runs: int = 30,
@@ -87,7 +101,9 @@ def run_decompose(
 
     spec = lm.require_input().with_batch(1)
     out_dir = Path(out_dir)
-    new, info = decompose(lm, config, target_macs=target_macs, filter_fn=filter_fn)
+    new, info = decompose(
+        lm, config, target_macs=target_macs, filter_fn=filter_fn, measured=measured
+    )
     test = make_loader(load_dataset(data, "test"), 256, shuffle=False) if data else None
     task = dataset_info(data).task if data else "classification"
     records, rep = measure_stages(
@@ -117,6 +133,23 @@ def run_decompose(
     report["text"] = (
         f"{info['method']}: {n} layers factorized, {skipped} left alone "
         f"({info['params_before']} -> {info['params_after']} parameters in those layers)\n"
+        + format_measured(info.get("measured"))
         + format_stages(records)
     )
     return report
+
+
+def format_measured(measured: dict | None) -> str:
+    """One line per timed layer: dense vs factorized ms and whether it was kept."""
+    if not measured:
+        return ""
+    lines = [
+        f"measured on {measured['runtime']}, {measured['cpu']}, {measured['threads']} threads:"
+    ]
+    for name, t in measured["layers"].items():
+        verdict = "factorized" if t["kept"] else "left dense"
+        lines.append(
+            f"  {name}: dense {t['dense_ms']:.4f} ms, factorized {t['factorized_ms']:.4f} ms "
+            f"({t['speedup']:.2f}x) -> {verdict}"
+        )
+    return "\n".join(lines) + "\n"

@@ -5,6 +5,11 @@ The stage applies one :mod:`edgeslim.lowrank` config through the method registry
 layers that a later ``prune``, ``distill``, ``quantize`` or ``export`` stage takes
 as it is, and its record lets the saved model reload. Each factorized layer's rank
 goes into the report's layer table.
+
+With ``measured: true``, a layer stays factorized only where ONNX Runtime times its
+factorized form at least ``margin`` faster than the dense layer at its real input
+shape (:mod:`edgeslim.workflows.lowrank_measured`); both timings go into the layer
+table (``dense_ms``, ``factorized_ms``).
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ class LowRankSettings(Strict):
     macs_fraction: float | None = Field(None, gt=0, le=1)
     layers: list[str] = Field(default_factory=list)  # names or regexes; empty: every layer
     exclude: list[str] = Field(default_factory=list)
+    measured: bool = False  # keep only the layers ONNX Runtime times faster factorized
+    margin: float = Field(0.05, ge=0, lt=1)  # with measured: required saving of the dense ms
 
     @model_validator(mode="after")
     def _one_rule(self) -> LowRankSettings:
@@ -49,6 +56,7 @@ def run(state: PipelineState, s: LowRankSettings, ctx: PipelineContext) -> Pipel
     from edgeslim.core.select import matches_any
     from edgeslim.lowrank import RankRule, config_for
     from edgeslim.workflows.decompose import decompose
+    from edgeslim.workflows.lowrank_measured import MeasuredRule
 
     if s.macs_fraction is not None:
         rule = RankRule(ratio=1.0)  # replaced by the ratio that reaches the target
@@ -59,12 +67,23 @@ def run(state: PipelineState, s: LowRankSettings, ctx: PipelineContext) -> Pipel
         inside = not s.layers or matches_any(name, s.layers)
         return inside and not matches_any(name, s.exclude)
 
+    measured = None
+    if s.measured:
+        m = ctx.recipe.measure
+        measured = MeasuredRule(margin=s.margin, runs=m.runs, threads=m.threads)
     new, info = decompose(
-        state.lm, config_for(s.method, rule), target_macs=s.macs_fraction, filter_fn=chosen
+        state.lm,
+        config_for(s.method, rule),
+        target_macs=s.macs_fraction,
+        filter_fn=chosen,
+        measured=measured,
     )
     layers = {k: dict(v) for k, v in state.layers.items()}
     for name, d in info["layers"].items():
         layers.setdefault(name, {})["rank"] = d["rank"]
+    for name, t in info.get("measured", {}).get("layers", {}).items():
+        row = layers.setdefault(name, {})
+        row["dense_ms"], row["factorized_ms"] = t["dense_ms"], t["factorized_ms"]
     notes = {
         **state.notes,
         "lowrank": f"{s.method}: {len(info['layers'])} layers factorized, "
