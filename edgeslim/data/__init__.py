@@ -12,6 +12,7 @@ Example:
 from edgeslim.data import (  # noqa: F401 (registers)
     cifar,
     digits,
+    driving,
     imagefolder,
     npz,
     random,
