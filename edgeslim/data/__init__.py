@@ -14,11 +14,13 @@ from edgeslim.data import (  # noqa: F401 (registers)
     digits,
     driving,
     imagefolder,
+    kitti,
     npz,
     random,
     shapes_seg,
     signs,
     text,
+    yolo_format,
 )
 from edgeslim.data.arrays import ArrayDataset
 from edgeslim.data.loader import make_loader

@@ -12,6 +12,7 @@ task's collate then drops the all-padding columns.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -72,3 +73,60 @@ class DetectionDataset(Dataset):
             real = t[:, 0] >= 0
             t[real, 1], t[real, 3] = w - t[real, 3], w - t[real, 1]
         return x, t
+
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
+
+
+def split_path_option(arg: str, default_size: int) -> tuple[str, int]:
+    """``"PATH"`` or ``"PATH,size=N"`` -> ``(PATH, N)``: the side images are resized to.
+
+    Example:
+        >>> split_path_option("data/kitti,size=128", 256)
+        ('data/kitti', 128)
+    """
+    path, sep, size = arg.rpartition(",size=")
+    if not sep:
+        return arg, default_size
+    if not size.isdigit() or int(size) < 32 or int(size) % 32:
+        raise EdgeslimError(f"size must be a multiple of 32 (>= 32), got {size!r} in {arg!r}")
+    return path, int(size)
+
+
+def read_image(path: Path) -> np.ndarray:
+    """An image file as uint8 ``H,W,3`` RGB; a clear error when it cannot be decoded."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except (OSError, UnidentifiedImageError) as e:
+        raise EdgeslimError(f"cannot read image {path}: {e}") from None
+
+
+def resized(image: np.ndarray, boxes: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """``image`` stretched to ``size x size`` (bilinear) and its ``(m, 5)`` boxes scaled to match.
+
+    The aspect ratio is not kept: every image of a dataset must share one input shape.
+    """
+    from PIL import Image
+
+    h, w = image.shape[:2]
+    out = np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
+    b = boxes.astype(np.float32).copy()
+    b[:, [1, 3]] *= size / w
+    b[:, [2, 4]] *= size / h
+    return out, b
+
+
+def check_box(
+    box: Sequence[float], width: int, height: int, where: str, tolerance: float = 1.0
+) -> None:
+    """``x1 < x2``, ``y1 < y2`` and inside the image (``tolerance`` px), else a clear error."""
+    x1, y1, x2, y2 = box
+    if not (x1 < x2 and y1 < y2):
+        raise EdgeslimError(f"{where}: empty or inverted box ({x1}, {y1}, {x2}, {y2})")
+    if x1 < -tolerance or y1 < -tolerance or x2 > width + tolerance or y2 > height + tolerance:
+        raise EdgeslimError(
+            f"{where}: box ({x1}, {y1}, {x2}, {y2}) lies outside the {width}x{height} image"
+        )
