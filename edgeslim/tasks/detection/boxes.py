@@ -11,16 +11,18 @@ with ``rho`` the centre distance and ``c`` the diagonal of the smallest enclosin
 ``alpha`` carries no gradient, as in the paper's implementation.
 
 NMS is greedy (Neubeck and Van Gool, "Efficient Non-Maximum Suppression", ICPR 2006),
-written with torch ops only (torchvision's is not a dependency): with boxes sorted by
-score and ``S[j, i] = (j < i) and IoU(j, i) > t``, the kept set is the unique fixed
-point of ``keep[i] = not any_j (keep[j] and S[j, i])``, found by iterating from
-"keep all" (the chain of suppressions is short, so a few matrix products suffice).
+written here because torchvision is not a dependency. Like torchvision's CPU kernel it
+sweeps the boxes in score order on the CPU, keeps the best box left and drops every
+later box that overlaps it by more than ``t``; the IoU of a kept box against the rest is
+one vectorised step, and the sweep stops after ``max_keep`` boxes, so it costs
+``O(kept * n)``, not the ``O(n^2)`` of a full IoU matrix.
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -80,7 +82,7 @@ def ciou(pred: Tensor, target: Tensor) -> Tensor:
     return iou - (rho2 / c2 + v * alpha)
 
 
-def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
+def nms(boxes: Tensor, scores: Tensor, iou_threshold: float, max_keep: int | None = None) -> Tensor:
     """Greedy NMS: indices of the kept ``xyxy`` boxes, highest score first.
 
     Example:
@@ -91,18 +93,33 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     if boxes.numel() == 0:
         return torch.zeros(0, dtype=torch.long, device=boxes.device)
     order = scores.argsort(descending=True, stable=True)
-    b = boxes[order].float()
-    sup = (box_iou(b, b) > iou_threshold).triu(1).float()  # sup[j, i]: j outranks i
-    keep = torch.ones(len(b), device=b.device)
-    for _ in range(len(b)):  # at most n rounds; a few in practice
-        new = ((keep @ sup) == 0).float()
-        if torch.equal(new, keep):
+    b = boxes[order].detach().float().cpu().numpy()
+    area = (b[:, 2] - b[:, 0]).clip(0) * (b[:, 3] - b[:, 1]).clip(0)
+    removed = np.zeros(len(b), dtype=bool)
+    keep: list[int] = []
+    limit = len(b) if max_keep is None else max_keep
+    for i in range(len(b)):
+        if removed[i]:
+            continue
+        keep.append(i)
+        if len(keep) >= limit:
             break
-        keep = new
-    return order[keep.bool()]
+        rest = b[i + 1 :]
+        iw = (np.minimum(b[i, 2], rest[:, 2]) - np.maximum(b[i, 0], rest[:, 0])).clip(0)
+        ih = (np.minimum(b[i, 3], rest[:, 3]) - np.maximum(b[i, 1], rest[:, 1])).clip(0)
+        inter = iw * ih
+        iou = inter / (area[i] + area[i + 1 :] - inter + EPS)
+        removed[i + 1 :] |= iou > iou_threshold
+    return order[torch.tensor(keep, dtype=torch.long, device=boxes.device)]
 
 
-def batched_nms(boxes: Tensor, scores: Tensor, classes: Tensor, iou_threshold: float) -> Tensor:
+def batched_nms(
+    boxes: Tensor,
+    scores: Tensor,
+    classes: Tensor,
+    iou_threshold: float,
+    max_keep: int | None = None,
+) -> Tensor:
     """Class-aware NMS: boxes of different classes never suppress each other.
 
     Each class's boxes are shifted by ``class * (max coordinate + 1)``, so boxes of
@@ -111,4 +128,4 @@ def batched_nms(boxes: Tensor, scores: Tensor, classes: Tensor, iou_threshold: f
     if boxes.numel() == 0:
         return torch.zeros(0, dtype=torch.long, device=boxes.device)
     offset = classes.to(boxes.dtype)[:, None] * (boxes.max() + 1)
-    return nms(boxes + offset, scores, iou_threshold)
+    return nms(boxes + offset, scores, iou_threshold, max_keep)

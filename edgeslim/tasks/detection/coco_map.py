@@ -50,17 +50,16 @@ def postprocess(
         torch.Size([0, 6])
     """
     c = num_classes_of(rows)
+    rows = rows.detach().float()
+    scores, classes = (rows[..., 5 : 5 + c].sigmoid() * rows[..., 4:5].sigmoid()).max(-1)
     out = []
-    for r in rows.detach().float():
-        obj = r[:, 4].sigmoid()
-        cls_p = r[:, 5 : 5 + c].sigmoid() * obj[:, None]
-        score, cls = cls_p.max(1)
+    for r, score, cls in zip(rows, scores, classes, strict=True):
         keep = score > conf
         boxes, score, cls = cxcywh_to_xyxy(r[keep, :4]), score[keep], cls[keep]
         if len(score) > max_candidates:
             top = score.topk(max_candidates).indices
             boxes, score, cls = boxes[top], score[top], cls[top]
-        k = batched_nms(boxes, score, cls, iou)[:max_det]
+        k = batched_nms(boxes, score, cls, iou, max_det)
         out.append(torch.cat((boxes[k], score[k, None], cls[k, None].float()), 1))
     return out
 
