@@ -42,7 +42,9 @@ class Conv(nn.Module):
     def __init__(self, c1: int, c2: int, k: int = 1, s: int = 1, p: int | None = None) -> None:
         super().__init__()
         self.conv = nn.Conv2d(c1, c2, k, s, k // 2 if p is None else p, bias=False)
-        self.bn = nn.BatchNorm2d(c2, eps=1e-3, momentum=0.03)
+        self.bn = nn.BatchNorm2d(
+            c2, eps=1e-3
+        )  # YOLOv5 uses momentum 0.03: too slow for short CPU runs
         self.act = nn.SiLU()
 
     def forward(self, x: Tensor) -> Tensor:
