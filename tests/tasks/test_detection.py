@@ -149,6 +149,9 @@ def test_map_state_round_trips():
     m2 = MeanAP("50:95")
     m2.load_state(m.state())
     assert m2.count == 2 and m2.compute() == pytest.approx(m.compute())
+    summed = [2 * v for v in m.state()]  # what a data-parallel all-reduce would make of it
+    with pytest.raises(EdgeslimError, match="one process"):
+        m2.load_state(summed)
 
 
 def heads(n=1, c=3, sizes=(8, 4, 2)):

@@ -14,8 +14,9 @@ a ground-truth box are left out of the mean, as COCO leaves them.
 
 Unlike the other accumulators its statistics are lists, not sums: :meth:`MeanAP.state`
 encodes them as one flat list that round-trips through :meth:`MeanAP.load_state`, but
-summing two processes' lists is meaningless, so under ``torchrun`` gather the states
-rather than add them (the built-in trainer's data-parallel evaluation does not yet).
+summing two processes' lists is meaningless: the list ends with its own length, so a
+summed one is refused with a clear error (data-parallel evaluation of detectors would
+have to gather the lists; the built-in trainer's does not yet).
 """
 
 from __future__ import annotations
@@ -112,13 +113,18 @@ class MeanAP(Accumulator):
         return stats["map50"] if self.iou == "50" else stats["map"]
 
     def state(self) -> list[float]:
-        """``[images, then per image: n_det, 6 n_det values, n_gt, 5 n_gt values]``."""
+        """``[images, per image: n_det, 6 n_det values, n_gt, 5 n_gt values, length]``."""
         out: list[float] = [float(len(self.gts))]
         for d, g in zip(self.dets, self.gts, strict=True):
             out += [float(len(d)), *d.ravel().tolist(), float(len(g)), *g.ravel().tolist()]
-        return out
+        return [*out, float(len(out) + 1)]  # its own length: a sum over processes breaks it
 
     def load_state(self, state: list[float]) -> None:
+        if state and int(state[-1]) != len(state):
+            raise EdgeslimError(
+                "detection mAP statistics were summed over processes, which lists of "
+                "boxes do not allow: evaluate detectors on one process"
+            )
         self.dets, self.gts = [], []
         i = 1
         for _ in range(int(state[0]) if state else 0):
