@@ -70,13 +70,19 @@ def onnx_predict(path: str | Path, threads: int | None = None) -> Predict:
     sess = ort_session(path, threads)
     first = sess.get_inputs()[0].name
 
-    def predict(x: Any) -> torch.Tensor:
+    def predict(x: Any) -> Any:
         feed = (
             {k: v.numpy() for k, v in x.items()} if isinstance(x, Mapping) else {first: x.numpy()}
         )
-        return torch.from_numpy(np.asarray(sess.run(None, feed)[0]))
+        return _as_output(sess.run(None, feed))
 
     return predict
+
+
+def _as_output(outs: list) -> Any:
+    """One graph output as a tensor; several (a detector's heads) as a tuple, in graph order."""
+    tensors = tuple(torch.from_numpy(np.asarray(o)) for o in outs)
+    return tensors[0] if len(tensors) == 1 else tensors
 
 
 def runtime_predict(
@@ -91,9 +97,9 @@ def runtime_predict(
     rt = get_runtime(runtime)
     sess = rt.load(model, threads=threads, precision=precision)
 
-    def predict(x: Any) -> torch.Tensor:
+    def predict(x: Any) -> Any:
         xs = [v.numpy() for v in x.values()] if isinstance(x, Mapping) else [x.numpy()]
-        return torch.from_numpy(np.asarray(sess.run(xs)[0]))
+        return _as_output(list(sess.run(xs)))
 
     return predict
 

@@ -12,12 +12,15 @@ Example:
 from edgeslim.data import (  # noqa: F401 (registers)
     cifar,
     digits,
+    driving,
     imagefolder,
+    kitti,
     npz,
     random,
     shapes_seg,
     signs,
     text,
+    yolo_format,
 )
 from edgeslim.data.arrays import ArrayDataset
 from edgeslim.data.loader import make_loader

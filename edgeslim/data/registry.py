@@ -10,6 +10,9 @@ A data spec is a string a user types on the command line:
 - ``random:C,H,W``          random inputs with label 0, for latency/calibration only
 - ``synthtext[:LENGTH]``    generated token sequences (task ``sequence_classification``)
 - ``shapes_seg``            generated shapes with per-pixel masks (task ``segmentation``)
+- ``driving[:seed=N,n=N,size=S]``  generated road scenes with boxes (task ``detection``)
+- ``kitti:DIR[,size=N]``     KITTI image_2/ + label_2/ (task ``detection``)
+- ``yolo:FILE.yaml[,size=N]`` a YOLO data YAML, images/ + labels/ txt (task ``detection``)
 
 Each dataset names its task (:attr:`DatasetInfo.task`), which says how its batches
 are trained on and scored (see :mod:`edgeslim.tasks`).

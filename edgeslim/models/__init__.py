@@ -15,6 +15,7 @@ from edgeslim.models import (  # noqa: F401  (registers)
     resnet,
     segnet,
     vgg,
+    yolo,
 )
 from edgeslim.models.zoo import ZOO, ZooEntry, build_zoo_model, register_model
 

@@ -1,7 +1,7 @@
 """Tasks: what a model is trained and judged on, as registry entries.
 
 Importing this package registers the built-in tasks: ``classification``,
-``sequence_classification`` and ``segmentation``. A dataset names its task
+``sequence_classification``, ``segmentation`` and ``detection``. A dataset names its task
 (:class:`edgeslim.data.DatasetInfo` ``.task``); consumers call :func:`get_task`.
 
 Example:
@@ -14,7 +14,7 @@ Example:
     ['miou', 'pixel_acc']
 """
 
-from edgeslim.tasks import classification, segmentation  # noqa: F401 (registers)
+from edgeslim.tasks import classification, detection, segmentation  # noqa: F401 (registers)
 from edgeslim.tasks.base import TASKS, MetricSet, MetricSpec, Task, get_task, register_task
 from edgeslim.tasks.batch import batch_len, call_model, move
 from edgeslim.tasks.compare import ParityMeter, ParitySpec, logits_kd

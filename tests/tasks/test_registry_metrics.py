@@ -15,7 +15,9 @@ from edgeslim.tasks.classification import CLASSIFICATION
 
 
 def test_builtin_tasks_are_registered_with_directions():
-    assert {"classification", "sequence_classification", "segmentation"} <= set(TASKS.names())
+    assert {"classification", "sequence_classification", "segmentation", "detection"} <= set(
+        TASKS.names()
+    )
     for name in TASKS:
         task = get_task(name)
         assert task.primary_metric.higher_is_better  # every built-in headline: higher is better
@@ -32,7 +34,7 @@ def test_registry_refuses_duplicates_and_bad_entries():
     with pytest.raises(ValueError, match="primary"):
         dataclasses.replace(CLASSIFICATION, primary="miou")
     with pytest.raises(EdgeslimError, match="choose one of"):
-        get_task("detection")
+        get_task("keypoints")
     with pytest.raises(EdgeslimError, match="no metric"):
         CLASSIFICATION.metric("miou")
     assert isinstance(CLASSIFICATION, Task)
