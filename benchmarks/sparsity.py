@@ -8,7 +8,7 @@ same sparsity are also fine-tuned with their masks for one epoch on a subset
 (training stays under 3 minutes on a 2-core CPU). For every model it records the
 fraction of zero conv weights, top-1 on the test split, the dense ONNX file (ONNX
 Runtime stores zeros like any weight) and the ``edgeslim.sparsity.archive`` sizes
-(bitmask + INT8 or float nonzeros + zstd).
+(bitmask + float, INT8 or 4-bit k-means-codebook nonzeros + zstd).
 
 No latency is reported: ONNX Runtime on CPU has no sparse kernels, so these
 models run exactly as fast as the dense one.
@@ -54,8 +54,9 @@ KINDS = {  # name -> config; magnitude at R-TOSS 2EP's 7/9 for an equal-sparsity
     "N:M 1:4": NMConfig(1, 4),
     "R-TOSS 3EP": RTossConfig(entries=3),
     "R-TOSS 2EP": RTossConfig(entries=2),
+    "magnitude global 90%": MagnitudeConfig(0.9, scope="global"),  # Deep Compression's row
 }
-FINETUNED = ("R-TOSS 2EP", "magnitude 77.8%")
+FINETUNED = ("R-TOSS 2EP", "magnitude global 90%")
 FAST = {"amp": True, "channels_last": True}  # bf16 autocast + NHWC where the CPU has bf16
 
 
@@ -81,6 +82,7 @@ def measure(name: str, model: nn.Module, lm, test, tmp: Path, seconds: float = 0
     onnx = export_onnx(plain, lm.input, tmp / "m.onnx")
     a8 = save_archive(plain, tmp / "m8.esz", values="int8")
     af = save_archive(plain, tmp / "mf.esz", values="float")
+    ak = save_archive(plain, tmp / "mk.esz", values="kmeans", bits=4)
     row = {
         "model": name,
         "conv_zeros": round(conv_zeros(plain), 4),
@@ -88,8 +90,10 @@ def measure(name: str, model: nn.Module, lm, test, tmp: Path, seconds: float = 0
         "onnx_bytes": onnx.size_bytes,
         "archive_int8_bytes": a8.size_bytes,
         "archive_float_bytes": af.size_bytes,
+        "archive_kmeans4_bytes": ak.size_bytes,
         "onnx_over_archive_int8": round(onnx.size_bytes / a8.size_bytes, 2),
         "onnx_over_archive_float": round(onnx.size_bytes / af.size_bytes, 2),
+        "onnx_over_archive_kmeans4": round(onnx.size_bytes / ak.size_bytes, 2),
         "train_seconds": round(seconds, 1),
     }
     print(json.dumps(row), flush=True)
@@ -119,15 +123,16 @@ def markdown(res: dict) -> str:
         "float archives of models that were not fine-tuned compress better than trained "
         "float32 weights would; the INT8 archives are unaffected.",
         "",
-        "| model | conv zeros | top-1 | ONNX KB | archive int8 KB | archive float KB "
-        "| ONNX / int8 archive |",
-        "|---|---|---|---|---|---|---|",
+        "| model | conv zeros | top-1 | ONNX KB | archive float KB | archive int8 KB "
+        "| archive 4-bit k-means KB | ONNX / int8 archive | ONNX / k-means archive |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in res["rows"]:
         lines.append(
             f"| {r['model']} | {100 * r['conv_zeros']:.1f}% | {100 * r['top1']:.2f} "
-            f"| {r['onnx_bytes'] / 1024:.1f} | {r['archive_int8_bytes'] / 1024:.1f} "
-            f"| {r['archive_float_bytes'] / 1024:.1f} | {r['onnx_over_archive_int8']:.2f}x |"
+            f"| {r['onnx_bytes'] / 1024:.1f} | {r['archive_float_bytes'] / 1024:.1f} "
+            f"| {r['archive_int8_bytes'] / 1024:.1f} | {r['archive_kmeans4_bytes'] / 1024:.1f} "
+            f"| {r['onnx_over_archive_int8']:.2f}x | {r['onnx_over_archive_kmeans4']:.2f}x |"
         )
     return "\n".join(lines) + "\n"
 

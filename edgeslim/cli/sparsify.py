@@ -18,7 +18,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--method",
         required=True,
         choices=METHODS,
-        help="magnitude: one-shot smallest |w|; agp: magnitude grown during fine-tuning "
+        help="magnitude: one-shot smallest |w|; taylor: smallest (dL/dw * w)^2 on --data "
+        "batches; agp: magnitude grown during fine-tuning "
         "(Zhu & Gupta); nm: N of every M along the reduction axis; rtoss-3ep / rtoss-2ep: "
         "3 or 2 adjacent entries per 3x3 kernel (R-TOSS)",
     )
@@ -26,14 +27,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--sparsity",
         type=float,
         default=None,
-        help="fraction of zero weights (magnitude, agp); the other methods' is fixed",
+        help="fraction of zero weights (magnitude, taylor, agp); the others' is fixed",
     )
     p.add_argument("--nm", default="2:4", help="N:M of --method nm (2:4, 1:4, 4:8)")
     p.add_argument(
         "--global",
         dest="global_ranking",
         action="store_true",
-        help="magnitude / agp: one threshold over all layers instead of each layer at --sparsity",
+        help="magnitude / taylor / agp: one ranking over all layers, not each at --sparsity",
     )
     p.add_argument("--data", default=None, help="dataset to fine-tune and evaluate on")
     p.add_argument("--finetune-epochs", type=int, default=None, help="default: 1 with --data")

@@ -3,7 +3,8 @@ AGP schedule, and compressed storage.
 
 Every kind is a frozen config applied with :func:`edgeslim.core.methods.apply_`
 (importing this package registers them): :class:`MagnitudeConfig` (unstructured,
-layer-wise or global), :class:`NMConfig` (N:M along the reduction axis),
+layer-wise or global), :class:`TaylorConfig` (unstructured by first-order Taylor
+scores on calibration batches), :class:`NMConfig` (N:M along the reduction axis),
 :class:`RTossConfig` (R-TOSS 3EP / 2EP kernel patterns).
 
 Example:
@@ -31,6 +32,7 @@ from edgeslim.sparsity.patterns import adjacent_patterns
 from edgeslim.sparsity.rtoss import RTossConfig, rtoss_masks
 from edgeslim.sparsity.schedule import AGPSchedule
 from edgeslim.sparsity.sparsifier import Sparsifier
+from edgeslim.sparsity.taylor import TaylorConfig, taylor_scores
 
 __all__ = [
     "AGPSchedule",
@@ -40,6 +42,7 @@ __all__ = [
     "RTossConfig",
     "SparsityConfig",
     "Sparsifier",
+    "TaylorConfig",
     "WeightMask",
     "add_mask_",
     "adjacent_patterns",
@@ -52,4 +55,5 @@ __all__ = [
     "squash_loaded",
     "squash_",
     "squashed",
+    "taylor_scores",
 ]

@@ -59,19 +59,24 @@ def magnitude_mask(scores: Tensor, sparsity: float) -> Tensor:
     return mask.view_as(scores)
 
 
+def magnitude_masks(
+    scores: dict[str, Tensor], configs: dict[str, MagnitudeConfig]
+) -> tuple[dict[str, Tensor], dict]:
+    """Masks keeping the largest ``|scores|``: per layer, or over all layers (``scope``)."""
+    if not scores:
+        return {}, {}
+    first = next(iter(configs.values()))
+    if first.scope == "layer":
+        return {n: magnitude_mask(w.abs(), configs[n].sparsity) for n, w in scores.items()}, {}
+    mask = magnitude_mask(torch.cat([w.abs().flatten() for w in scores.values()]), first.sparsity)
+    out, at = {}, 0
+    for n, w in scores.items():
+        out[n] = mask[at : at + w.numel()].view_as(w)
+        at += w.numel()
+    return out, {"scope": "global"}
+
+
 @register_method(MagnitudeConfig, "magnitude_sparsity")
 class MagnitudeSparsity(MaskMethod):
     def masks(self, weights, configs):
-        if not weights:
-            return {}, {}
-        scope = next(iter(configs.values())).scope
-        if scope == "layer":
-            return {n: magnitude_mask(w.abs(), configs[n].sparsity) for n, w in weights.items()}, {}
-        target = next(iter(configs.values())).sparsity
-        flat = torch.cat([w.abs().flatten() for w in weights.values()])
-        mask = magnitude_mask(flat, target)
-        out, at = {}, 0
-        for n, w in weights.items():
-            out[n] = mask[at : at + w.numel()].view_as(w)
-            at += w.numel()
-        return out, {"scope": "global"}
+        return magnitude_masks(weights, configs)

@@ -46,10 +46,21 @@ class MaskMethod(Method):
         """
         raise NotImplementedError
 
+    def scores(
+        self, model: nn.Module, configs: dict[str, MethodConfig], calib
+    ) -> dict[str, Tensor]:
+        """What :meth:`masks` ranks, per layer of ``configs`` (default: the masked weights).
+
+        ``calib`` is the calibration data on a first application and None on a
+        schedule's update (where a kind may use the last training step's gradients).
+        """
+        mods = dict(model.named_modules())
+        return {n: mods[n].weight.detach() for n in configs}
+
     def apply_(self, model, config, layers: LayerPlan, calib):
         picked = list(layers.select(model, self.supports))
-        weights = {n: m.weight.detach() for n, m, _ in picked}
-        masks, details = self.masks(weights, {n: c for n, _, c in picked})
+        configs = {n: c for n, _, c in picked}
+        masks, details = self.masks(self.scores(model, configs, calib), configs)
         for name, mod, cfg in picked:
             if name in masks:
                 add_mask_(mod, masks[name])
@@ -72,8 +83,7 @@ class MaskMethod(Method):
         and stays pruned (sparsity only grows, as in Zhu & Gupta's schedule).
         """
         mods = dict(model.named_modules())
-        weights = {n: mods[n].weight.detach() for n in layers}
-        masks, details = self.masks(weights, dict(layers))
+        masks, details = self.masks(self.scores(model, dict(layers), None), dict(layers))
         for name, m in masks.items():
             add_mask_(mods[name], m)
         return details

@@ -80,13 +80,16 @@ class Sparsifier:
             return cfg
         return dataclasses.replace(cfg, sparsity=self.schedule.sparsity_at(t, cfg.sparsity))
 
-    def prepare(self, model: nn.Module) -> Applied:
-        """Put the masks on ``model`` in place (at the schedule's step 0); returns the record."""
+    def prepare(self, model: nn.Module, calib=None) -> Applied:
+        """Put the masks on ``model`` in place (at the schedule's step 0); returns the record.
+
+        ``calib`` is calibration data for kinds that score with it (Taylor).
+        """
         if self.model is not None:
             raise EdgeslimError("this sparsifier is already prepared")
         cfg = self._at(self.config, 0)
         overrides = [(p, None if c is None else self._at(c, 0)) for p, c in self.overrides]
-        applied = apply_(model, cfg, overrides=overrides, filter_fn=self.filter_fn)
+        applied = apply_(model, cfg, overrides=overrides, filter_fn=self.filter_fn, calib=calib)
         self.model, self.record = applied.model, applied.record
         self._finals = {n: self._final_of(n, c) for n, c in self.record.layers.items()}
         self._relabel(0)
@@ -117,7 +120,8 @@ class Sparsifier:
             layers = {n: self._at(c, self.t) for n, c in self._finals.items()}
             self.handler.update_(self.model, layers)
             self._relabel(self.t)
-        return sparsity_of(self.model, list(self._finals))
+        # masks only change on pruning steps (training cannot revive a masked weight)
+        return self.record.details["sparsity"]
 
     def squash(self) -> nn.Module:
         """Remove the masks, keeping the zeros; the model is plain layers again."""

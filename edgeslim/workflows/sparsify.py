@@ -36,6 +36,7 @@ from edgeslim.sparsity import (
     RTossConfig,
     Sparsifier,
     SparsityConfig,
+    TaylorConfig,
     masked_layers,
     sparsity_of,
     squashed,
@@ -44,7 +45,7 @@ from edgeslim.sparsity.archive import save_archive
 from edgeslim.train.config import TrainConfig
 from edgeslim.workflows.measure import Stage, measure_stages
 
-METHODS = ("magnitude", "agp", "nm", "rtoss-3ep", "rtoss-2ep")
+METHODS = ("magnitude", "taylor", "agp", "nm", "rtoss-3ep", "rtoss-2ep")
 NO_SPEEDUP = (
     "no speed gain is claimed: ONNX Runtime on CPU stores sparse weights densely at load "
     "and has no sparse kernels, so the sparse model runs as fast as the dense one"
@@ -66,7 +67,7 @@ def sparsity_plan(
 ) -> SparsifyPlan:
     """The config of a CLI / recipe method name.
 
-    ``magnitude`` and ``agp`` need ``sparsity``; ``nm`` (``nm="N:M"``) and the
+    ``magnitude``, ``taylor`` and ``agp`` need ``sparsity``; ``nm`` (``nm="N:M"``) and the
     R-TOSS kinds have a fixed sparsity, and a ``sparsity`` that differs from it
     is an error rather than being ignored.
 
@@ -74,9 +75,11 @@ def sparsity_plan(
         >>> sparsity_plan("nm", nm="1:4").config
         NMConfig(n=1, m=4)
     """
-    if method in ("magnitude", "agp"):
+    if method in ("magnitude", "agp", "taylor"):
         if sparsity is None:
             raise EdgeslimError(f"--method {method} needs --sparsity (a fraction, e.g. 0.8)")
+        if method == "taylor":
+            return SparsifyPlan(method, TaylorConfig(sparsity, scope), False)
         return SparsifyPlan(method, MagnitudeConfig(sparsity, scope), method == "agp")
     if method == "nm":
         try:
@@ -139,6 +142,8 @@ def run_sparsify(
     """
     from edgeslim.data import dataset_info, load_dataset, make_loader
 
+    if isinstance(plan.config, TaylorConfig) and not data:
+        raise EdgeslimError("--method taylor scores weights on training batches: it needs --data")
     if plan.scheduled and not (data and finetune_epochs >= 1):
         raise EdgeslimError("--method agp prunes while fine-tuning: it needs --data and epochs")
     if finetune_epochs and not data:
@@ -158,7 +163,8 @@ def run_sparsify(
         per_epoch = math.ceil(len(train_ds) / tcfg.batch_size)
         schedule = agp_schedule(plan.config.sparsity, finetune_epochs * per_epoch)
     sp = Sparsifier(plan.config, schedule=schedule)
-    sp.prepare(model)
+    calib = make_loader(load_dataset(data, "train"), 64, shuffle=True) if data else None
+    sp.prepare(model, calib=calib)
     if not masked_layers(model):
         raise EdgeslimError(f"{lm.name}: no layer can take {plan.method} sparsity")
     if not plan.scheduled:

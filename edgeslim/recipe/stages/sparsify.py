@@ -24,7 +24,7 @@ from edgeslim.recipe.state import PipelineContext, PipelineState
 class SparsifySettings(Strict):
     """``method`` and, for magnitude / agp, ``sparsity``; ``epochs`` of masked fine-tuning."""
 
-    method: Literal["magnitude", "agp", "nm", "rtoss-3ep", "rtoss-2ep"]
+    method: Literal["magnitude", "taylor", "agp", "nm", "rtoss-3ep", "rtoss-2ep"]
     sparsity: float | None = Field(None, ge=0, lt=1)
     nm: str = "2:4"
     scope: Literal["layer", "global"] = "layer"
@@ -64,7 +64,10 @@ def run(state: PipelineState, s: SparsifySettings, ctx: PipelineContext) -> Pipe
         steps = s.epochs * math.ceil(len(ctx.dataset("train", augment=True)) / s.batch_size)
         schedule = agp_schedule(plan.config.sparsity, steps)
     sp = Sparsifier(plan.config, schedule=schedule, overrides=[(p, None) for p in s.ignore])
-    sp.prepare(lm.model)
+    calib = ctx.loader("train", 64) if ctx.recipe.data else None
+    if plan.config.kind == "taylor":
+        ctx.require_data("sparsify")
+    sp.prepare(lm.model, calib=calib)
     if s.epochs:
         from edgeslim.train.trainer import Trainer
 
