@@ -1,0 +1,16 @@
+"""HAWQ-V3 mixed precision: Hessian traces, sensitivities, and the bit-width integer program.
+
+Yao et al., "HAWQ-V3: Dyadic Neural Network Quantization", ICML 2021 (arXiv:2011.10680).
+"""
+
+from edgeslim.quant.mixed.hessian import TraceEstimate, hutchinson_traces
+from edgeslim.quant.mixed.sensitivity import FLOAT_BITS, omega, quantize_weight, sensitivities
+
+__all__ = [
+    "FLOAT_BITS",
+    "TraceEstimate",
+    "hutchinson_traces",
+    "omega",
+    "quantize_weight",
+    "sensitivities",
+]
