@@ -4,13 +4,27 @@ Yao et al., "HAWQ-V3: Dyadic Neural Network Quantization", ICML 2021 (arXiv:2011
 """
 
 from edgeslim.quant.mixed.hessian import TraceEstimate, hutchinson_traces
+from edgeslim.quant.mixed.ilp import (
+    BitProblem,
+    BitSolution,
+    ParetoPoint,
+    pareto_front,
+    size_sweep,
+    solve_bits,
+)
 from edgeslim.quant.mixed.sensitivity import FLOAT_BITS, omega, quantize_weight, sensitivities
 
 __all__ = [
     "FLOAT_BITS",
+    "BitProblem",
+    "BitSolution",
+    "ParetoPoint",
     "TraceEstimate",
     "hutchinson_traces",
     "omega",
+    "pareto_front",
     "quantize_weight",
     "sensitivities",
+    "size_sweep",
+    "solve_bits",
 ]
