@@ -53,10 +53,15 @@ def sensitivities(
 ) -> dict[str, dict[int, float]]:
     """``Omega`` of every layer at every bit-width choice.
 
-    A negative trace estimate (a non-convex point, or probe noise) is kept as is:
-    HAWQ ranks by it, and clamping would hide that the estimate is unreliable.
+    A negative trace (a model away from a minimum, or probe noise) is clamped to
+    0: a negative ``Omega`` would tell the integer program that quantizing a
+    layer *lowers* the loss, and it would pick the fewest bits on noise. The raw
+    estimate and its interval stay in the record, so the user sees it.
     """
     missing = sorted(set(weights) - set(traces))
     if missing:
         raise EdgeslimError(f"no Hessian trace for layers {missing}")
-    return {name: {b: omega(traces[name], w, b) for b in choices} for name, w in weights.items()}
+    return {
+        name: {b: omega(max(traces[name], 0.0), w, b) for b in choices}
+        for name, w in weights.items()
+    }

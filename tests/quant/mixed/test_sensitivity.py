@@ -50,3 +50,8 @@ def test_sensitivities_table_and_missing_trace():
     assert set(table) == {"a", "b"} and set(table["a"]) == {4, 8, FLOAT_BITS}
     with pytest.raises(EdgeslimError, match="no Hessian trace"):
         sensitivities(w, {"a": 1.0})
+
+
+def test_negative_traces_are_clamped_to_zero():
+    table = sensitivities({"a": torch.randn(4, 4)}, {"a": -3.0})
+    assert table["a"] == {4: 0.0, 8: 0.0, FLOAT_BITS: 0.0}
