@@ -19,6 +19,7 @@ from torch import nn
 
 from edgeslim.bench.macs import count_macs
 from edgeslim.core.errors import EdgeslimError
+from edgeslim.quant.config import QuantSpec, weight_spec
 from edgeslim.quant.mixed.hessian import LossFn, default_layers, hutchinson_traces
 from edgeslim.quant.mixed.ilp import BitProblem, ParetoPoint, pareto_front, size_sweep, solve_bits
 from edgeslim.quant.mixed.sensitivity import FLOAT_BITS, sensitivities
@@ -73,6 +74,17 @@ class HawqRecord:
     @property
     def bits(self) -> dict[str, int]:
         return {lb.layer: lb.bits for lb in self.layers}
+
+    def ptq_overrides(self) -> tuple[tuple[str, QuantSpec | None], ...]:
+        """The chosen bits as ``PTQConfig(overrides=...)`` weight specs; float layers get None.
+
+        Example:
+            >>> # PTQConfig(weight=weight_spec(8), overrides=record.ptq_overrides())
+        """
+        return tuple(
+            (lb.layer, None if lb.bits == FLOAT_BITS else weight_spec(lb.bits))
+            for lb in self.layers
+        )
 
     def as_dict(self) -> dict:
         """JSON-ready (bit-width keys as strings)."""
@@ -133,15 +145,24 @@ def hawq_bits(
         (['0', '2'], True)
     """
     cfg = config or HawqConfig()
-    if any(b != FLOAT_BITS and not 2 <= b <= 16 for b in cfg.choices) or not cfg.choices:
-        raise EdgeslimError(f"bit-width choices must be in 2..16 or {FLOAT_BITS}: {cfg.choices}")
+    if any(b != FLOAT_BITS and not 2 <= b <= 8 for b in cfg.choices) or not cfg.choices:
+        raise EdgeslimError(f"bit-width choices must be in 2..8 or {FLOAT_BITS}: {cfg.choices}")
     data = list(batches)
     if not data:
         raise EdgeslimError("hawq_bits needs at least one batch")
     names = list(cfg.layers) if cfg.layers is not None else default_layers(model)
-    traces = hutchinson_traces(model, loss_fn, data, names, cfg.probes, cfg.seed)
     modules = dict(model.named_modules())
-    weights = {n: modules[n].weight for n in names}
+    weights = {n: getattr(modules.get(n), "weight", None) for n in names}
+    missing = [n for n, w in weights.items() if not isinstance(w, nn.Parameter)]
+    if missing:
+        raise EdgeslimError(f"layers {missing} not found or have no weight parameter")
+    smallest = sum(w.numel() for w in weights.values()) * min(cfg.choices) / 8
+    if size_budget < smallest:  # fail before the (slow) Hessian, with solve_bits's message
+        raise EdgeslimError(
+            f"size budget {size_budget:,.0f} bytes is below the smallest choice, "
+            f"{smallest:,.0f} bytes (every layer at its fewest bits)"
+        )
+    traces = hutchinson_traces(model, loss_fn, data, names, cfg.probes, cfg.seed)
     omega = sensitivities(weights, {n: t.mean for n, t in traces.items()}, cfg.choices)
     _, per_module = count_macs(model, _first_input(data[0])[:1])
     macs = [per_module.get(n, 0) for n in names]

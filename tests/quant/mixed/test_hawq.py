@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from edgeslim.core.errors import EdgeslimError
+from edgeslim.quant.config import PTQConfig, weight_spec
 from edgeslim.quant.mixed.hawq import HawqConfig, bit_problem, hawq_bits
 from edgeslim.quant.mixed.ilp import solve_bits
 
@@ -31,7 +32,7 @@ def _net() -> nn.Module:
 def _data():
     g = torch.Generator().manual_seed(1)
     return [
-        (torch.randn(8, 3, 8, 8, generator=g), torch.randint(0, 5, (8,), generator=g))
+        (torch.randn(4, 3, 6, 6, generator=g), torch.randint(0, 5, (4,), generator=g))
         for _ in range(2)
     ]
 
@@ -48,7 +49,7 @@ def _problem_of(rec):
 
 
 CE = nn.functional.cross_entropy
-CFG = HawqConfig(probes=16)
+CFG = HawqConfig(probes=8)
 
 
 PARAMS = 3 * 8 * 9 + 8 * 8 * 9 + 8 * 5  # conv, conv, linear weights
@@ -77,7 +78,7 @@ def test_end_to_end_record(run):
         else:  # clamped: no predicted damage
             assert lb.omega[4] == lb.omega[8] == 0.0
         assert lb.bits in (4, 8, 32)
-    assert rec.layers[0].macs == 8 * 8 * 8 * 3 * 9  # out H*W*C * in C * kernel
+    assert rec.layers[0].macs == 6 * 6 * 8 * 3 * 9  # out H*W*C * in C * kernel
     assert rec.size <= budget + 1e-6
     assert rec.size == pytest.approx(sum(lb.numel * lb.bits / 8 for lb in rec.layers))
     assert rec.float_size == params * 4
@@ -95,7 +96,7 @@ def test_bops_budget_is_met_and_binds(run):
     net, data, _, rec = run
     w8a8 = sum(lb.macs * 64 for lb in rec.layers)
     cfg = HawqConfig(probes=2)
-    tight = hawq_bits(net, CE, data, size_budget=PARAMS * 4, bops_budget=w8a8, config=cfg)
+    tight = hawq_bits(net, CE, data[:1], size_budget=PARAMS * 4, bops_budget=w8a8, config=cfg)
     assert tight.bops <= w8a8 + 1e-6
     # brute force over the 27 choices of the record's own Omegas, sizes and BOPs
     p = _problem_of(tight)
@@ -110,8 +111,8 @@ def test_bops_budget_is_met_and_binds(run):
 
 def test_fixed_activation_bits_and_layer_subset():
     net, data = _net(), _data()
-    cfg = HawqConfig(choices=(4, 8), act_bits=8, probes=4, layers=("3",))
-    rec = hawq_bits(net, CE, data, size_budget=8 * 8 * 9 * 4 / 8, config=cfg)
+    cfg = HawqConfig(choices=(4, 8), act_bits=8, probes=2, layers=("3",))
+    rec = hawq_bits(net, CE, data[:1], size_budget=8 * 8 * 9 * 4 / 8, config=cfg)
     assert rec.bits == {"3": 4}
     assert rec.bops == rec.layers[0].macs * 4 * 8
 
@@ -126,3 +127,16 @@ def test_the_chosen_bits_are_the_ilp_optimum_of_the_record(run):
     rec = run[3]
     p = _problem_of(rec)
     assert solve_bits(p, rec.size_budget).omega == pytest.approx(rec.omega)
+
+
+def test_chosen_bits_become_ptq_weight_overrides(run):
+    rec = run[3]
+    cfg = PTQConfig(weight=weight_spec(8), activation=None, overrides=rec.ptq_overrides())
+    for lb in rec.layers:
+        spec = cfg.weight_spec_for(lb.layer)
+        assert (spec is None) if lb.bits == 32 else (spec.bits == lb.bits)
+
+
+def test_bad_choices_raise():
+    with pytest.raises(EdgeslimError, match="choices"):
+        hawq_bits(_net(), CE, _data(), 1e9, config=HawqConfig(choices=(16,)))
