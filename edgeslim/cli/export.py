@@ -19,14 +19,40 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", required=True, help="destination .onnx file")
     p.add_argument("--opset", type=int, default=18)
     p.add_argument("--atol", type=float, default=1e-4, help="parity tolerance (scaled by |logits|)")
+    p.add_argument(
+        "--postprocess",
+        choices=("none", "nms"),
+        default="none",
+        help="nms (detectors): decode boxes and class-aware NMS inside the graph, "
+        "outputs boxes, scores, classes, batch_index",
+    )
+    p.add_argument("--conf", type=float, default=0.25, help="--postprocess nms: score threshold")
+    p.add_argument("--iou", type=float, default=0.45, help="--postprocess nms: IoU threshold")
+    p.add_argument("--max-det", type=int, default=100, help="--postprocess nms: per image")
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgeslim.export.onnx import export_onnx
-
     refuse_overwrite(args.model, args.output)
     lm = model_from_args(args)
-    res = export_onnx(lm.model, lm.require_input(), args.output, opset=args.opset, atol=args.atol)
+    if args.postprocess == "nms":
+        from edgeslim.export.detector import export_detector
+
+        res = export_detector(
+            lm.model,
+            lm.require_input(),
+            args.output,
+            args.conf,
+            args.iou,
+            args.max_det,
+            opset=args.opset,
+            atol=args.atol,
+        )
+    else:
+        from edgeslim.export.onnx import export_onnx
+
+        res = export_onnx(
+            lm.model, lm.require_input(), args.output, opset=args.opset, atol=args.atol
+        )
     norm = model_normalization(lm)
     if norm is not None:  # the deployed file says what its inputs must be normalized with
         from edgeslim.data.stats import META_KEY

@@ -29,6 +29,7 @@ from edgeslim.tasks.batch import Inputs, batch_len
 from edgeslim.tasks.compare import ParitySpec
 from edgeslim.tasks.detection.boxes import batched_nms, box_iou, ciou, nms
 from edgeslim.tasks.detection.coco_map import MeanAP, coco_stats, postprocess
+from edgeslim.tasks.detection.detect import Detect, NMSConfig
 from edgeslim.tasks.detection.yolo import ANCHORS, META, decode_heads, num_classes_of, yolo_loss
 
 CONFIDENT = 0.25  # score above which a row counts as a detection for lossy parity
@@ -113,8 +114,10 @@ DETECTION = register_task(
 __all__ = [
     "ANCHORS",
     "DETECTION",
+    "Detect",
     "META",
     "MeanAP",
+    "NMSConfig",
     "batched_nms",
     "box_iou",
     "ciou",

@@ -122,10 +122,25 @@ def batched_nms(
 ) -> Tensor:
     """Class-aware NMS: boxes of different classes never suppress each other.
 
-    Each class's boxes are shifted by ``class * (max coordinate + 1)``, so boxes of
-    two classes cannot overlap, and one NMS runs over all of them.
+    Each class's boxes are shifted by :func:`class_offsets`, so boxes of two classes
+    cannot overlap, and one NMS runs over all of them.
     """
     if boxes.numel() == 0:
         return torch.zeros(0, dtype=torch.long, device=boxes.device)
-    offset = classes.to(boxes.dtype)[:, None] * (boxes.max() + 1)
-    return nms(boxes + offset, scores, iou_threshold, max_keep)
+    return nms(boxes + class_offsets(boxes, classes), scores, iou_threshold, max_keep)
+
+
+def class_offsets(boxes: Tensor, classes: Tensor) -> Tensor:
+    """Per-box shift ``class * (coordinate span + 1)`` of ``(..., n, 4)`` boxes.
+
+    The span is ``max - min`` of every coordinate of the ``n`` boxes (not ``max``
+    alone: decoded boxes can start left of 0, and ``class * (max + 1)`` then lets two
+    classes overlap), so shifted boxes of different classes are always disjoint.
+
+    Example:
+        >>> b = torch.tensor([[-5.0, 0, 5, 5], [-5.0, 0, 5, 5]])
+        >>> class_offsets(b, torch.tensor([0, 1])).flatten().tolist()
+        [0.0, 11.0]
+    """
+    span = boxes.amax((-2, -1), keepdim=True) - boxes.amin((-2, -1), keepdim=True) + 1
+    return classes.to(boxes.dtype)[..., None] * span
