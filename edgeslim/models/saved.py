@@ -72,42 +72,48 @@ def save_model(
 
 
 def load_saved(path: str | Path) -> LoadedModel:
-    """Load a directory written by :func:`save_model`; clear errors on any damage."""
+    """Load a directory written by :func:`save_model`; clear errors on any damage.
+
+    Only the directory's own two files are read: a manifest or weights file that is a
+    symlink leading out of the directory is refused, and so is a ``file`` source that
+    is relative or lies inside the directory (a saved model never ships code; a
+    ``file.py:factory`` source runs the user's own file, by design).
+    """
     path = Path(path)
     if not (path / MANIFEST).is_file():
         raise EdgeslimError(f"{path} is not a saved edgeslim model (no {MANIFEST})")
     if not (path / WEIGHTS).is_file():
         raise EdgeslimError(f"{path}: weights file {WEIGHTS} is missing")
+    _check_inside(path)
+    manifest = _read_manifest(path)
+    source = manifest["source"]
+    _check_source(path, source)
+    methods = manifest.get("methods") or []
+    modules = manifest.get("modules") or {}
     try:
-        manifest = json.loads((path / MANIFEST).read_text())
-    except json.JSONDecodeError as e:
-        raise EdgeslimError(f"{path / MANIFEST} is corrupt: {e}") from None
-    if manifest.get("format") != "edgeslim-model":
-        raise EdgeslimError(f"{path / MANIFEST} is not an edgeslim model manifest")
-    if manifest.get("format_version", 0) > FORMAT_VERSION:
-        raise EdgeslimError(
-            f"{path} was written by a newer edgeslim (format {manifest['format_version']})"
-        )
-    model = build_source(manifest["source"])
-    methods = manifest.get("methods", [])
-    modules = manifest.get("modules", {})
-    if not methods:
-        apply_descriptions(model, modules)
-    else:
-        try:
+        model = build_source(source)
+        if not methods:
+            apply_descriptions(model, modules)
+        else:
             model = restore_(model, methods, apply_descriptions)
-        except EdgeslimError as e:
-            raise EdgeslimError(f"{path}: cannot replay its compression methods: {e}") from None
-        if describe_modules(model) != modules:
-            raise EdgeslimError(
-                f"{path}: layers changed after a compression method was applied "
-                "(e.g. pruned after quantization); such a model cannot be rebuilt"
-            )
+            if describe_modules(model) != modules:
+                raise EdgeslimError(
+                    "layers changed after a compression method was applied "
+                    "(e.g. pruned after quantization); such a model cannot be rebuilt"
+                )
+    except EdgeslimError as e:
+        raise EdgeslimError(f"{path}: cannot rebuild the model it describes: {e}") from None
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as e:
+        # the manifest is data written by save_model; a damaged one must not crash
+        raise EdgeslimError(
+            f"{path / MANIFEST} does not describe a buildable model: {type(e).__name__}: {e}"
+        ) from None
     try:
         missing, unexpected = safetensors.torch.load_model(model, str(path / WEIGHTS), strict=False)
-    except (safetensors.SafetensorError, OSError, RuntimeError) as e:
+    except (safetensors.SafetensorError, OSError, RuntimeError, ValueError) as e:
         raise EdgeslimError(
-            f"{path / WEIGHTS} is corrupt or does not match the architecture: {e}"
+            f"{path / WEIGHTS} is corrupt or does not match the architecture: "
+            f"{str(e).splitlines()[0] if str(e) else type(e).__name__}"
         ) from None
     if missing or unexpected:
         raise EdgeslimError(
@@ -116,14 +122,70 @@ def load_saved(path: str | Path) -> LoadedModel:
         )
     _check_finite(model, path)
     inp = manifest.get("input")
+    try:
+        spec = InputSpec.from_dict(inp) if inp else None
+    except (KeyError, TypeError, ValueError) as e:
+        raise EdgeslimError(f"{path / MANIFEST}: bad 'input' entry: {e}") from None
+    meta = manifest.get("meta") or {}
     return LoadedModel(
         model.eval(),
-        manifest["source"],
-        InputSpec.from_dict(inp) if inp else None,
-        manifest.get("name", path.name),
-        manifest.get("meta", {}),
+        source,
+        spec,
+        str(manifest.get("name", path.name)),
+        meta if isinstance(meta, dict) else {},
         methods,
     )
+
+
+def _check_inside(path: Path) -> None:
+    root = path.resolve()
+    for fname in (MANIFEST, WEIGHTS):
+        f = path / fname
+        if f.is_symlink() and f.resolve().parent != root:
+            raise EdgeslimError(
+                f"{f} is a symlink to {f.resolve()}, outside the saved model; refusing to read it"
+            )
+
+
+def _read_manifest(path: Path) -> dict:
+    try:
+        manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise EdgeslimError(f"{path / MANIFEST} is corrupt: {e}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != "edgeslim-model":
+        raise EdgeslimError(f"{path / MANIFEST} is not an edgeslim model manifest")
+    version = manifest.get("format_version", 0)
+    if not isinstance(version, int):
+        raise EdgeslimError(f"{path / MANIFEST}: format_version must be an integer")
+    if version > FORMAT_VERSION:
+        raise EdgeslimError(f"{path} was written by a newer edgeslim (format {version})")
+    for key, kind in (("source", dict), ("methods", list), ("modules", dict)):
+        value = manifest.get(key)
+        if (key == "source" or value is not None) and not isinstance(value, kind):
+            raise EdgeslimError(
+                f"{path / MANIFEST}: {key!r} must be a JSON {'object' if kind is dict else 'list'}"
+            )
+    return manifest
+
+
+def _check_source(path: Path, source: dict) -> None:
+    """A ``file`` source must name the user's own file by absolute path, outside ``path``."""
+    if source.get("kind") != "file":
+        return
+    file = source.get("path")
+    if not isinstance(file, str) or not isinstance(source.get("factory"), str):
+        raise EdgeslimError(f"{path / MANIFEST}: a 'file' source needs a path and a factory")
+    if not Path(file).is_absolute():
+        raise EdgeslimError(
+            f"{path / MANIFEST}: source file {file!r} is relative; a saved model names "
+            "the user's model file by absolute path"
+        )
+    root = path.resolve()
+    if root == Path(file).resolve() or root in Path(file).resolve().parents:
+        raise EdgeslimError(
+            f"{path / MANIFEST}: source file {file} lies inside the saved model; "
+            "a saved model never ships code, refusing to import it"
+        )
 
 
 def _check_finite(model: torch.nn.Module, path: Path) -> None:

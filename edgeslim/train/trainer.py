@@ -221,7 +221,7 @@ class Trainer:
         return history
 
     def _amp(self) -> tuple[bool, torch.dtype, torch.amp.GradScaler | None]:
-        assert self.ctx is not None
+        assert self.ctx is not None  # noqa: S101 - type narrowing; set by fit()
         if not self.config.amp:
             return False, torch.float32, None
         if self.ctx.device.type == "cpu":
@@ -235,7 +235,7 @@ class Trainer:
 
     def _epoch(self, objective, opt, train_ds, epoch, steps, total, warmup) -> tuple[float, float]:
         c, ctx = self.config, self.ctx
-        assert ctx is not None
+        assert ctx is not None  # noqa: S101 - type narrowing; set by fit()
         seed = c.seed * 100_003 + epoch
         # augmentation and dropout draw from the global generator; ranks draw different masks
         torch.manual_seed(seed + 1_000_003 * ctx.rank)
@@ -306,7 +306,7 @@ class Trainer:
     def _evaluate(self, ds: Dataset) -> dict[str, float]:
         """Every metric over all of ``ds``: each process scores its own non-overlapping shard."""
         ctx = self.ctx
-        assert ctx is not None
+        assert ctx is not None  # noqa: S101 - type narrowing; set by fit()
         task = self.task
         loader = DataLoader(Subset(ds, ctx.shard(len(ds))), batch_size=256, collate_fn=task.collate)
         metrics = task.new_metrics()
@@ -323,7 +323,7 @@ class Trainer:
     def _save(self, opt, epoch: int, history: list[dict], best: float) -> None:
         if self.ckpt_dir is None:
             return
-        assert self.ctx is not None
+        assert self.ctx is not None  # noqa: S101 - type narrowing; set by fit()
         if self.ctx.is_main:
             state = {
                 "epoch": epoch,
@@ -337,7 +337,7 @@ class Trainer:
         self.ctx.barrier()  # nobody runs ahead of a checkpoint that is still being written
 
     def _resume(self, opt) -> tuple[int, list[dict], float]:
-        assert self.ckpt_dir is not None
+        assert self.ckpt_dir is not None  # noqa: S101 - callers check ckpt_dir first
         state = load_checkpoint(self.ckpt_dir, self.model)
         if state is None:
             return 0, [], -math.inf
