@@ -109,6 +109,7 @@ def load_saved(path: str | Path) -> LoadedModel:
             f"{path / MANIFEST} does not describe a buildable model: {type(e).__name__}: {e}"
         ) from None
     try:
+        _check_dtypes(model, path)
         missing, unexpected = safetensors.torch.load_model(model, str(path / WEIGHTS), strict=False)
     except (safetensors.SafetensorError, OSError, RuntimeError, ValueError) as e:
         raise EdgeslimError(
@@ -186,6 +187,24 @@ def _check_source(path: Path, source: dict) -> None:
             f"{path / MANIFEST}: source file {file} lies inside the saved model; "
             "a saved model never ships code, refusing to import it"
         )
+
+
+def _check_dtypes(model: torch.nn.Module, path: Path) -> None:
+    """Refuse integer or bool tensors for float weights: loading would cast them silently.
+    Float to float (fp16 weights into an fp32 model) is allowed: shipped models use it."""
+    state = model.state_dict()
+    with safetensors.safe_open(str(path / WEIGHTS), framework="pt") as f:
+        for key in f.keys():
+            if key not in state:
+                continue  # reported as unexpected after loading
+            dtype = f.get_slice(key).get_dtype()
+            is_float = dtype.startswith(("F", "BF"))
+            if state[key].is_floating_point() != is_float:
+                raise EdgeslimError(
+                    f"{path / WEIGHTS}: {key!r} is stored as {dtype}, "
+                    f"but the layer holds {str(state[key].dtype).removeprefix('torch.')}: "
+                    "wrong dtype"
+                )
 
 
 def _check_finite(model: torch.nn.Module, path: Path) -> None:
