@@ -64,7 +64,10 @@ def save_model(
         "meta": lm.meta,
     }
     with atomic_path(out_dir / WEIGHTS) as tmp:
-        safetensors.torch.save_model(lm.model, str(tmp))
+        try:
+            safetensors.torch.save_model(lm.model, str(tmp))
+        except safetensors.SafetensorError as e:  # e.g. a full disk: its I/O error, one line
+            raise EdgeslimError(f"cannot write {out_dir / WEIGHTS}: {e}") from None
     for fname, text in (extra_files or {}).items():
         write_text_atomic(out_dir / fname, text)
     write_text_atomic(out_dir / MANIFEST, json.dumps(manifest, indent=2, default=str))
