@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -43,3 +44,20 @@ def write_text_atomic(dest: str | os.PathLike, text: str) -> Path:
     with atomic_path(dest) as tmp:
         tmp.write_text(text)
     return Path(dest)
+
+
+# what atomic_path leaves behind when its process is killed: ".NAME.xxxxxxxx" (mkdtemp)
+# and ".NAME.old-PID" (a replaced directory)
+_TEMPORARY = re.compile(r"^\..+\.(old-\d+|[a-z0-9_]{8})$")
+
+
+def sweep_temporaries(root: str | os.PathLike) -> int:
+    """Remove the temporaries killed writers left under ``root``; return how many.
+
+    Only safe while no other writer works under ``root`` (compress holds its output
+    folder's lock when it calls this).
+    """
+    stale = [p for p in Path(root).rglob(".*") if p.is_dir() and _TEMPORARY.match(p.name)]
+    for p in stale:
+        shutil.rmtree(p, ignore_errors=True)
+    return len(stale)

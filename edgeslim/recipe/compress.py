@@ -12,7 +12,7 @@ from edgeslim.bench.machine import machine_info, machine_line
 from edgeslim.bench.report import summarize, write_reports
 from edgeslim.bench.report.rows import target_line
 from edgeslim.bench.stages import format_stages
-from edgeslim.core.atomic import atomic_path
+from edgeslim.core.atomic import atomic_path, sweep_temporaries
 from edgeslim.core.errors import EdgeslimError
 from edgeslim.core.lock import output_lock
 from edgeslim.models.saved import save_model
@@ -41,6 +41,7 @@ def compress(loaded: LoadedRecipe, out_dir: str | Path, *, progress: bool = True
     ):
         raise EdgeslimError(f"output {out_dir} would overwrite the input model; choose another")
     with output_lock(out_dir):  # a second run on the same folder is refused
+        sweep_temporaries(out_dir)  # half-written files of a killed run, never at final paths
         return _compress(loaded, out_dir, progress)
 
 

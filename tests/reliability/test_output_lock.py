@@ -134,3 +134,20 @@ def test_full_disk_leaves_no_half_written_file(tmp_path):
             save_model(lm, full / "m")
         assert not (full / "m" / WEIGHTS).exists()
         assert [p for p in (full / "m").iterdir()] == []  # the temporary is gone too
+
+
+def test_sweep_removes_what_killed_writers_left(tmp_path):
+    import tempfile
+
+    from edgeslim.core.atomic import atomic_path, sweep_temporaries
+
+    (tmp_path / "stages" / "01-x").mkdir(parents=True)
+    tempfile.mkdtemp(prefix="model.onnx.", dir=tmp_path)  # not ours: no leading dot
+    tempfile.mkdtemp(prefix=".model.onnx.", dir=tmp_path / "stages" / "01-x")
+    (tmp_path / ".model.old-4242").mkdir()
+    (tmp_path / ".keep").mkdir()
+    with atomic_path(tmp_path / "report.json") as tmp:
+        tmp.write_text("{}")
+    assert sweep_temporaries(tmp_path) == 2
+    assert sorted(p.name for p in tmp_path.rglob(".*")) == [".keep"]
+    assert (tmp_path / "report.json").read_text() == "{}"
