@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from edgeslim.cli.main import main
 from edgeslim.core import EdgeslimError
 from edgeslim.data import cifar as _cifar  # noqa: F401  (registers the datasets)
 from edgeslim.data import imagefolder as _imagefolder  # noqa: F401
@@ -195,3 +196,28 @@ def test_imagefolder_unreadable_image(tmp_path):
 @given(npz_arrays(), st.sampled_from(["ok", "missing_y", "truncate", "garbage"]))
 def test_npz_fuzz_long(tmp_path_factory, xy, damage):
     test_npz_wrong_dtypes_shapes_and_bytes.hypothesis.inner_test(tmp_path_factory, xy, damage)
+
+
+@pytest.mark.parametrize("kind", ["npz", "cifar10", "imagefolder"])
+def test_cli_bad_data_exits_cleanly(tmp_path, capsys, kind):
+    if kind == "npz":
+        buf = io.BytesIO()
+        np.savez(buf, x_train=np.zeros((4, 8, 8, 3), np.uint8), y_train=np.arange(4))
+        (tmp_path / "d.npz").write_bytes(buf.getvalue()[:-30])
+        spec = f"npz:{tmp_path / 'd.npz'}"
+    elif kind == "cifar10":
+        for name in ["test_batch.bin"] + [f"data_batch_{i}.bin" for i in range(1, 6)]:
+            (tmp_path / name).write_bytes(b"\x00" * 3000)  # shorter than one record
+        spec = f"cifar10:{tmp_path}"
+    else:
+        for c in ("a", "b"):
+            (tmp_path / c).mkdir()
+            for i in range(3):
+                (tmp_path / c / f"{i}.png").write_bytes(_png(i) if i else b"")
+        spec = f"imagefolder:{tmp_path}"
+    out = tmp_path / "out"
+    code = main(["train", "resnet20_half", "--data", spec, "--epochs", "1", "-o", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("edgeslim: error:") and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert not out.exists()
