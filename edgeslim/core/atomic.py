@@ -46,18 +46,33 @@ def write_text_atomic(dest: str | os.PathLike, text: str) -> Path:
     return Path(dest)
 
 
-# what atomic_path leaves behind when its process is killed: ".NAME.xxxxxxxx" (mkdtemp)
-# and ".NAME.old-PID" (a replaced directory)
-_TEMPORARY = re.compile(r"^\..+\.(old-\d+|[a-z0-9_]{8})$")
+# what atomic_path leaves behind when its process is killed: ".NAME.xxxxxxxx" (mkdtemp,
+# holding nothing or NAME) and ".NAME.old-PID" (a replaced directory, beside NAME)
+_TEMPORARY = re.compile(r"^\.(.+)\.(old-\d+|[a-z0-9_]{8})$")
 
 
-def sweep_temporaries(root: str | os.PathLike) -> int:
+def sweep_temporaries(root: str | os.PathLike, recursive: bool = True) -> int:
     """Remove the temporaries killed writers left under ``root``; return how many.
 
-    Only safe while no other writer works under ``root`` (compress holds its output
-    folder's lock when it calls this).
+    Only folders shaped exactly like :func:`atomic_path`'s are touched. Only safe
+    while no other writer works under ``root`` (compress holds its output folder's
+    lock when it calls this).
     """
-    stale = [p for p in Path(root).rglob(".*") if p.is_dir() and _TEMPORARY.match(p.name)]
+    root = Path(root)
+    if not root.is_dir():
+        return 0
+    found = root.rglob(".*") if recursive else root.glob(".*")
+    stale = [p for p in found if p.is_dir() and _is_temporary(p)]
     for p in stale:
         shutil.rmtree(p, ignore_errors=True)
     return len(stale)
+
+
+def _is_temporary(p: Path) -> bool:
+    m = _TEMPORARY.match(p.name)
+    if m is None:
+        return False
+    name, tail = m.groups()
+    if tail.startswith("old-"):
+        return (p.parent / name).exists()
+    return {c.name for c in p.iterdir()} <= {name}

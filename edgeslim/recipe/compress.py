@@ -41,7 +41,11 @@ def compress(loaded: LoadedRecipe, out_dir: str | Path, *, progress: bool = True
     ):
         raise EdgeslimError(f"output {out_dir} would overwrite the input model; choose another")
     with output_lock(out_dir):  # a second run on the same folder is refused
-        sweep_temporaries(out_dir)  # half-written files of a killed run, never at final paths
+        # half-written files of a killed run (beside final paths, never at them); only
+        # where compress writes, in case OUT is a folder with other content
+        sweep_temporaries(out_dir, recursive=False)
+        sweep_temporaries(out_dir / "model")
+        sweep_temporaries(out_dir / "stages")
         return _compress(loaded, out_dir, progress)
 
 

@@ -144,10 +144,18 @@ def test_sweep_removes_what_killed_writers_left(tmp_path):
     (tmp_path / "stages" / "01-x").mkdir(parents=True)
     tempfile.mkdtemp(prefix="model.onnx.", dir=tmp_path)  # not ours: no leading dot
     tempfile.mkdtemp(prefix=".model.onnx.", dir=tmp_path / "stages" / "01-x")
-    (tmp_path / ".model.old-4242").mkdir()
+    (tmp_path / ".model.old-4242").mkdir()  # a replaced directory beside its successor
+    (tmp_path / "model").mkdir()
     (tmp_path / ".keep").mkdir()
+    (tmp_path / ".config.settings").mkdir()  # looks like one, but holds other files
+    (tmp_path / ".config.settings" / "user.ini").write_text("x")
+    (tmp_path / ".notes.old-7").mkdir()  # no "notes" beside it: not ours
     with atomic_path(tmp_path / "report.json") as tmp:
         tmp.write_text("{}")
     assert sweep_temporaries(tmp_path) == 2
-    assert sorted(p.name for p in tmp_path.rglob(".*")) == [".keep"]
+    assert sorted(p.name for p in tmp_path.rglob(".*")) == [
+        ".config.settings",
+        ".keep",
+        ".notes.old-7",
+    ]
     assert (tmp_path / "report.json").read_text() == "{}"
