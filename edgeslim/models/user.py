@@ -41,7 +41,10 @@ def build_from_file(spec: str) -> nn.Module:
     fn = getattr(module, factory, None)
     if fn is None or not callable(fn):
         raise EdgeslimError(f"{path_s} has no callable {factory!r}")
-    model = fn()
+    try:
+        model = fn()
+    except Exception as e:  # the user's factory failed: say which, keep it on one line
+        raise EdgeslimError(f"{spec}: {factory}() raised {type(e).__name__}: {e}") from e
     if not isinstance(model, nn.Module):
         raise EdgeslimError(f"{spec} returned {type(model).__name__}, not a torch.nn.Module")
     return model
