@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 
@@ -25,6 +26,10 @@ SUBCOMMANDS = (
     "sensitivity",
     "sparsify",
 )
+
+
+# the machine, not edgeslim: a full disk, a read-only or forbidden output folder
+ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,6 +58,12 @@ def main(argv: list[str] | None = None) -> int:
         return code
     except EdgeslimError as e:
         print(f"edgeslim: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        if e.errno not in ENVIRONMENT_ERRNOS:
+            raise  # anything else is a bug: keep its traceback
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"edgeslim: error: {e.strerror}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("edgeslim: interrupted", file=sys.stderr)

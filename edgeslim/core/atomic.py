@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -43,3 +44,35 @@ def write_text_atomic(dest: str | os.PathLike, text: str) -> Path:
     with atomic_path(dest) as tmp:
         tmp.write_text(text)
     return Path(dest)
+
+
+# what atomic_path leaves behind when its process is killed: ".NAME.xxxxxxxx" (mkdtemp,
+# holding nothing or NAME) and ".NAME.old-PID" (a replaced directory, beside NAME)
+_TEMPORARY = re.compile(r"^\.(.+)\.(old-\d+|[a-z0-9_]{8})$")
+
+
+def sweep_temporaries(root: str | os.PathLike, recursive: bool = True) -> int:
+    """Remove the temporaries killed writers left under ``root``; return how many.
+
+    Only folders shaped exactly like :func:`atomic_path`'s are touched. Only safe
+    while no other writer works under ``root`` (compress holds its output folder's
+    lock when it calls this).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        return 0
+    found = root.rglob(".*") if recursive else root.glob(".*")
+    stale = [p for p in found if p.is_dir() and _is_temporary(p)]
+    for p in stale:
+        shutil.rmtree(p, ignore_errors=True)
+    return len(stale)
+
+
+def _is_temporary(p: Path) -> bool:
+    m = _TEMPORARY.match(p.name)
+    if m is None:
+        return False
+    name, tail = m.groups()
+    if tail.startswith("old-"):
+        return (p.parent / name).exists()
+    return {c.name for c in p.iterdir()} <= {name}

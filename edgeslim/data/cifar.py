@@ -53,6 +53,11 @@ def read_records(path: Path, label_bytes: int, label_index: int) -> tuple[np.nda
         )
     rows = raw.reshape(-1, record)
     labels = rows[:, label_index].astype(np.int64)
+    classes = 10 if label_bytes == 1 else 100
+    if int(labels.max()) >= classes:  # e.g. a CIFAR-100 file read as CIFAR-10
+        raise EdgeslimError(
+            f"corrupt CIFAR file {path}: label {int(labels.max())} is not one of {classes} classes"
+        )
     images = rows[:, label_bytes:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
     return np.ascontiguousarray(images), labels
 

@@ -31,9 +31,21 @@ def _open(arg: str) -> np.lib.npyio.NpzFile:
     if not path.is_file():
         raise EdgeslimError(f"npz file {path} does not exist")
     try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise EdgeslimError(f"cannot read {path} as .npz: {exc}") from exc
+        z = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise EdgeslimError(f"cannot read {path} as .npz: {exc}") from None
+    if not isinstance(z, np.lib.npyio.NpzFile):  # a bare .npy: np.load returns the array
+        raise EdgeslimError(f"{path} is a single .npy array, not an .npz with x_/y_ arrays")
+    return z
+
+
+def _read(z: np.lib.npyio.NpzFile, key: str, arg: str) -> np.ndarray:
+    """Array ``key`` of the open file; a damaged or pickled member is a clear error."""
+    try:
+        return z[key]
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise EdgeslimError(f"cannot read {key} from {arg}: {why}") from None
 
 
 def to_nhwc(x: np.ndarray) -> np.ndarray:
@@ -58,7 +70,9 @@ def load_npz_split(arg: str, split: str) -> tuple[np.ndarray, np.ndarray]:
             raise EdgeslimError(
                 f"{arg} has no {' / '.join(missing)} (it holds: {', '.join(sorted(z.files))})"
             )
-        x, y = z[keys[0]], z[keys[1]]
+        x, y = _read(z, keys[0], arg), _read(z, keys[1], arg)
+    if x.ndim < 3:
+        raise EdgeslimError(f"{keys[0]} in {arg} must be images N,H,W[,C], got shape {x.shape}")
     if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
         raise EdgeslimError(f"{keys[0]} must be numeric, got dtype {x.dtype}")
     if x.dtype != np.uint8 and not np.issubdtype(x.dtype, np.floating):
@@ -68,6 +82,11 @@ def load_npz_split(arg: str, split: str) -> tuple[np.ndarray, np.ndarray]:
         raise EdgeslimError(f"{keys[1]} must hold integer class labels, got dtype {y.dtype}")
     if len(y) != len(x):
         raise EdgeslimError(f"{keys[0]} has {len(x)} images but {keys[1]} has {len(y)} labels")
+    if y.size and int(y.min()) < 0:
+        raise EdgeslimError(f"{keys[1]} in {arg} holds negative class labels ({int(y.min())})")
+    if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
+        bad = int(np.count_nonzero(~np.isfinite(x)))
+        raise EdgeslimError(f"{keys[0]} in {arg} holds {bad} NaN or Inf values")
     x = to_nhwc(x)
     return (x if x.dtype == np.uint8 else x.astype(np.float32)), y.astype(np.int64)
 
@@ -153,8 +172,13 @@ def _info(arg: str) -> DatasetInfo:
     with _open(arg) as z:
         if "x_train" not in z.files or "y_train" not in z.files:
             raise EdgeslimError(f"{arg} needs arrays x_train and y_train")
-        shape = to_nhwc(z["x_train"][:1]).shape
-        ys = [z[k] for k in z.files if k.startswith("y_")]
+        x = _read(z, "x_train", arg)
+        if x.ndim < 3:
+            raise EdgeslimError(f"x_train in {arg} must be images N,H,W[,C], got {x.shape}")
+        shape = to_nhwc(x[:1]).shape
+        ys = [_read(z, k, arg) for k in z.files if k.startswith("y_")]
+    if any(not np.issubdtype(y.dtype, np.integer) for y in ys):
+        raise EdgeslimError(f"{arg}: class labels y_* must be integers")
     num_classes = max((int(np.max(y)) for y in ys if np.size(y)), default=0) + 1
     return DatasetInfo(num_classes, (shape[3], shape[1], shape[2]))
 

@@ -30,7 +30,8 @@ def build_from_file(spec: str) -> nn.Module:
     module = sys.modules.get(mod_name)
     if module is None:
         spec_obj = importlib.util.spec_from_file_location(mod_name, path)
-        assert spec_obj is not None and spec_obj.loader is not None
+        if spec_obj is None or spec_obj.loader is None:
+            raise EdgeslimError(f"{path_s} cannot be imported as a Python module")
         module = importlib.util.module_from_spec(spec_obj)
         try:
             spec_obj.loader.exec_module(module)
@@ -40,7 +41,10 @@ def build_from_file(spec: str) -> nn.Module:
     fn = getattr(module, factory, None)
     if fn is None or not callable(fn):
         raise EdgeslimError(f"{path_s} has no callable {factory!r}")
-    model = fn()
+    try:
+        model = fn()
+    except Exception as e:  # the user's factory failed: say which, keep it on one line
+        raise EdgeslimError(f"{spec}: {factory}() raised {type(e).__name__}: {e}") from e
     if not isinstance(model, nn.Module):
         raise EdgeslimError(f"{spec} returned {type(model).__name__}, not a torch.nn.Module")
     return model

@@ -22,6 +22,7 @@ from torch import nn
 
 from edgeslim.bench.macs import count_macs, count_params
 from edgeslim.core.errors import EdgeslimError
+from edgeslim.core.finite import check_finite_model, check_finite_tensor
 from edgeslim.core.modes import eval_mode
 from edgeslim.graph.attention import convert_mha_
 from edgeslim.graph.groups import DependencyGraph, build_dependency_graph
@@ -98,6 +99,9 @@ def prune_(
 
 
 def _prune(model, example, cfg: PruneConfig, data) -> PruneResult:
+    # NaN weights make NaN scores, which rank anywhere: refuse them by name
+    check_finite_model(model, "model to prune")
+    check_finite_tensor(example, "the example input")
     align = resolve_alignment(model, example, cfg.round_to)
     cfg = replace(cfg, round_to=align.round_to)
     convert_mha_(model)

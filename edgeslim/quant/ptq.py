@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from edgeslim.core.errors import EdgeslimError
+from edgeslim.core.finite import check_finite_model, check_finite_tensor
 from edgeslim.core.layer_types import layer_type_of
 from edgeslim.core.methods import LayerPlan, Method, register_method
 from edgeslim.core.modes import eval_mode
@@ -207,9 +208,16 @@ def _allocate(layer: _QuantWeight, avg_bits: int) -> None:
 def calibrate_(qm: QuantizedModel, data: Iterable, batches: int, progress: bool = True) -> int:
     """Observe ``batches`` batches of ``data`` and freeze every activation quantizer.
 
+    A batch holding NaN or Inf, or activations that overflow to NaN or Inf, is an
+    :class:`EdgeslimError` naming the batch or the quantizer. A quantizer that saw only
+    zeros (a dead ReLU, a constant-zero branch: a zero range) gets scale 1.0, as ONNX
+    Runtime's calibrator does, with a warning naming it: the minimum scale that range
+    would give (1e-12) would crush every later non-zero value to 0.
+
     Returns the number of batches seen.
     """
-    act = [fq for _, fq in fake_quantizers(qm.model) if fq.observing]
+    named = [(n, fq) for n, fq in fake_quantizers(qm.model) if fq.observing]
+    act = [fq for _, fq in named]
     for fq in act:
         fq.observing, fq.quantizing = True, False
     seen = 0
@@ -218,18 +226,43 @@ def calibrate_(qm: QuantizedModel, data: Iterable, batches: int, progress: bool 
         for batch in it:
             if seen >= batches:
                 break
-            qm.model(_inputs(batch))
+            x = _inputs(batch)
+            check_finite_tensor(x, f"calibration batch {seen + 1}")
+            qm.model(x)
             seen += 1
     if seen == 0 and act:
         raise EdgeslimError("calibration data is empty")
-    for fq in act:
+    for name, fq in named:
         if fq.observer.observed:
+            _check_range(name, fq)
             fq.freeze()
+            _zero_range_fallback(name, fq)
         else:  # never reached (e.g. a dead branch): stay transparent
             fq.observing = fq.quantizing = False
     # the runtime adds each bias as int32 at s_x * s_w: simulate it now that s_x is known
     link_bias_scales(qm.model, qm.input_quantizer_of)
     return seen
+
+
+def _check_range(name: str, fq: FakeQuantize) -> None:
+    obs = fq.observer
+    if not (bool(torch.isfinite(obs.min_val).all()) and bool(torch.isfinite(obs.max_val).all())):
+        raise EdgeslimError(
+            f"activations at {name} reached NaN or Inf during calibration "
+            "(an overflowing layer, or NaN weights); cannot choose a scale"
+        )
+
+
+def _zero_range_fallback(name: str, fq: FakeQuantize) -> None:
+    obs = fq.observer
+    if fq.spec.granularity == "group" or bool((obs.min_val != 0).any() | (obs.max_val != 0).any()):
+        return
+    fq._set_qparams(torch.ones_like(fq.scale), fq.zero_point)
+    fq._cache_scalars()
+    warnings.warn(
+        f"{name}: every calibration activation was 0 (zero range); using scale 1.0",
+        stacklevel=3,
+    )
 
 
 def quantize_ptq(
@@ -259,6 +292,7 @@ def quantize_ptq(
         ('export', 22)
     """
     config = config or PTQConfig()
+    check_finite_model(model, "model to quantize")
     qm = prepare(model, config, example if example is not None else _example(data))
     _calibrate_and_correct(qm, data, config, progress)
     return qm
@@ -300,6 +334,7 @@ class PTQ(Method):
     """
 
     def apply_(self, model, config, layers, calib):
+        check_finite_model(model, "model to quantize")
         example = _example(calib)
         graph, note = _capture(model, example)
         folded = _fold(model, graph, example, note) if config.fold_bn else []

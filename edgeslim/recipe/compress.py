@@ -12,8 +12,9 @@ from edgeslim.bench.machine import machine_info, machine_line
 from edgeslim.bench.report import summarize, write_reports
 from edgeslim.bench.report.rows import target_line
 from edgeslim.bench.stages import format_stages
-from edgeslim.core.atomic import atomic_path
+from edgeslim.core.atomic import atomic_path, sweep_temporaries
 from edgeslim.core.errors import EdgeslimError
+from edgeslim.core.lock import output_lock
 from edgeslim.models.saved import save_model
 from edgeslim.recipe.loader import LoadedRecipe
 from edgeslim.recipe.measure import check_targets, layer_rows, measure_history
@@ -42,7 +43,8 @@ def compress(loaded: LoadedRecipe, out_dir: str | Path, *, progress: bool = True
 
     ``out_dir`` gets ``model.onnx`` (the deployable last stage), ``model/`` (its
     float PyTorch model), ``report.{json,md,html}`` and ``stages/`` (checkpoints;
-    rerunning resumes from them).
+    rerunning resumes from them). A second run on the same ``out_dir`` while this one
+    runs is refused (:func:`edgeslim.core.lock.output_lock`).
 
     Example:
         >>> # from edgeslim.recipe import load_recipe
@@ -55,6 +57,16 @@ def compress(loaded: LoadedRecipe, out_dir: str | Path, *, progress: bool = True
         or model_path.resolve() in out_dir.resolve().parents
     ):
         raise EdgeslimError(f"output {out_dir} would overwrite the input model; choose another")
+    with output_lock(out_dir):  # a second run on the same folder is refused
+        # half-written files of a killed run (beside final paths, never at them); only
+        # where compress writes, in case OUT is a folder with other content
+        sweep_temporaries(out_dir, recursive=False)
+        sweep_temporaries(out_dir / "model")
+        sweep_temporaries(out_dir / "stages")
+        return _compress(loaded, out_dir, progress)
+
+
+def _compress(loaded: LoadedRecipe, out_dir: Path, progress: bool) -> dict:
     history = run_stages(loaded, out_dir, progress=progress)
     tqdm.write("measuring every stage (accuracy, size, interleaved latency)")
     stages, deploy = measure_history(history, loaded.recipe, progress)

@@ -21,11 +21,13 @@ from edgeslim.recipe.problems import (
     did_you_mean,
     duplicate_keys,
     line_of,
+    one_line,
     ordered,
     problems_from,
 )
 from edgeslim.recipe.registry import STAGES
 from edgeslim.recipe.schema import Recipe, one_key_stage
+from edgeslim.recipe.yaml_limits import check_depth, check_size
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,13 @@ def load_recipe(path: str | Path) -> LoadedRecipe:
     path = Path(path)
     if not path.is_file():
         raise EdgeslimError(f"recipe not found: {path}")
-    loaded = parse_recipe(path.read_text(), str(path))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise EdgeslimError(f"{path}: not UTF-8 text (byte {e.start}); a recipe is YAML") from None
+    except OSError as e:
+        raise EdgeslimError(f"{path}: cannot read the recipe: {e.strerror or e}") from None
+    loaded = parse_recipe(text, str(path))
     model = _relative_to(loaded.recipe.model, path.parent)
     if model != loaded.recipe.model:
         loaded = LoadedRecipe(
@@ -103,12 +111,20 @@ def parse_recipe(text: str, origin: str = "<recipe>") -> LoadedRecipe:
 
 def _parse_yaml(text: str, origin: str) -> tuple[dict, yaml.Node]:
     try:
-        data = yaml.safe_load(text)
+        check_depth(text, origin)  # before composing: PyYAML's composer recurses
         root = yaml.compose(text, Loader=yaml.SafeLoader)
+        check_size(root, origin)  # before constructing: aliases expand
+        data = yaml.safe_load(text)
+    except yaml.reader.ReaderError as e:  # a character YAML forbids; it has no mark
+        line = text.count("\n", 0, e.position) + 1
+        raise EdgeslimError(
+            one_line(f"{origin} line {line}: invalid YAML: character {e.character!r} ({e.reason})")
+        ) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
-        raise EdgeslimError(f"{origin}{where}: invalid YAML: {getattr(e, 'problem', e)}") from None
+        problem = getattr(e, "problem", None) or (str(e).splitlines() or [type(e).__name__])[0]
+        raise EdgeslimError(one_line(f"{origin}{where}: invalid YAML: {problem}")) from None
     if not isinstance(data, dict):
         raise EdgeslimError(f"{origin}: a recipe must be a mapping with version, model and stages")
     return data, root

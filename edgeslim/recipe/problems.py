@@ -40,7 +40,13 @@ class Problem:
 
     def format(self, origin: str) -> str:
         key = f" {self.key}:" if self.loc else ""
-        return f"{origin} line {self.line}:{key} {self.message}"
+        return one_line(f"{origin} line {self.line}:{key} {self.message}")
+
+
+def one_line(text: str) -> str:
+    """``text`` with control and line-separator characters escaped (``\\x1e``): a key
+    from the recipe can hold any of them, and the error stays one line per problem."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def closest(word: str, choices: Iterable[str]) -> str | None:

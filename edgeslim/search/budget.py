@@ -261,7 +261,7 @@ def _notes(
             f"{len(pol.float_layers)} layers kept in float"
         )
     else:
-        assert floors  # nothing met: the most compressed policies were measured
+        assert floors  # noqa: S101 - nothing met: the most compressed policies were measured
         reason = (
             "neither the policy with the lowest predicted cost nor every group at "
             f"{max(cands.ratios):g} of its channels removed"

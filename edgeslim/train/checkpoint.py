@@ -23,7 +23,10 @@ def save_checkpoint(ckpt_dir: Path, model: nn.Module, state: dict) -> None:
         # channels_last training: safetensors stores contiguous tensors only; save a copy
         model = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
     with atomic_path(ckpt_dir / WEIGHTS) as tmp:
-        safetensors.torch.save_model(model, str(tmp))
+        try:
+            safetensors.torch.save_model(model, str(tmp))
+        except safetensors.SafetensorError as e:  # e.g. a full disk; the last one stays
+            raise EdgeslimError(f"cannot write checkpoint {ckpt_dir / WEIGHTS}: {e}") from None
     with atomic_path(ckpt_dir / STATE) as tmp:
         torch.save(state, tmp)
 

@@ -35,6 +35,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from edgeslim.core.errors import EdgeslimError
+from edgeslim.core.finite import first_nonfinite
 from edgeslim.core.modes import ModeSnapshot, eval_mode
 from edgeslim.tasks import Task, batch_len, get_task, move
 from edgeslim.train.checkpoint import load_checkpoint, save_checkpoint
@@ -206,6 +207,8 @@ class Trainer:
                     **self._val_log(val_ds),
                 }
                 log["seconds"] = time.perf_counter() - t0
+                if first_nonfinite(self.model) is not None:  # never checkpoint NaN weights
+                    raise EdgeslimError(self._diverged("weights became NaN or Inf", None, epoch))
                 history.append(log)
                 score = self._score(log)
                 improved = score is not None and score > best
@@ -224,8 +227,29 @@ class Trainer:
                 layout.restore()  # hand back a standard model
         return history
 
+    def _diverged(self, what: str, x: object, epoch: int, step: int | None = None) -> str:
+        """One line: what went non-finite, where, why (the data or the run) and what was kept.
+
+        The step that made the loss NaN is never applied, and a checkpoint is written only
+        after an epoch whose weights are finite, so the last good epoch survives on disk.
+        """
+        at = f"epoch {epoch + 1}" + (f" step {step}" if step is not None else "")
+        kept = (
+            f"; the last good checkpoint (epoch {epoch}) is kept in {self.ckpt_dir}"
+            if self.ckpt_dir is not None and epoch > 0
+            else ""
+        )
+        if isinstance(x, torch.Tensor) and x.is_floating_point() and not torch.isfinite(x).all():
+            return f"{what} at {at}: the input batch holds NaN or Inf; check the data{kept}"
+        weight = first_nonfinite(self.model)
+        where = f", weight {weight!r} is NaN or Inf" if weight else ""
+        return (
+            f"training diverged: {what} at {at}{where}; lower the learning rate "
+            f"(or set grad_clip){kept}"
+        )
+
     def _amp(self) -> tuple[bool, torch.dtype, torch.amp.GradScaler | None]:
-        assert self.ctx is not None
+        assert self.ctx is not None  # noqa: S101 - type narrowing; set by fit()
         if not self.config.amp:
             return False, torch.float32, None
         if self.ctx.device.type == "cpu":
@@ -239,7 +263,7 @@ class Trainer:
 
     def _epoch(self, objective, opt, train_ds, epoch, steps, total, warmup) -> tuple[float, float]:
         c, ctx = self.config, self.ctx
-        assert ctx is not None
+        assert ctx is not None  # noqa: S101 - type narrowing; set by fit()
         seed = c.seed * 100_003 + epoch
         # augmentation and dropout draw from the global generator; ranks draw different masks
         torch.manual_seed(seed + 1_000_003 * ctx.rank)
@@ -266,10 +290,7 @@ class Trainer:
             with torch.autocast(ctx.device.type, dtype=amp_dtype, enabled=use_amp):
                 loss, logits = objective(x, y)
             if not torch.isfinite(loss):
-                raise EdgeslimError(
-                    f"training diverged: loss is {loss.item()} at epoch {epoch + 1} "
-                    f"step {i}; lower the learning rate"
-                )
+                raise EdgeslimError(self._diverged(f"loss is {loss.item()}", x, epoch, i))
             opt.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler.scale(loss).backward()
@@ -312,7 +333,7 @@ class Trainer:
     def _evaluate(self, ds: Dataset) -> dict[str, float]:
         """Every metric over all of ``ds``: each process scores its own non-overlapping shard."""
         ctx = self.ctx
-        assert ctx is not None
+        assert ctx is not None  # noqa: S101 - type narrowing; set by fit()
         task = self.task
         loader = DataLoader(Subset(ds, ctx.shard(len(ds))), batch_size=256, collate_fn=task.collate)
         metrics = task.new_metrics()
@@ -329,7 +350,7 @@ class Trainer:
     def _save(self, opt, epoch: int, history: list[dict], best: float) -> None:
         if self.ckpt_dir is None:
             return
-        assert self.ctx is not None
+        assert self.ctx is not None  # noqa: S101 - type narrowing; set by fit()
         if self.ctx.is_main:
             state = {
                 "epoch": epoch,
@@ -343,7 +364,7 @@ class Trainer:
         self.ctx.barrier()  # nobody runs ahead of a checkpoint that is still being written
 
     def _resume(self, opt) -> tuple[int, list[dict], float]:
-        assert self.ckpt_dir is not None
+        assert self.ckpt_dir is not None  # noqa: S101 - callers check ckpt_dir first
         state = load_checkpoint(self.ckpt_dir, self.model)
         if state is None:
             return 0, [], -math.inf
