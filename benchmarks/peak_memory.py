@@ -98,7 +98,7 @@ def main() -> None:
         "calib_batches": args.calib_batches,
         "calib_batch_size": CALIB_BATCH,
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "command": "python benchmarks/peak_memory.py " + shlex.join(sys.argv[1:]),
+        "command": shlex.join(["python", "benchmarks/peak_memory.py", *sys.argv[1:]]),
     }
     OUT.mkdir(exist_ok=True)
     write_text_atomic(OUT / "peak_memory.json", json.dumps({**meta, "rows": rows}, indent=2))
