@@ -16,7 +16,7 @@ from torch import nn
 
 from edgeslim.core.cpu import native_bf16
 from edgeslim.core.errors import EdgeslimError
-from edgeslim.core.modes import eval_mode
+from edgeslim.core.modes import eval_mode, torch_threads
 from edgeslim.core.outputs import flatten_outputs
 from edgeslim.export.runtimes.base import Runtime, Session, register_runtime
 
@@ -24,7 +24,9 @@ _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class TorchSession(Session):
-    def __init__(self, model: nn.Module, threads, precision: str, compiled: bool) -> None:
+    def __init__(
+        self, model: nn.Module, threads: int | None, precision: str, compiled: bool
+    ) -> None:
         model = copy.deepcopy(model).eval()
         self.dtype = _DTYPES[precision]
         if precision != "fp32":
@@ -37,7 +39,9 @@ class TorchSession(Session):
     def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         xs = [torch.from_numpy(np.asarray(x)) for x in inputs]
         xs = [x.to(self.dtype) if x.is_floating_point() else x for x in xs]
-        with torch.inference_mode(), eval_mode(self.model):
+        # torch's thread count is process-wide: set it for this call only, so ``threads``
+        # reaches the kernels without changing it for the caller's other work.
+        with torch_threads(self.threads), torch.inference_mode(), eval_mode(self.model):
             out = self.model(*xs)
         return [
             o.float().numpy() if o.is_floating_point() else o.numpy()
