@@ -24,16 +24,15 @@ import torch
 from torch import nn
 
 from edgeslim.core.errors import UnsupportedLayerError
-from edgeslim.core.methods import Method, MethodConfig, register_method
+from edgeslim.core.methods import MethodConfig, register_method
 from edgeslim.lowrank.ranks import RankRule, energy_kept, matrix_rank
 from edgeslim.lowrank.swap import (
+    Factorization,
     Factorized,
-    apply_layers_,
     as_numpy,
     check_conv,
     n_params,
     relative_error,
-    restore_layers_,
 )
 
 
@@ -118,15 +117,10 @@ def kernel(seq: nn.Sequential) -> torch.Tensor:
 
 
 @register_method(SpatialSVDConfig, "lowrank_spatial")
-class SpatialSVD(Method):
+class SpatialSVD(Factorization):
     """Swaps each selected k x k ``nn.Conv2d`` for its kh x 1 + 1 x kw pair."""
 
     supported = (nn.Conv2d,)
-    rank_of = staticmethod(rank_of)
+    factorize = staticmethod(factorize)
     structure = staticmethod(structure)
-
-    def apply_(self, model, config, layers, calib):
-        return apply_layers_(model, layers, self.supported, factorize)
-
-    def restore_(self, model, config, layers, details):
-        return restore_layers_(model, layers, details, structure)
+    rank_of = staticmethod(rank_of)

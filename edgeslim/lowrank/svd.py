@@ -19,16 +19,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgeslim.core.methods import Method, MethodConfig, register_method
+from edgeslim.core.methods import MethodConfig, register_method
 from edgeslim.lowrank.ranks import RankRule, energy_kept, matrix_rank
 from edgeslim.lowrank.swap import (
+    Factorization,
     Factorized,
-    apply_layers_,
     as_numpy,
     check_linear,
     n_params,
     relative_error,
-    restore_layers_,
 )
 
 
@@ -87,15 +86,10 @@ def factorize(linear: nn.Linear, config: SVDConfig) -> Factorized:
 
 
 @register_method(SVDConfig, "lowrank_svd")
-class SVD(Method):
+class SVD(Factorization):
     """Swaps each selected ``nn.Linear`` for its two-layer truncated SVD."""
 
     supported = (nn.Linear,)
-    rank_of = staticmethod(rank_of)
+    factorize = staticmethod(factorize)
     structure = staticmethod(structure)
-
-    def apply_(self, model, config, layers, calib):
-        return apply_layers_(model, layers, self.supported, factorize)
-
-    def restore_(self, model, config, layers, details):
-        return restore_layers_(model, layers, details, structure)
+    rank_of = staticmethod(rank_of)

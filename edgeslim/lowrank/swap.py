@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from edgeslim.core.errors import EdgeslimError, UnsupportedLayerError
-from edgeslim.core.methods import LayerPlan
+from edgeslim.core.methods import LayerPlan, Method
 from edgeslim.core.select import swap_module_
 
 Rank = int | tuple[int, ...]
@@ -182,3 +182,22 @@ def relative_error(w: torch.Tensor, w_hat: torch.Tensor) -> float:
     den = float(w.norm())
     num = float((w - w_hat).norm())
     return num / den if den > 0 else num
+
+
+class Factorization(Method):
+    """A registered factorization: its layer types and its three functions of one layer.
+
+    Subclasses set ``supported``, ``factorize``, ``structure`` and ``rank_of`` (as
+    ``staticmethod``); applying and replaying are this class's, the same for all.
+    """
+
+    supported: tuple[type[nn.Module], ...] = ()
+    factorize: Callable
+    structure: Callable
+    rank_of: Callable
+
+    def apply_(self, model, config, layers, calib):
+        return apply_layers_(model, layers, self.supported, self.factorize)
+
+    def restore_(self, model, config, layers, details):
+        return restore_layers_(model, layers, details, self.structure)

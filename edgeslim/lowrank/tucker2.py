@@ -23,16 +23,15 @@ import torch
 from torch import nn
 
 from edgeslim.core.errors import EdgeslimError
-from edgeslim.core.methods import Method, MethodConfig, register_method
+from edgeslim.core.methods import MethodConfig, register_method
 from edgeslim.lowrank.ranks import RankRule, matrix_rank
 from edgeslim.lowrank.swap import (
+    Factorization,
     Factorized,
-    apply_layers_,
     as_numpy,
     check_conv,
     n_params,
     relative_error,
-    restore_layers_,
 )
 
 
@@ -141,15 +140,10 @@ def kernel(seq: nn.Sequential) -> torch.Tensor:
 
 
 @register_method(Tucker2Config, "lowrank_tucker2")
-class Tucker2(Method):
+class Tucker2(Factorization):
     """Swaps each selected k x k ``nn.Conv2d`` for its Tucker-2 triple."""
 
     supported = (nn.Conv2d,)
-    rank_of = staticmethod(rank_of)
+    factorize = staticmethod(factorize)
     structure = staticmethod(structure)
-
-    def apply_(self, model, config, layers, calib):
-        return apply_layers_(model, layers, self.supported, factorize)
-
-    def restore_(self, model, config, layers, details):
-        return restore_layers_(model, layers, details, structure)
+    rank_of = staticmethod(rank_of)
