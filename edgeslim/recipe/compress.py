@@ -22,7 +22,7 @@ from edgeslim.recipe.runner import run_stages
 
 
 def _with_latency(rows: list[dict], last, recipe) -> list[dict]:
-    """The layer table with each layer's time in the deployed ONNX file on ORT (its
+    """The layer table with each layer's time in the last stage's ONNX file on ORT (its
     profiler, at the targets' batch), so the report shows where the time goes."""
     from edgeslim.bench.profile import layer_times, profile_onnx
 
