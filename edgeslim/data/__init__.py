@@ -13,6 +13,7 @@ from edgeslim.data import (  # noqa: F401 (registers)
     cifar,
     digits,
     driving,
+    glue,
     imagefolder,
     kitti,
     npz,
