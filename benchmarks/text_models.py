@@ -27,8 +27,7 @@ import torch
 
 from edgeslim.bench.accuracy import evaluate_model
 from edgeslim.core.paths import cache_dir
-from edgeslim.data import dataset_info, load_dataset, make_loader
-from edgeslim.data.wordpiece import save_tokenizer
+from edgeslim.data import dataset_files, dataset_info, load_dataset, make_loader
 from edgeslim.models.inputs import InputSpec
 from edgeslim.models.saved import is_saved_model, load_saved, save_model
 from edgeslim.models.spec import LoadedModel, build_source
@@ -109,8 +108,6 @@ def trained_teacher(
     Concurrent callers wait for one training (a file lock); ``meta`` holds its test
     and val top-1, epochs and training seconds.
     """
-    from edgeslim.data.textlogic import textlogic_tokenizer
-
     path = teacher_path(data, seed, epochs)
     with _file_lock(path.with_suffix(".lock")):
         if is_saved_model(path):
@@ -128,9 +125,7 @@ def trained_teacher(
             "val_top1": history[-1].get("val_top1"),
             "test_top1": test_top1(lm.model, data),
         }
-        save_model(lm, path)
-        if data.split(":")[0] in ("textlogic", "textpair"):
-            save_tokenizer(textlogic_tokenizer(), path)
+        save_model(lm, path, extra_files=dataset_files(data))  # with its tokenizer.json
         return load_saved(path)
 
 

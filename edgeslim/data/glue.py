@@ -224,4 +224,11 @@ def _info(arg: str) -> DatasetInfo:
     )
 
 
-DATASETS.register("glue", DataSource(load=_load, info=_info, needs_arg=True))
+def _tokenizer_json(arg: str) -> str:
+    root, _, vocab = parse_arg(arg)
+    return glue_tokenizer(root, vocab).to_str()
+
+
+DATASETS.register(
+    "glue", DataSource(load=_load, info=_info, needs_arg=True, tokenizer=_tokenizer_json)
+)

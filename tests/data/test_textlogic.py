@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 pytest.importorskip("tokenizers")
 
 from edgeslim.core.errors import EdgeslimError  # noqa: E402
-from edgeslim.data import dataset_info, load_dataset  # noqa: E402
+from edgeslim.data import dataset_files, dataset_info, load_dataset  # noqa: E402
 from edgeslim.data.textlogic import (  # noqa: E402
     split_samples,
     textlogic_tokenizer,
@@ -187,3 +187,10 @@ def test_tokenizer_is_deterministic_and_round_trips_through_a_saved_model(tmp_pa
 def test_lengths_below_the_longest_sample_are_refused():
     with pytest.raises(EdgeslimError, match="at least 64"):
         dataset_info("textlogic:32")
+
+
+def test_dataset_files_carry_the_tokenizer_that_made_the_ids(tmp_path):
+    files = dataset_files("textpair")
+    assert set(files) == {"tokenizer.json"}
+    (tmp_path / "tokenizer.json").write_text(files["tokenizer.json"])
+    assert load_tokenizer(tmp_path).to_str() == textlogic_tokenizer().to_str()
