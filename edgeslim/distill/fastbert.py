@@ -104,6 +104,7 @@ def export_fastbert(
     threshold: float = 0.3,
     thresholds: Sequence[float] = (),
     opset: int = DEFAULT_OPSET,
+    dynamo: bool = True,
 ) -> Path:
     """Write one parity-checked ONNX graph per exit point and ``manifest.json`` to ``out_dir``.
 
@@ -114,6 +115,7 @@ def export_fastbert(
         out_dir: the directory, replaced atomically.
         threshold: the default exit threshold recorded in the manifest.
         thresholds: thresholds measured for this export, recorded for the reader.
+        dynamo: export with ``torch.export`` (False: the faster TorchScript tracer).
 
     Example:
         >>> # export_fastbert(lm.model, distiller.losses[0], lm.input, "out/fastbert")
@@ -134,7 +136,7 @@ def export_fastbert(
             tmp.mkdir()
             for i, seg in enumerate(parts):
                 spec = input_spec if i == 0 else InputSpec(tuple(hidden.shape), "float32")
-                res = export_onnx(seg, spec, tmp / segment_file(i), opset=opset)
+                res = export_onnx(seg, spec, tmp / segment_file(i), opset=opset, dynamo=dynamo)
                 info.append({"file": segment_file(i), "parity": res.max_abs_diff})
             manifest = {
                 "format": FORMAT,

@@ -10,6 +10,8 @@ The stage leaves the model's weights as they were.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import Field
 
 from edgeslim.recipe.registry import register_stage
@@ -24,7 +26,7 @@ class EarlyExitSettings(TrainSettings):
     weight_decay: float = Field(0.01, ge=0)
     temperature: float = Field(1.0, gt=0, description="of the branch KL (the paper: 1)")
     threshold: float = Field(0.3, ge=0, le=1, description="the manifest's default threshold")
-    thresholds: list[float] = Field(
+    thresholds: list[Annotated[float, Field(ge=0, le=1)]] = Field(
         [0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8], description="thresholds to measure"
     )
     repeats: int = Field(3, ge=1, description="timed passes over the test set")
@@ -45,8 +47,6 @@ def run(state: PipelineState, s: EarlyExitSettings, ctx: PipelineContext) -> Pip
     data = ctx.require_data("earlyexit")
     if is_fake_quantized(state.lm.model):
         raise EdgeslimError("stage 'earlyexit' needs a float BERT: put it before 'quantize'")
-    if any(not 0 <= t <= 1 for t in s.thresholds):
-        raise EdgeslimError(f"earlyexit thresholds must be in [0, 1], got {s.thresholds}")
     cfg = replace(s.train_config(ctx.seed), optimizer="adamw", augment=False)
     res = train_fastbert(state.lm, data, cfg, temperature=s.temperature, progress=ctx.progress)
     report = measure_fastbert(
