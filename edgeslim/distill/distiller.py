@@ -95,7 +95,10 @@ class Distiller(nn.Module):
         if any(k.needs_layers for k in kinds) and not spec.layers:
             from dataclasses import replace
 
-            spec = replace(spec, layers=default_layer_pairs(student, (teachers or [None])[0]))
+            teacher = (teachers or [None])[0]
+            own = [k.default_layers(student, teacher) for k in kinds if k.needs_layers]
+            own = [layers for layers in own if layers is not None]
+            spec = replace(spec, layers=own[0] if own else default_layer_pairs(student, teacher))
         s_layers = [s for s, _ in spec.layers] if any(k.needs_layers for k in kinds) else []
         t_layers = [t for _, t in spec.layers] if teachers and s_layers else []
         probe = Probe(

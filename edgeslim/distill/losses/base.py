@@ -82,6 +82,11 @@ class DistillLoss(nn.Module, ABC):
     teacher_layers: tuple[str, ...] = ()
 
     @classmethod
+    def default_layers(cls, student: nn.Module, teacher: nn.Module | None):
+        """The layers this loss reads when none are given; None: the shared default mapping."""
+        return None
+
+    @classmethod
     @abstractmethod
     def build(cls, spec: LossSpec, probe: Probe) -> DistillLoss:
         """Size the loss (adapters, heads) from ``probe``."""

@@ -2,6 +2,7 @@
 
 from edgeslim.recipe.stages import (  # noqa: F401
     distill,
+    earlyexit,
     export,
     finetune,
     lowrank,
