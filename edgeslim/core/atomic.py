@@ -46,6 +46,13 @@ def write_text_atomic(dest: str | os.PathLike, text: str) -> Path:
     return Path(dest)
 
 
+def write_bytes_atomic(dest: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``dest`` atomically and return the path."""
+    with atomic_path(dest) as tmp:
+        tmp.write_bytes(data)
+    return Path(dest)
+
+
 # what atomic_path leaves behind when its process is killed: ".NAME.xxxxxxxx" (mkdtemp,
 # holding nothing or NAME) and ".NAME.old-PID" (a replaced directory, beside NAME)
 _TEMPORARY = re.compile(r"^\.(.+)\.(old-\d+|[a-z0-9_]{8})$")

@@ -20,6 +20,7 @@ from edgeslim.data import (  # noqa: F401 (registers)
     shapes_seg,
     signs,
     text,
+    textlogic,
     yolo_format,
 )
 from edgeslim.data.arrays import ArrayDataset

@@ -21,7 +21,8 @@ from torch import nn
 
 from edgeslim.bench.accuracy import evaluate_model, primary_value
 from edgeslim.bench.machine import machine_info
-from edgeslim.core.atomic import write_text_atomic
+from edgeslim.bench.report import plots
+from edgeslim.core.atomic import write_bytes_atomic, write_text_atomic
 from edgeslim.core.errors import EdgeslimError
 from edgeslim.core.methods import Record, apply
 from edgeslim.data import dataset_info, load_dataset, make_loader
@@ -29,9 +30,11 @@ from edgeslim.export.onnx import DEFAULT_OPSET, export_onnx
 from edgeslim.models.saved import save_model
 from edgeslim.models.spec import LoadedModel
 from edgeslim.quant.qat import QATConfig, check_exportable, export_qat_qdq, freeze_
+from edgeslim.quant.qat.learned_bits import LearnedBitsConfig
 from edgeslim.tasks import get_task
 from edgeslim.train.config import TrainConfig
 from edgeslim.train.trainer import Trainer
+from edgeslim.workflows.learned_bits import train_learned_bits
 from edgeslim.workflows.quantize import calibration_loader
 
 SIMULATED = (
@@ -75,12 +78,19 @@ def train_qat(
     """
     task = dataset_info(data).task
     teacher = copy.deepcopy(model) if distill else None
+    kd = kd_loss_fn(teacher, temperature, alpha) if teacher is not None else None
+    if isinstance(config, LearnedBitsConfig):
+        qmodel, record, history, _ = train_learned_bits(
+            model, config, data, train, calib=calibration_loader(data), overrides=overrides,
+            loss_fn=kd, ckpt_dir=ckpt_dir, progress=progress,
+        )  # fmt: skip
+        return qmodel, record, history
     qmodel, record = apply(model, config, overrides=overrides, calib=calibration_loader(data))
     freeze_(qmodel, config, 0)
     history = Trainer(
         qmodel,
         train,
-        loss_fn=kd_loss_fn(teacher, temperature, alpha) if teacher is not None else None,
+        loss_fn=kd,
         ckpt_dir=ckpt_dir,
         progress=progress,
         task=task,
@@ -156,11 +166,25 @@ def run_qat(
         "deployment": note,
         "machine": machine_info(None),
     }
+    bits = record.details.get("learned_bits")
+    rows = bits or []
+    if bits:
+        report["learned_bits"] = bits
+        report["avg_w_bits"] = record.details.get("avg_w_bits")
+        png = plots.bits_per_layer(bits)
+        if png is not None:
+            write_bytes_atomic(out_dir / "learned_bits.png", png)
     write_text_atomic(out_dir / "report.json", json.dumps(report, indent=2, default=str) + "\n")
+    bits_name = (
+        f"learned bits (avg {report['avg_w_bits']:.2f} weight bits)"
+        if bits
+        else f"W{config.w_bits}A{config.a_bits or 'float'}"
+    )
     report["text"] = (
-        f"{record.method} W{config.w_bits}A{config.a_bits or 'float'}: "
+        f"{record.method} {bits_name}: "
         f"fp32 {primary} {report[f'fp32_{primary}']:.4f}, "
         f"QAT (simulated) {report[f'qat_simulated_{primary}']:.4f}\n"
-        f"deployable: {note}"
+        + "".join(f"  {r['name']}: W{r['w_bits']:g} A{r['a_bits'] or 'float'}\n" for r in rows)
+        + f"deployable: {note}"
     )
     return report

@@ -58,3 +58,28 @@ def test_qat_cli_w4a4_reports_simulated_only(tmp_path, capsys):
     # bad bits are a clear error, not a traceback
     assert main([*argv[:-1], str(tmp_path / "bad"), "--w-bits", "9"]) == 2
     assert "2..8" in capsys.readouterr().err
+
+
+def test_qat_cli_learned_bits_runs_its_steps_and_reports_the_bits(tmp_path, capsys):
+    f = tmp_path / "tiny.py"
+    f.write_text(TINY)
+    out = tmp_path / "lb"
+    argv = ["qat", f"{f}:make", "--input-shape", "1,3,32,32", "--method", "learned_bits",
+            "--target-bits", "5", "--steps", "1,1,1", "--data", "digits", "--batch-size", "64",
+            "-o", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["method"] == "qat_learned_bits"
+    steps = [h["step"] for h in rep["history"]]
+    assert steps == ["weights", "activations", "finetune"]
+    rows = rep["learned_bits"]
+    assert [r["name"] for r in rows] == ["0", "3"]  # the head (6) stays float
+    assert all(float(r["w_bits"]).is_integer() and 2 <= r["w_bits"] <= 8 for r in rows)
+    assert all(r["a_bits"] == 8 for r in rows)
+    assert rep["avg_w_bits"] < 8 and "learned bits (avg" in printed
+    assert (out / "learned_bits.png").read_bytes()[:4] == b"\x89PNG"
+    back = load_saved(out / "model").model
+    assert [q.weight_q.bits for _, q in qat_layers(back)] == [r["w_bits"] for r in rows]
+    assert main([*argv[:-1], str(tmp_path / "bad"), "--steps", "1,1"]) == 2
+    assert "--steps" in capsys.readouterr().err

@@ -109,3 +109,22 @@ def sensitivity(layers: list[dict]) -> bytes | None:
     ax.set_ylabel("accuracy drop (points)")
     ax.set_title("per-layer quantization sensitivity")
     return _png(fig)
+
+
+def bits_per_layer(rows: list[dict]) -> bytes | None:
+    """Bars per layer: learned weight bits (and input bits as dots), the head absent."""
+    rows = [r for r in rows if r.get("w_bits") is not None]
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(max(6.4, 0.22 * len(rows)), 4.2))
+    xs = range(len(rows))
+    ax.bar(xs, [r["w_bits"] for r in rows], color="tab:purple", label="weight bits")
+    a = [(i, r["a_bits"]) for i, r in enumerate(rows) if r.get("a_bits") is not None]
+    if a:
+        ax.plot([i for i, _ in a], [b for _, b in a], "o", color="tab:orange", label="input bits")
+    ax.set_xticks(list(xs), [r["name"] for r in rows], rotation=90, fontsize=6)
+    ax.set_ylim(0, 8.5)
+    ax.set_ylabel("bits")
+    ax.set_title("learned bits per layer")
+    ax.legend()
+    return _png(fig)

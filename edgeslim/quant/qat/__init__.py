@@ -23,6 +23,7 @@ from edgeslim.quant.qat.dsq import DSQConfig
 from edgeslim.quant.qat.export import check_exportable, export_qat_qdq, harden_, to_fake_quant_
 from edgeslim.quant.qat.handler import freeze_
 from edgeslim.quant.qat.layers import QATConv2d, QATLinear, qat_layers
+from edgeslim.quant.qat.learned_bits import LearnedBitsConfig
 from edgeslim.quant.qat.lsq import LSQConfig
 from edgeslim.quant.qat.lsq_plus import LSQPlusConfig
 from edgeslim.quant.qat.pact import PACTConfig
@@ -39,6 +40,7 @@ CONFIGS: dict[str, type[QATConfig]] = {
     "dsq": DSQConfig,
     "binary": BinaryConfig,
     "ternary": TernaryConfig,
+    "learned_bits": LearnedBitsConfig,
 }
 
 __all__ = [
@@ -49,6 +51,7 @@ __all__ = [
     "FixedQuantizer",
     "Grid",
     "LSQConfig",
+    "LearnedBitsConfig",
     "LSQPlusConfig",
     "PACTConfig",
     "QATConfig",

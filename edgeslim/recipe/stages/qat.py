@@ -34,8 +34,10 @@ class LayerBits(Strict):
 
 
 class QATSettings(TrainSettings):
-    method: Literal["ste", "lsq", "lsq_plus", "pact", "dorefa", "dsq", "binary", "ternary"] = "lsq"
-    w_bits: int = Field(4, ge=2, le=8)
+    method: Literal[
+        "ste", "lsq", "lsq_plus", "pact", "dorefa", "dsq", "binary", "ternary", "learned_bits"
+    ] = "lsq"
+    w_bits: int = Field(4, ge=2, le=8, description="learned_bits: the bits it starts from")
     a_bits: int | None = Field(4, ge=2, le=8, description="null: float activations")
     epochs: int = Field(2, ge=1)
     lr: float = Field(0.01, gt=0)
@@ -49,12 +51,27 @@ class QATSettings(TrainSettings):
     distill: bool = Field(False, description="distil from the model the stage started from")
     temperature: float = Field(4.0, gt=0)
     alpha: float = Field(0.9, ge=0, le=1)
+    target_bits: float = Field(5.0, ge=2, le=8, description="learned_bits: average weight bits")
+    penalty: float = Field(1.0, ge=0, description="learned_bits: the size penalty's strength")
+    steps: tuple[int, int, int] = Field(
+        (2, 1, 1), description="learned_bits: epochs of weights, activations, fine-tune"
+    )
 
 
 def qat_config(s: QATSettings):
     """The method's config of these settings, and its per-layer overrides."""
     from edgeslim.quant.qat import CONFIGS
 
+    extra = {}
+    if s.method == "learned_bits":
+        w, a, f = s.steps
+        extra = {
+            "target_bits": s.target_bits,
+            "penalty": s.penalty,
+            "weight_epochs": w,
+            "activation_epochs": a,
+            "finetune_epochs": f,
+        }
     cfg = CONFIGS[s.method](
         w_bits=s.w_bits,
         a_bits=s.a_bits,
@@ -62,6 +79,7 @@ def qat_config(s: QATSettings):
         freeze_observer_epoch=s.freeze_observer_epoch,
         calib_batches=s.calib_batches,
         exclude=tuple(s.exclude),
+        **extra,
     )
     overrides = {
         pattern: None if bits is None else replace(cfg, **bits.model_dump(exclude_none=True))
@@ -93,9 +111,18 @@ def run(state: PipelineState, s: QATSettings, ctx: PipelineContext) -> PipelineS
     layers = {k: dict(v) for k, v in state.layers.items()}
     for name, c in record.layers.items():
         layers.setdefault(name, {}).update({"w_bits": c.w_bits, "a_bits": c.a_bits})
+    learned = record.details.get("learned_bits") or []
+    for row in learned:  # the bits each layer learned, not the ones it started from
+        got = {"w_bits": row["w_bits"], "a_bits": row["a_bits"]}
+        layers.setdefault(row["name"], {}).update(got)
+    bits = (
+        f"learned bits, avg {record.details['avg_w_bits']:.2f} weight bits"
+        if learned
+        else f"W{s.w_bits}A{s.a_bits or 'float'}"
+    )
     notes = {
         **state.notes,
-        "qat": f"{s.method} W{s.w_bits}A{s.a_bits or 'float'}, {len(record.layers)} layers, "
+        "qat": f"{s.method} {bits}, {len(record.layers)} layers, "
         f"{s.epochs} epochs{', distilled' if s.distill else ''}; {deploy}",
     }
     methods = [*lm.methods, record.to_dict()]

@@ -17,7 +17,7 @@ from edgeslim.quant.qat.ste import STEQuantizer
 
 NETS_FILE = Path(__file__).parent.parent / "nets.py"
 SPEC = InputSpec((1, 3, 8, 8))
-BITS = {"binary": {}, "ternary": {}}  # weights-only methods keep their defaults
+BITS = {"binary": {}, "ternary": {}, "learned_bits": {"quantize_head": True}}  # method specifics
 
 
 def _config(method, **kw):

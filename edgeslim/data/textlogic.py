@@ -1,0 +1,133 @@
+"""``textlogic`` and ``textpair``: generated English-like tasks that need order, negation,
+agreement and counting (see :mod:`edgeslim.data.textlogic_grammar` for the rules).
+
+- ``textlogic[:LENGTH]``: one sentence, a scene and a claim; label 1 if the claim
+  holds ("true"), 0 if not ("false"). Kinds: order, count, quantifier, agreement.
+- ``textpair[:LENGTH]``: premise ``[SEP]`` hypothesis, like GLUE's RTE; label 1
+  "entailment", 0 "contradiction" (the premise describes the whole scene, so a
+  hypothesis it does not entail is false). Kinds: order, chain, count, quantifier.
+
+Samples are WordPiece token ids (``[CLS] ... [SEP] [PAD]...``, ``[PAD]`` = 0) from a
+tokenizer trained on generated text (:func:`textlogic_tokenizer`, shared by both
+tasks, so one vocabulary serves both; :attr:`DatasetInfo.vocab_size` gives its size
+for a ``hf:`` config). LENGTH defaults to 64 and must be at least 64 (no sample is
+cut); 128 gives the same samples with more padding. Splits come from one seeded
+stream without repeats, test first, then val, then train (test 1000, val 1000,
+train 12000: one test sample is 0.1 point). Nothing is downloaded; the tokenizer is
+cached under ``cache_dir("tokenizers")``.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from edgeslim.core.errors import EdgeslimError
+from edgeslim.data.registry import DATASETS, SPLITS, DatasetInfo, DataSource
+from edgeslim.data.text import TokenDataset
+from edgeslim.data.textlogic_grammar import Sample, generate_samples
+from edgeslim.data.wordpiece import cached_wordpiece, content_key, encode
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
+
+VERSION = "textlogic-v1"  # bump whenever the grammar or the splits change
+SIZES = {"test": 1000, "val": 1000, "train": 12000}
+MIN_LENGTH = 64
+VOCAB_SIZE = 1000  # the ceiling; the grammar's words need far fewer (see info().vocab_size)
+CLASS_NAMES = {"textlogic": ("false", "true"), "textpair": ("contradiction", "entailment")}
+_SEEDS = {"textlogic": 16_001, "textpair": 16_002, "tokenizer": 16_003, "corpus": 16_004}
+
+
+def textlogic_tokenizer() -> Tokenizer:
+    """The WordPiece tokenizer of both tasks, trained on generated text (cached)."""
+
+    def texts() -> list[str]:
+        single = generate_samples(4000, _SEEDS["tokenizer"])
+        pair = generate_samples(4000, _SEEDS["tokenizer"] + 1, pair=True)
+        return _texts(single + pair)
+
+    return cached_wordpiece(content_key(VERSION), texts, VOCAB_SIZE)
+
+
+def _texts(samples: list[Sample]) -> list[str]:
+    return [t for s in samples for t in (s.text_a, s.text_b) if t is not None]
+
+
+@functools.cache
+def split_samples(task: str) -> dict[str, list[Sample]]:
+    """The samples of every split of ``task`` ("textlogic" or "textpair"), by split name."""
+    n = sum(SIZES.values())
+    samples = generate_samples(n, _SEEDS[task], pair=task == "textpair")
+    out, start = {}, 0
+    for split in ("test", "val", "train"):
+        out[split] = samples[start : start + SIZES[split]]
+        start += SIZES[split]
+    return out
+
+
+@functools.cache
+def _arrays(task: str, split: str, length: int) -> tuple[np.ndarray, np.ndarray]:
+    samples = split_samples(task)[split]
+    pair = task == "textpair"
+    b = [s.text_b or "" for s in samples] if pair else None
+    ids, cut = encode(textlogic_tokenizer(), [s.text_a for s in samples], b, length)
+    if cut:  # the grammar's longest sample fits MIN_LENGTH; a change that breaks this is a bug
+        raise EdgeslimError(f"{task}: {cut} {split} samples do not fit {length} tokens")
+    return ids, np.array([s.label for s in samples], dtype=np.int64)
+
+
+def unlabeled_corpus(n: int = 50_000, seed: int = _SEEDS["corpus"]) -> list[str]:
+    """``n`` generated sentences of both tasks, none from a val or test split.
+
+    Unlabeled text for TinyBERT's general distillation (encode it with
+    :func:`textlogic_tokenizer`, or use :func:`unlabeled_ids`).
+    """
+    held_out = {t for task in CLASS_NAMES for sp in ("val", "test")
+                for t in _texts(split_samples(task)[sp])}  # fmt: skip
+    out: list[str] = []
+    k = 0
+    while len(out) < n:
+        batch = generate_samples(2000, seed + k, pair=k % 2 == 1)
+        out += [t for t in _texts(batch) if t not in held_out]
+        k += 1
+    return out[:n]
+
+
+def unlabeled_ids(n: int = 50_000, length: int = MIN_LENGTH, seed: int = _SEEDS["corpus"]):
+    """:func:`unlabeled_corpus` as token ids ``(n, length)``, one sentence per row."""
+    ids, _ = encode(textlogic_tokenizer(), unlabeled_corpus(n, seed), None, length)
+    return ids
+
+
+def _length(name: str, arg: str) -> int:
+    if not arg:
+        return MIN_LENGTH
+    if not arg.isdigit() or int(arg) < MIN_LENGTH:
+        raise EdgeslimError(f"bad {name} length {arg!r}; use {name}:64 (at least {MIN_LENGTH})")
+    return int(arg)
+
+
+def _source(task: str) -> DataSource:
+    def load(arg: str, split: str, augment: bool) -> TokenDataset:
+        if split not in SPLITS:
+            raise EdgeslimError(f"unknown split {split!r}")
+        return TokenDataset(*_arrays(task, split, _length(task, arg)))
+
+    def info(arg: str) -> DatasetInfo:
+        return DatasetInfo(
+            2,
+            (_length(task, arg),),
+            CLASS_NAMES[task],
+            version=VERSION,
+            task="sequence_classification",
+            vocab_size=textlogic_tokenizer().get_vocab_size(),
+        )
+
+    return DataSource(load=load, info=info)
+
+
+DATASETS.register("textlogic", _source("textlogic"))
+DATASETS.register("textpair", _source("textpair"))

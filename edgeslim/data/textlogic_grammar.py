@@ -1,0 +1,222 @@
+"""The small English-like grammar behind ``textlogic`` and ``textpair``.
+
+Every sentence describes a scene of coloured vehicles and makes a claim about it;
+its label is whether the claim holds. Four kinds of claim, chosen so that a model
+must read the whole sentence and not spot one word:
+
+- ``order``: a row of 4-6 vehicles, then "the red car is [not] before|after the
+  blue truck". Vehicles share colours and nouns, so the colour must be bound to
+  its noun and both positions compared; "not" flips the label.
+- ``count``: 6-9 vehicles listed one by one, then "there are [not] more|fewer
+  cars than trucks" (or colours): two counts across the sentence, compared.
+- ``quantifier``: the same lists, then "[not] every|no|some car is red".
+- ``agreement`` (single sentences only): a subject, 1-3 modifiers with attractor
+  nouns of the other number ("the car near the blue trucks that the buses
+  follow"), then the main verb; the label is whether "is"/"are" agrees with the
+  subject -- long-range agreement as in Linzen et al., "Assessing the ability of
+  LSTMs to learn syntax-sensitive dependencies", TACL 2016.
+- ``chain`` (pairs only): the premise orders 3-4 vehicles by 2-3 before/after
+  statements in random order; the hypothesis needs their transitive closure.
+
+Labels are balanced within each kind: a sample is drawn for a target label by
+rejection. Everything comes from one ``numpy`` generator, so a seed fixes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+COLOURS = ("red", "blue", "green", "yellow", "black", "white", "grey", "brown")
+NOUNS = {
+    "car": "cars",
+    "truck": "trucks",
+    "bus": "buses",
+    "bike": "bikes",
+    "boat": "boats",
+    "van": "vans",
+    "box": "boxes",
+    "lorry": "lorries",
+    "tractor": "tractors",
+    "taxi": "taxis",
+}
+NUMBERS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+VERBS = {"follow": "follows", "pass": "passes", "watch": "watches", "chase": "chases"}
+PREFIXES = ("", "today ,", "in the city ,", "near the old station ,", "after the rain ,")
+ADJECTIVES = ("fast", "slow", "new", "old", "clean", "dirty")
+SINGLE_KINDS = ("order", "count", "quantifier", "agreement")
+PAIR_KINDS = ("order", "chain", "count", "quantifier")
+
+Entity = tuple[str, str]  # (colour, noun)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One generated example: ``text_b`` is None for single sentences."""
+
+    text_a: str
+    text_b: str | None
+    label: int  # 1: the claim holds (true / entailment), 0: it does not
+    kind: str
+
+
+def _pool(rng: np.random.Generator, n_colours: int, n_nouns: int) -> list[Entity]:
+    colours = rng.choice(len(COLOURS), n_colours, replace=False)
+    nouns = rng.choice(len(NOUNS), n_nouns, replace=False)
+    names = list(NOUNS)
+    return [(COLOURS[c], names[n]) for c in colours for n in nouns]
+
+
+def _join(items: list[str]) -> str:
+    return " , ".join(items[:-1]) + " and " + items[-1]
+
+
+def _the(e: Entity) -> str:
+    return f"the {e[0]} {e[1]}"
+
+
+def _row(rng: np.random.Generator) -> list[Entity]:
+    pool = _pool(rng, 3, 3)
+    n = int(rng.integers(4, 7))
+    return [pool[i] for i in rng.choice(len(pool), n, replace=False)]
+
+
+def _order_claim(rng: np.random.Generator, row: list[Entity]) -> tuple[str, int]:
+    i, j = (int(k) for k in rng.choice(len(row), 2, replace=False))
+    rel = "before" if rng.random() < 0.5 else "after"
+    neg = rng.random() < 0.5
+    holds = (i < j) == (rel == "before")
+    claim = f"{_the(row[i])} is {'not ' if neg else ''}{rel} {_the(row[j])}"
+    return claim, int(holds != neg)
+
+
+def _items(rng: np.random.Generator) -> list[Entity]:
+    pool = _pool(rng, 2 + int(rng.integers(0, 2)), 2 + int(rng.integers(0, 2)))
+    n = int(rng.integers(6, 10))
+    return [pool[i] for i in rng.integers(0, len(pool), n)]
+
+
+def _count_claim(rng: np.random.Generator, items: list[Entity]) -> tuple[str, int]:
+    by_noun = rng.random() < 0.5
+    field = 1 if by_noun else 0
+    values = sorted({e[field] for e in items})
+    if len(values) < 2:  # one noun (colour) only: compare it with an absent one
+        universe = list(NOUNS) if by_noun else list(COLOURS)
+        values.append(next(v for v in universe if v not in values))
+    a, b = (values[k] for k in rng.choice(len(values), 2, replace=False))
+    na, nb = (sum(e[field] == v for e in items) for v in (a, b))
+    more = rng.random() < 0.5
+    neg = rng.random() < 0.5
+    holds = na > nb if more else na < nb
+    word = "more" if more else "fewer"
+    if by_noun:
+        what = f"{NOUNS[a]} than {NOUNS[b]}"
+    else:
+        what = f"{a} things than {b} things"
+    return f"there are {'not ' if neg else ''}{word} {what}", int(holds != neg)
+
+
+def _quantifier_claim(rng: np.random.Generator, items: list[Entity]) -> tuple[str, int]:
+    noun = items[int(rng.integers(0, len(items)))][1]
+    colour = COLOURS[int(rng.integers(0, len(COLOURS)))]
+    if rng.random() < 0.75:  # mostly a colour the list uses, else the claim is too easy
+        colour = items[int(rng.integers(0, len(items)))][0]
+    q = ("every", "no", "some")[int(rng.integers(0, 3))]
+    neg = q == "every" and rng.random() < 0.5  # "not every"; "not no/some" is not English
+    of_noun = [e[0] for e in items if e[1] == noun]
+    hits = sum(c == colour for c in of_noun)
+    holds = {"every": hits == len(of_noun), "no": hits == 0, "some": hits > 0}[q]
+    return f"{'not ' if neg else ''}{q} {noun} is {colour}", int(holds != neg)
+
+
+def _noun_phrase(rng: np.random.Generator, plural: bool, colour: bool = True) -> str:
+    noun = list(NOUNS)[int(rng.integers(0, len(NOUNS)))]
+    word = NOUNS[noun] if plural else noun
+    if colour and rng.random() < 0.5:
+        word = f"{COLOURS[int(rng.integers(0, len(COLOURS)))]} {word}"
+    return f"the {word}"
+
+
+def _modifier(rng: np.random.Generator, head_plural: bool) -> str:
+    # attractors mostly take the other number, so the nearest noun misleads
+    other = (not head_plural) if rng.random() < 0.75 else head_plural
+    kind = int(rng.integers(0, 3))
+    if kind == 0:
+        return f"near {_noun_phrase(rng, other)}"
+    if kind == 1:
+        verb = list(VERBS)[int(rng.integers(0, len(VERBS)))]
+        return f"that {_noun_phrase(rng, other, False)} {verb if other else VERBS[verb]}"
+    adj = ADJECTIVES[int(rng.integers(0, len(ADJECTIVES)))]
+    return f"that {'are' if head_plural else 'is'} {adj}"
+
+
+def _agreement(rng: np.random.Generator) -> tuple[str, int]:
+    plural = rng.random() < 0.5
+    prefix = PREFIXES[int(rng.integers(0, len(PREFIXES)))]
+    mods = " ".join(_modifier(rng, plural) for _ in range(int(rng.integers(1, 4))))
+    agrees = rng.random() < 0.5
+    verb = "are" if plural == agrees else "is"
+    neg = "not " if rng.random() < 0.3 else ""
+    adj = ADJECTIVES[int(rng.integers(0, len(ADJECTIVES)))]
+    text = f"{prefix} {_noun_phrase(rng, plural)} {mods} {verb} {neg}{adj} ."
+    return text.strip(), int(agrees)
+
+
+def _chain(rng: np.random.Generator) -> tuple[str, str, int]:
+    pool = _pool(rng, 3, 3)
+    n = int(rng.integers(3, 5))
+    row = [pool[i] for i in rng.choice(len(pool), n, replace=False)]
+    links = []
+    for k in range(n - 1):
+        a, b = row[k], row[k + 1]
+        links.append(f"{_the(a)} is before {_the(b)}" if rng.random() < 0.5 else
+                     f"{_the(b)} is after {_the(a)}")  # fmt: skip
+    order = rng.permutation(len(links))
+    premise = " , and ".join(links[k] for k in order) + " ."
+    claim, label = _order_claim(rng, row)
+    return premise, claim + " .", label
+
+
+def _draw(rng: np.random.Generator, kind: str, pair: bool) -> Sample:
+    if kind == "agreement":
+        text, label = _agreement(rng)
+        return Sample(text, None, label, kind)
+    if kind == "chain":
+        premise, claim, label = _chain(rng)
+        return Sample(premise, claim, label, kind)
+    if kind == "order":
+        row = _row(rng)
+        scene = f"in the row stand {_join([_the(e) for e in row])}"
+        claim, label = _order_claim(rng, row)
+    else:
+        items = _items(rng)
+        scene = f"the lot holds {_join([f'a {c} {n}' for c, n in items])}"
+        make = _count_claim if kind == "count" else _quantifier_claim
+        claim, label = make(rng, items)
+    if pair:
+        return Sample(scene + " .", claim + " .", label, kind)
+    return Sample(f"{scene} , so {claim} .", None, label, kind)
+
+
+def generate_samples(n: int, seed: int, pair: bool = False) -> list[Sample]:
+    """``n`` distinct samples, kinds in turn, labels balanced, deterministic by ``seed``.
+
+    Example:
+        >>> s = generate_samples(4, seed=0)
+        >>> [x.kind for x in s], sorted({x.label for x in s})
+        (['order', 'count', 'quantifier', 'agreement'], [0, 1])
+    """
+    rng = np.random.default_rng(seed)
+    kinds = PAIR_KINDS if pair else SINGLE_KINDS
+    out: list[Sample] = []
+    seen: set[tuple[str, str | None]] = set()
+    while len(out) < n:
+        kind = kinds[len(out) % len(kinds)]
+        target = (len(out) + len(out) // len(kinds)) % 2  # each kind alternates
+        s = _draw(rng, kind, pair)
+        while s.label != target or (s.text_a, s.text_b) in seen:
+            s = _draw(rng, kind, pair)
+        seen.add((s.text_a, s.text_b))
+        out.append(s)
+    return out
