@@ -5,6 +5,7 @@ from edgeslim.recipe.stages import (  # noqa: F401
     earlyexit,
     export,
     finetune,
+    fuse,
     lowrank,
     prune,
     qat,
