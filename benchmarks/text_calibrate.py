@@ -113,7 +113,11 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--only", choices=("teacher", "student"), default=None)
+    p.add_argument("--report", action="store_true", help="only write the md/json from the runs")
     args = p.parse_args()
+    if args.report:
+        write_report([json.loads(ln) for ln in RUNS.read_text().splitlines() if ln.strip()])
+        return
     torch.set_num_threads(args.threads)
     seeds = [int(s) for s in args.seeds.split(",")]
     if args.only != "student":
@@ -138,6 +142,43 @@ def summary(records: list[dict]) -> dict:
             "seconds": [r["seconds"] for r in rs],
         }
     return out
+
+
+def write_report(records: list[dict]) -> None:
+    """``textlogic.json`` (every run and the summary) and ``textlogic.md``."""
+    summ = summary(records)
+    out = RESULTS / "textlogic.json"
+    out.write_text(json.dumps({"summary": summ, "runs": records}, indent=2) + "\n")
+    kinds = sorted({k for r in records for k in r["test"] if k != "all"})
+    lines = [
+        "# `textlogic` / `textpair` difficulty calibration",
+        "",
+        "A 6-layer BERT teacher and 2-layer students trained alone (random init, cross-entropy",
+        "only) on the generated tasks of `edgeslim.data.textlogic`; configs in",
+        "`benchmarks/text_models.py` (hidden 128, 4 heads, FFN 512). AdamW, batch 64, cosine",
+        "schedule after one warm-up epoch; test top-1 on 1000 samples (one sample = 0.1 point).",
+        "",
+        "| data | model | epochs | seeds | test top-1 mean | std | per seed | "
+        + " | ".join(kinds)
+        + " | seconds per run | threads | CPU | command |",
+        "|---|---|---:|---:|---:|---:|---|" + "---:|" * len(kinds) + "---:|---:|---|---|",
+    ]
+    groups = defaultdict(list)
+    for r in records:
+        groups[(r["data"], r["role"], r["epochs"])].append(r)
+    for (data, role, epochs), rs in groups.items():
+        s = summ[f"{data} {role} {epochs}ep"]
+        per_kind = [statistics.mean(r["test"].get(k, float("nan")) for r in rs) for k in kinds]
+        lines.append(
+            f"| {data} | {role} {rs[0]['layers']}L | {epochs} | {len(rs)} | "
+            f"{100 * s['mean']:.1f}% | {100 * s['std']:.1f} | "
+            + ", ".join(f"{100 * v:.1f}" for v in s["values"])
+            + " | "
+            + " | ".join(f"{100 * v:.1f}" for v in per_kind)
+            + f" | {statistics.mean(s['seconds']):.0f} | {rs[0]['threads']} | {rs[0]['cpu']} | "
+            f"`{rs[0]['command']}` |"
+        )
+    (RESULTS / "textlogic.md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from edgeslim.data.textlogic import (  # noqa: E402
     textlogic_tokenizer,
     unlabeled_corpus,
 )
-from edgeslim.data.textlogic_grammar import NOUNS, generate_samples  # noqa: E402
+from edgeslim.data.textlogic_grammar import NOUNS, Rng, _draw, generate_samples  # noqa: E402
 from edgeslim.data.wordpiece import (  # noqa: E402
     decode,
     load_tokenizer,
@@ -108,6 +108,12 @@ def _quantifier(claim: str, items: list[tuple[str, str]]) -> bool:
     return holds != bool(m[1])
 
 
+def _presence(claim: str, items: list[tuple[str, str]]) -> bool:
+    m = re.fullmatch(r"there is (a|no) (\w+)", claim)
+    assert m, claim
+    return any(n == m[2] for _, n in items) == (m[1] == "a")
+
+
 def _agreement(text: str) -> bool:
     words = text.split()
     head = next(w for w in words if w in PLURAL_OF or w in SINGULAR_OF)
@@ -127,6 +133,8 @@ def oracle(text_a: str, text_b: str | None) -> int:
         return int(_order(claim, before))
     if scene.startswith("the lot holds "):
         items = re.findall(r"a (\w+) (\w+)", scene.removeprefix("the lot holds "))
+        if claim.startswith("there is "):
+            return int(_presence(claim, items))
         return int((_count if claim.startswith("there are") else _quantifier)(claim, items))
     links = set()
     for part in scene.split(" , and "):
@@ -147,6 +155,14 @@ def test_every_test_label_matches_the_oracle(task):
 @given(seed=st.integers(0, 2**32 - 1), pair=st.booleans())
 def test_labels_match_the_oracle_for_any_seed(seed, pair):
     for s in generate_samples(12, seed, pair=pair):
+        assert oracle(s.text_a, s.text_b) == s.label, s
+
+
+@pytest.mark.parametrize("pair", [False, True])
+def test_quantifier_kind_outside_the_mixes_still_matches_the_oracle(pair):
+    rng = Rng(0)
+    for _ in range(200):
+        s = _draw(rng, "quantifier", pair)
         assert oracle(s.text_a, s.text_b) == s.label, s
 
 
@@ -194,3 +210,23 @@ def test_dataset_files_carry_the_tokenizer_that_made_the_ids(tmp_path):
     assert set(files) == {"tokenizer.json"}
     (tmp_path / "tokenizer.json").write_text(files["tokenizer.json"])
     assert load_tokenizer(tmp_path).to_str() == textlogic_tokenizer().to_str()
+
+
+@pytest.mark.parametrize("task", ["textlogic", "textpair"])
+def test_no_bag_of_words_shortcut(task):
+    """Word and bigram counts alone score about chance on every kind: the label needs
+    structure (order, binding, agreement), not the presence of a template word."""
+    from sklearn.feature_extraction.text import CountVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    splits = split_samples(task)
+    texts = {k: [f"{s.text_a} || {s.text_b}" for s in v] for k, v in splits.items()}
+    vec = CountVectorizer(ngram_range=(1, 2), token_pattern=r"[^ ]+")  # noqa: S106
+    n = 4000  # enough for a linear model over ~2000 features; keeps the test quick
+    model = LogisticRegression(solver="liblinear").fit(
+        vec.fit_transform(texts["train"][:n]), [s.label for s in splits["train"][:n]]
+    )
+    pred = model.predict(vec.transform(texts["test"]))
+    for kind in {s.kind for s in splits["test"]}:
+        hits = [p == s.label for p, s in zip(pred, splits["test"], strict=True) if s.kind == kind]
+        assert sum(hits) / len(hits) < 0.6, kind
