@@ -126,7 +126,7 @@ def _source(task: str) -> DataSource:
             vocab_size=textlogic_tokenizer().get_vocab_size(),
         )
 
-    return DataSource(load=load, info=info)
+    return DataSource(load=load, info=info, tokenizer=lambda arg: textlogic_tokenizer().to_str())
 
 
 DATASETS.register("textlogic", _source("textlogic"))

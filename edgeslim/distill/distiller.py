@@ -10,8 +10,11 @@ hooks that are removed in ``finally``.
 
 The objective is the sum of the selected losses; when none of them mixes in the
 hard labels (feature losses alone) the task's loss on ``y`` (cross-entropy for
-classification) is added once. The task (:mod:`edgeslim.tasks`) also supplies the
-default logits-level KD (``kd``) and checks the student's outputs.
+classification) is added once. With ``hard_labels=False`` (TinyBERT's general
+distillation on an unlabeled corpus, and its task stage) no label is read at all:
+the CE is not added and a loss that reads ``y`` is refused. The task
+(:mod:`edgeslim.tasks`) also supplies the default logits-level KD (``kd``) and checks
+the student's outputs.
 """
 
 from __future__ import annotations
@@ -54,14 +57,21 @@ class Distiller(nn.Module):
         losses: Sequence[DistillLoss],
         teachers: Sequence[nn.Module],
         task: str | Task = "classification",
+        hard_labels: bool = True,
     ) -> None:
         super().__init__()
+        readers = [type(lo).__name__ for lo in losses if lo.reads_labels]
+        if not hard_labels and readers:
+            raise EdgeslimError(
+                f"label-free distillation cannot use {', '.join(readers)}: it reads the labels "
+                "(use soft_ce, or kd with alpha=1)"
+            )
         self.task = get_task(task)
         self.losses = nn.ModuleList(losses)
         self._teachers = tuple(teachers)  # a tuple: not submodules, never trained or saved
         self.student_layers = _union(lo.student_layers for lo in losses)
         self.teacher_layers = _union(lo.teacher_layers for lo in losses)
-        self.add_ce = not any(lo.includes_hard_labels for lo in losses)
+        self.add_ce = hard_labels and not any(lo.includes_hard_labels for lo in losses)
 
     @property
     def teachers(self) -> tuple[nn.Module, ...]:
@@ -76,6 +86,7 @@ class Distiller(nn.Module):
         spec: LossSpec,
         example: torch.Tensor,
         task: str | Task = "classification",
+        hard_labels: bool = True,
     ) -> Distiller:
         """Build the objective for ``student`` from ``teachers`` with the named losses.
 
@@ -86,6 +97,8 @@ class Distiller(nn.Module):
             spec: hyper-parameters; ``spec.layers`` empty means the default layer mapping.
             example: an input batch (>= 2 samples) that sizes adapters and heads.
             task: what the data is: hard-label loss, default KD, output checks.
+            hard_labels: add the task loss on ``y`` when no loss mixes it in; False reads
+                no label at all (TinyBERT's general and task stages).
         """
         task = get_task(task)
         names = parse_loss_names(losses) if isinstance(losses, str) else tuple(losses)
@@ -98,7 +111,9 @@ class Distiller(nn.Module):
             teacher = (teachers or [None])[0]
             own = [k.default_layers(student, teacher) for k in kinds if k.needs_layers]
             own = [layers for layers in own if layers is not None]
-            spec = replace(spec, layers=own[0] if own else default_layer_pairs(student, teacher))
+            attention = any(k.wants_attention for k in kinds)
+            fallback = own[0] if own else default_layer_pairs(student, teacher, attention)
+            spec = replace(spec, layers=fallback)
         s_layers = [s for s, _ in spec.layers] if any(k.needs_layers for k in kinds) else []
         t_layers = [t for _, t in spec.layers] if teachers and s_layers else []
         probe = Probe(
@@ -119,7 +134,7 @@ class Distiller(nn.Module):
                     f"{tuple(probe.student.logits.shape)}: different number of classes"
                 )
         built = [k.build(spec, probe) for k in kinds]
-        return cls(built, teachers, task).to(example.device)
+        return cls(built, teachers, task, hard_labels).to(example.device)
 
     def forward(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor

@@ -3,7 +3,7 @@
 Example:
     >>> from edgeslim.distill.losses import LOSSES
     >>> LOSSES.names()
-    ['at', 'cosine', 'fastbert', 'feature', 'kd', 'mse', 'multi', 'self', 'tinybert']
+    ['at', 'cosine', 'fastbert', 'feature', 'kd', 'mse', 'multi', 'self', 'soft_ce', 'tinybert']
 """
 
 from edgeslim.distill.losses import (  # noqa: F401 (registers)
@@ -15,6 +15,7 @@ from edgeslim.distill.losses import (  # noqa: F401 (registers)
     logits_mse,
     multi_teacher,
     self_distill,
+    soft_ce,
     tinybert,
 )
 from edgeslim.distill.losses.base import LOSSES, DistillLoss, LossSpec, Probe
