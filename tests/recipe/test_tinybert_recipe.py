@@ -23,8 +23,9 @@ stages:
 """
 
 
-def test_bert_text_recipe_parses():
-    r = load_recipe(RECIPES / "bert_text.yaml")
+@pytest.mark.parametrize("name", ["bert_text.yaml", "bert_synthtext_tinybert.yaml"])
+def test_bert_text_recipes_parse(name):
+    r = load_recipe(RECIPES / name)
     names = [s.name for s in r.stages]
     assert names == ["prune", "distill", "quantize", "export"]
     d = r.stages[1].settings
