@@ -31,9 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.text_models import (  # noqa: E402
     STUDENT_CONFIG,
-    TEACHER_CONFIG,
     new_bert,
+    teacher_path,
     train_config,
+    trained_teacher,
 )
 from edgeslim.data import dataset_info, load_dataset  # noqa: E402
 from edgeslim.data.textlogic import split_samples  # noqa: E402
@@ -68,21 +69,25 @@ def per_kind(model: torch.nn.Module, data: str, split: str) -> dict[str, float]:
 
 def run(data: str, role: str, seed: int, epochs: int, lr: float) -> dict:
     info = dataset_info(data)
-    make = TEACHER_CONFIG if role == "teacher" else STUDENT_CONFIG
-    torch.manual_seed(seed)
-    lm = new_bert(make(info.vocab_size, info.num_classes), data, role)
     curve = []
 
-    def log(history: list[dict]) -> None:
-        curve.append(per_kind(lm.model, data, "val"))
+    def log(model: torch.nn.Module, history: list[dict]) -> None:
+        curve.append(per_kind(model, data, "val"))
         print(f"{role} s{seed} epoch {len(history)}: val {curve[-1]}", flush=True)
 
     t0 = time.time()
-    cfg = train_config(epochs, seed, lr)
-    Trainer(lm.model, cfg, progress=False, task="sequence_classification", on_epoch=log).fit(
-        load_dataset(data, "train")
-    )
-    seconds = time.time() - t0
+    if role == "teacher":  # trained and cached where the other text benchmarks find it
+        lm = trained_teacher(data, seed, epochs, lr=lr, progress=False, on_epoch=log)
+        print(f"teacher cached at {teacher_path(data, seed, epochs, lr)}", flush=True)
+    else:
+        torch.manual_seed(seed)
+        lm = new_bert(STUDENT_CONFIG(info.vocab_size, info.num_classes), data, role)
+        cfg = train_config(epochs, seed, lr)
+        Trainer(
+            lm.model, cfg, progress=False, task="sequence_classification",
+            on_epoch=lambda h: log(lm.model, h),
+        ).fit(load_dataset(data, "train"))  # fmt: skip
+    seconds = lm.meta.get("train_seconds", time.time() - t0)
     rec = {
         "data": data,
         "role": role,

@@ -108,6 +108,13 @@ def _quantifier(claim: str, items: list[tuple[str, str]]) -> bool:
     return holds != bool(m[1])
 
 
+def _lexical(claim: str) -> bool:
+    m = re.fullmatch(r"(a )?(\w+) is (not )?a (colour|vehicle)", claim)
+    assert m, claim
+    is_vehicle = m[2] in PLURAL_OF  # keys: the singular nouns
+    return (is_vehicle == (m[4] == "vehicle")) != bool(m[3])
+
+
 def _presence(claim: str, items: list[tuple[str, str]]) -> bool:
     m = re.fullmatch(r"there is (a|no) (\w+)", claim)
     assert m, claim
@@ -133,6 +140,8 @@ def oracle(text_a: str, text_b: str | None) -> int:
         return int(_order(claim, before))
     if scene.startswith("the lot holds "):
         items = re.findall(r"a (\w+) (\w+)", scene.removeprefix("the lot holds "))
+        if claim.endswith((" a colour", " a vehicle")):
+            return int(_lexical(claim))
         if claim.startswith("there is "):
             return int(_presence(claim, items))
         return int((_count if claim.startswith("there are") else _quantifier)(claim, items))
