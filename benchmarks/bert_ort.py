@@ -188,6 +188,15 @@ def markdown(doc: dict) -> str:
         "interleaved runs; speedup against ORT FP32 of the same model, length and batch in "
         f"brackets. Load: {doc['load']}.",
         "",
+        "What runs in integers: *static QDQ*: every MatMul/Gemm, attention's Q K^T and A V "
+        "included (QLinearMatMul, MatMulIntegerToFloat, QGemm), softmax and GELU in float; "
+        "*dynamic*: the Linear layers' MatMuls (activations quantized per run), attention "
+        "and the pooler/classifier Gemms in float; *int4*: Linear MatMuls as "
+        "`com.microsoft::MatMulNBits` (4-bit weights, blocks of 32, symmetric; float "
+        "activations, or INT8 activations with `acc4` = `accuracy_level=4`); embeddings and "
+        "the Gemms stay FP32, so the file shrinks less than the Linear weights (~6x). "
+        "OpenVINO runs the same FP32 and QDQ files (`INFERENCE_PRECISION_HINT=f32`).",
+        "",
     ]
     for row in doc["rows"]:
         lines += [f"## {row['model']}: {row['desc']}", ""]
@@ -231,7 +240,12 @@ def main() -> None:
     ap.add_argument("--no-openvino", action="store_true")
     ap.add_argument("--load", default="not recorded", help="load conditions, for the report")
     ap.add_argument("--tag", default="", help="result file suffix")
+    ap.add_argument(
+        "--combine", nargs="+", default=None, metavar="JSON", help="merge earlier runs' results"
+    )
     args = ap.parse_args()
+    if args.combine:
+        return combine([Path(f) for f in args.combine], args.tag)
     args.runs = args.runs or (12 if args.quick else 30)
     args.calib_batches = args.calib_batches or (8 if args.quick else 16)
     args.batches = [int(b) for b in args.batches.split(",")]
@@ -271,6 +285,18 @@ def main() -> None:
     write_text_atomic(OUT / f"{stem}.json", json.dumps(doc, indent=2) + "\n")
     write_text_atomic(OUT / f"{stem}.md", markdown(doc))
     print(f"wrote {OUT / stem}.md ({doc['seconds']} s)")
+
+
+def combine(paths: list[Path], tag: str) -> None:
+    """One report from runs made separately (e.g. one per model), same settings each."""
+    docs = [json.loads(p.read_text()) for p in paths]
+    doc = {**docs[0], "rows": [r for d in docs for r in d["rows"]]}
+    doc["command"] = "`; `".join(d["command"] for d in docs)
+    doc["seconds"] = sum(d["seconds"] for d in docs)
+    stem = f"bert_ort{('_' + tag) if tag else ''}"
+    write_text_atomic(OUT / f"{stem}.json", json.dumps(doc, indent=2) + "\n")
+    write_text_atomic(OUT / f"{stem}.md", markdown(doc))
+    print(f"wrote {OUT / stem}.md")
 
 
 if __name__ == "__main__":
