@@ -24,7 +24,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgeslim.bench.early_exit import exit_stages, exit_sweep, exit_table, ort_callable
+from edgeslim.bench.early_exit import (
+    PLOT_TITLE,
+    exit_stages,
+    exit_sweep,
+    exit_table,
+    ort_callable,
+)
 from edgeslim.core.atomic import atomic_path, write_text_atomic
 from edgeslim.core.errors import EdgeslimError
 from edgeslim.data import dataset_info, load_dataset, make_loader
@@ -168,7 +174,7 @@ def write_fastbert_report(report: dict, out_dir: str | Path, title: str = "FastB
     paths = [write_text_atomic(out_dir / "report.json", json.dumps(report, indent=2) + "\n")]
     md = [f"# {title}", "", exit_table(report["sweep"]), ""]
     paths.append(write_text_atomic(out_dir / "report.md", "\n".join(md)))
-    png = accuracy_vs_latency(exit_stages(report["sweep"]), batch="1")
+    png = accuracy_vs_latency(exit_stages(report["sweep"]), batch="1", title=PLOT_TITLE)
     if png is not None:
         with atomic_path(out_dir / "accuracy_latency.png") as tmp:
             tmp.write_bytes(png)

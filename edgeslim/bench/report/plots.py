@@ -40,7 +40,9 @@ def accuracy_points(
     return [(x, y, n, y < bottom) for x, y, n in pts], (bottom, hi + pad)
 
 
-def accuracy_vs_latency(stages: list[dict], batch: str = "8") -> bytes | None:
+def accuracy_vs_latency(
+    stages: list[dict], batch: str = "8", title: str = "accuracy vs latency per stage"
+) -> bytes | None:
     """One point per stage: latency (ms) at ``batch`` against the task's primary metric.
 
     Points are numbered and named in a key below the axes (names beside close points
@@ -72,7 +74,7 @@ def accuracy_vs_latency(stages: list[dict], batch: str = "8") -> bytes | None:
     ax.set_xlabel(f"latency at batch {batch} (ms, log scale)")
     label = next((s["metric"] for s in stages if s.get("metric")), "top-1")
     ax.set_ylabel(f"{label} (%)")
-    ax.set_title("accuracy vs latency per stage")
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     fig.text(0.01, 0.01, "\n".join(key), fontsize=8, va="bottom", family="monospace")
     fig.tight_layout(rect=(0, 0.032 * len(key) + 0.03, 1, 1))
