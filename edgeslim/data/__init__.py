@@ -11,6 +11,7 @@ Example:
 
 from edgeslim.data import (  # noqa: F401 (registers)
     cifar,
+    coco_format,
     digits,
     driving,
     glue,

@@ -16,6 +16,7 @@ A data spec is a string a user types on the command line:
 - ``driving[:seed=N,n=N,size=S]``  generated road scenes with boxes (task ``detection``)
 - ``kitti:DIR[,size=N]``     KITTI image_2/ + label_2/ (task ``detection``)
 - ``yolo:FILE.yaml[,size=N]`` a YOLO data YAML, images/ + labels/ txt (task ``detection``)
+- ``coco:FILE.json[,size=N]`` a COCO instances JSON and its images (task ``detection``)
 
 Each dataset names its task (:attr:`DatasetInfo.task`), which says how its batches
 are trained on and scored (see :mod:`edgeslim.tasks`).
