@@ -130,3 +130,29 @@ def bits_per_layer(rows: list[dict]) -> bytes | None:
     ax.set_title("learned bits per layer")
     ax.legend()
     return _png(fig)
+
+
+def hawq_pareto(points: list[dict], chosen: tuple[float, float] | None = None) -> bytes | None:
+    """HAWQ-V3's Pareto front: weight size (KB) against predicted damage (sum of Omega)."""
+    if not points:
+        return None
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    xs = [p["size"] / 1024 for p in points]
+    ax.plot(xs, [p["omega"] for p in points], "o-", color="tab:blue", label="optimum per budget")
+    if chosen is not None:
+        ax.plot(chosen[0] / 1024, chosen[1], "*", markersize=14, color="tab:red", label="chosen")
+    ax.set_xlabel("weights (KB)")
+    ax.set_ylabel("predicted damage (sum of Omega)")
+    ax.set_yscale(
+        "symlog",
+        linthresh=max(
+            1e-12,
+            min(p["omega"] for p in points if p["omega"] > 0)
+            if any(p["omega"] > 0 for p in points)
+            else 1e-12,
+        ),
+    )
+    ax.set_title("HAWQ-V3 Pareto front")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _png(fig)

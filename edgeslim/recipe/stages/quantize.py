@@ -127,7 +127,8 @@ def _hawq(lm, h: HawqSettings, keep_float: tuple[str, ...], ctx: PipelineContext
     import itertools
     import json
 
-    from edgeslim.core.atomic import write_text_atomic
+    from edgeslim.bench.report import plots
+    from edgeslim.core.atomic import write_bytes_atomic, write_text_atomic
     from edgeslim.quant.mixed import HawqConfig, hawq_bits
     from edgeslim.quant.mixed.hessian import default_layers
     from edgeslim.tasks import get_task
@@ -152,7 +153,11 @@ def _hawq(lm, h: HawqSettings, keep_float: tuple[str, ...], ctx: PipelineContext
         latency=latency,
         latency_budget=h.latency_ms,
     )
-    write_text_atomic(ctx.work_dir / "hawq.json", json.dumps(rec.as_dict(), indent=2) + "\n")
+    d = rec.as_dict()
+    write_text_atomic(ctx.work_dir / "hawq.json", json.dumps(d, indent=2) + "\n")
+    png = plots.hawq_pareto(d["pareto"], (rec.size, rec.omega))
+    if png is not None:
+        write_bytes_atomic(ctx.work_dir / "hawq_pareto.png", png)
     return rec
 
 

@@ -129,3 +129,6 @@ stages:
     bits = {k: v.get("bits") for k, v in state.layers.items() if v.get("bits") is not None}
     assert set(bits.values()) <= {4, 8} and 4 in bits.values()
     assert state.onnx is not None and state.onnx.exists()
+    work = state.onnx.parent
+    assert (work / "hawq.json").is_file()
+    assert (work / "hawq_pareto.png").read_bytes()[:4] == b"\x89PNG"
