@@ -101,6 +101,10 @@ def train_qat(
     return qmodel.eval(), record, history
 
 
+REDUCED = (
+    "; 8-bit weights are coded in 7 bits of their int8 storage (this CPU has no VNNI: its "
+    "u8 x s8 kernels saturate full-range 8-bit weights)"
+)
 PACKED = (
     "; weights stored as int4/int8 codes (DequantizeLinear), so the file is smaller, but "
     "ONNX Runtime expands them to float at load and runs those layers at float speed"
@@ -173,6 +177,8 @@ def run_qat(
     )
     save_model(saved, out_dir / "model")
     int8, note = deployment(qmodel)
+    if config.reduce_range and config.w_bits == 7:
+        note += REDUCED
     onnx = export_deployable_qat(qmodel, spec, out_dir / "model.onnx", pack_int4=pack_int4)
     storage = weight_storage(onnx)
     if not int8 and storage.get("int4", 0) + storage.get("int8", 0):

@@ -226,6 +226,8 @@ class LearnedBitsConfig(QATConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.reduce_range and self.max_bits == 8:  # 8-bit codes would saturate here
+            object.__setattr__(self, "max_bits", 7)
         if not 2 <= self.min_bits < self.max_bits <= 8:
             raise EdgeslimError(
                 f"learned bits need 2 <= min_bits < max_bits <= 8, got {self.min_bits}, "
