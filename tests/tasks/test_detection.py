@@ -279,3 +279,34 @@ def test_yolov5n_learns_a_few_scenes():
         m = TASK.new_metrics()
         m.update(TASK.outputs(model(x)), t)
     assert m.compute()["map50"] > 0.3
+
+
+def test_map50_and_map_share_one_nms_and_one_coco_evaluation(monkeypatch):
+    """The task's two mAP metrics see the same batches: NMS and COCOeval run once."""
+    from edgeslim.tasks import get_task
+    from edgeslim.tasks.detection import coco_map
+
+    calls = {"post": 0, "stats": 0}
+    post, stats = coco_map.postprocess, coco_map.coco_stats
+
+    def counting_post(*a, **k):
+        calls["post"] += 1
+        return post(*a, **k)
+
+    def counting_stats(*a, **k):
+        calls["stats"] += 1
+        return stats(*a, **k)
+
+    monkeypatch.setattr(coco_map, "postprocess", counting_post)
+    monkeypatch.setattr(coco_map, "coco_stats", counting_stats)
+    task = get_task("detection")
+    metrics = [m.make() for m in task.metrics]
+    torch.manual_seed(0)
+    rows = torch.randn(2, 30, 10 + 3)
+    rows[..., :4] = torch.rand(2, 30, 4) * 20 + torch.tensor([10.0, 10.0, 5.0, 5.0])
+    targets = torch.tensor([[[0.0, 5, 5, 30, 30]], [[1.0, 2, 2, 20, 25]]])
+    for m in metrics:
+        m.update(rows, targets)
+    values = [m.compute() for m in metrics]
+    assert calls == {"post": 1, "stats": 1}, calls
+    assert all(0.0 <= v <= 1.0 for v in values)

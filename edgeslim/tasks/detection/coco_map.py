@@ -17,12 +17,18 @@ encodes them as one flat list that round-trips through :meth:`MeanAP.load_state`
 summing two processes' lists is meaningless: the list ends with its own length, so a
 summed one is refused with a clear error (data-parallel evaluation of detectors would
 have to gather the lists; the built-in trainer's does not yet).
+
+The task scores ``map50`` and ``map`` with two accumulators fed the same batches; the
+NMS of a batch and the COCO evaluation of a set of detections are computed once and
+reused by the second (:func:`postprocess_once`, :func:`coco_stats_once`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
+import weakref
 
 import numpy as np
 import torch
@@ -87,7 +93,7 @@ class MeanAP(Accumulator):
     def update(self, outputs: Tensor, targets: Tensor) -> None:
         """Add a batch of decoded rows ``(N, K, 10 + C)`` and padded targets ``(N, M, 5)``."""
         self.num_classes = max(self.num_classes, num_classes_of(outputs))
-        self.add(postprocess(outputs), targets)
+        self.add(postprocess_once(outputs), targets)
 
     def add(self, detections: list[Tensor], targets: Tensor) -> None:
         """Add per-image detections (:func:`postprocess`'s form) and padded targets."""
@@ -109,7 +115,7 @@ class MeanAP(Accumulator):
             return float("nan")
         if not any(len(g) for g in self.gts) or not any(len(d) for d in self.dets):
             return 0.0
-        stats = coco_stats(self.dets, self.gts, self.num_classes)
+        stats = coco_stats_once(self.dets, self.gts, self.num_classes)
         return stats["map50"] if self.iou == "50" else stats["map"]
 
     def state(self) -> list[float]:
@@ -136,6 +142,32 @@ class MeanAP(Accumulator):
                 i += 1 + n * width
         classes = [int(g[:, 0].max()) + 1 for g in self.gts if len(g)]
         self.num_classes = max([self.num_classes, *classes])
+
+
+_LAST_POST: list = [None, None]  # (weak reference to the outputs, their detections)
+_LAST_STATS: list = [None, None]  # (digest of the detections and targets, their stats)
+
+
+def postprocess_once(outputs: Tensor) -> list[Tensor]:
+    """:func:`postprocess` with its defaults, reused when the same tensor comes again."""
+    ref = _LAST_POST[0]
+    if ref is not None and ref() is outputs:
+        return _LAST_POST[1]
+    dets = postprocess(outputs)
+    _LAST_POST[:] = [weakref.ref(outputs), dets]
+    return dets
+
+
+def coco_stats_once(dets: list[np.ndarray], gts: list[np.ndarray], num_classes: int) -> dict:
+    """:func:`coco_stats`, reused when called again on equal detections and targets."""
+    h = hashlib.sha256(str(num_classes).encode())
+    for a in (*dets, *gts):
+        h.update(str(a.shape).encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+    key = h.hexdigest()
+    if _LAST_STATS[0] != key:
+        _LAST_STATS[:] = [key, coco_stats(dets, gts, num_classes)]
+    return _LAST_STATS[1]
 
 
 def coco_stats(dets: list[np.ndarray], gts: list[np.ndarray], num_classes: int) -> dict:
