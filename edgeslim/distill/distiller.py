@@ -120,6 +120,7 @@ class Distiller(nn.Module):
             _scored(teacher_forward(student, example, s_layers), task),
             tuple(_scored(teacher_forward(t, example, t_layers), task) for t in teachers),
             task,
+            tuple(example.shape) if torch.is_tensor(example) else (),
         )
         if not torch.is_tensor(probe.student.logits):
             raise EdgeslimError("the student must return a tensor of logits")

@@ -2,12 +2,13 @@
 
 Example:
     >>> from edgeslim.distill.losses import LOSSES
-    >>> LOSSES.names()
-    ['at', 'cosine', 'fastbert', 'feature', 'kd', 'mse', 'multi', 'self', 'soft_ce', 'tinybert']
+    >>> LOSSES.names()[:6]
+    ['at', 'cosine', 'det_feature', 'fastbert', 'feature', 'kd']
 """
 
 from edgeslim.distill.losses import (  # noqa: F401 (registers)
     attention,
+    detector_features,
     fastbert,
     fitnets,
     hidden_cosine,

@@ -66,6 +66,7 @@ class Probe:
     student: Outputs
     teachers: tuple[Outputs, ...]
     task: Task = CLASSIFICATION
+    input_shape: tuple[int, ...] = ()  # the example batch's shape (image size for detectors)
 
 
 class DistillLoss(nn.Module, ABC):
