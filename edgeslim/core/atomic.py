@@ -1,4 +1,13 @@
-"""Atomic file and directory writes: a crash never leaves a half-written output."""
+"""Atomic file and directory writes: a crash never leaves a half-written output.
+
+Fault injection for the kill tests (issue 17): with ``EDGESLIM_KILL_AT=NAME`` (or
+``NAME:K``) in the environment, the process sends itself SIGKILL in the K-th (default
+first) :func:`atomic_path` whose destination is named ``NAME``, after the temporary is
+fully written and before it is moved into place: the worst instant for a writer
+(``NAME@swap``: a folder replacing an older one, between moving the old one aside and
+moving the new one in).
+Unset (always, outside ``tests/reliability``), it costs one dictionary lookup.
+"""
 
 from __future__ import annotations
 
@@ -28,15 +37,34 @@ def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
         yield tmp
         if not tmp.exists():
             raise FileNotFoundError(f"nothing was written to {tmp}")
+        if "EDGESLIM_KILL_AT" in os.environ:
+            _maybe_kill(dest.name)
         if dest.is_dir() and tmp.is_dir():
             old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
             os.replace(dest, old)
+            if "EDGESLIM_KILL_AT" in os.environ:
+                _maybe_kill(f"{dest.name}@swap")  # the old folder moved away, the new not in
             os.replace(tmp, dest)
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, dest)
     finally:
         shutil.rmtree(tmp.parent, ignore_errors=True)
+
+
+_KILL_SEEN: dict[str, int] = {}
+
+
+def _maybe_kill(name: str) -> None:
+    """SIGKILL this process at the write ``EDGESLIM_KILL_AT`` names (see the module docstring)."""
+    import signal
+
+    target, _, nth = os.environ["EDGESLIM_KILL_AT"].partition(":")
+    if name != target:
+        return
+    _KILL_SEEN[name] = _KILL_SEEN.get(name, 0) + 1
+    if _KILL_SEEN[name] == (int(nth) if nth.isdigit() else 1):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def write_text_atomic(dest: str | os.PathLike, text: str) -> Path:
