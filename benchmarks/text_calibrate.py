@@ -67,7 +67,7 @@ def per_kind(model: torch.nn.Module, data: str, split: str) -> dict[str, float]:
     return {k: round(sum(v) / len(v), 4) for k, v in hits.items()}
 
 
-def run(data: str, role: str, seed: int, epochs: int, lr: float) -> dict:
+def run(data: str, role: str, seed: int, epochs: int, lr: float, amp: bool = False) -> dict:
     info = dataset_info(data)
     curve = []
 
@@ -82,7 +82,7 @@ def run(data: str, role: str, seed: int, epochs: int, lr: float) -> dict:
     else:
         torch.manual_seed(seed)
         lm = new_bert(STUDENT_CONFIG(info.vocab_size, info.num_classes), data, role)
-        cfg = train_config(epochs, seed, lr)
+        cfg = train_config(epochs, seed, lr, amp)
         Trainer(
             lm.model, cfg, progress=False, task="sequence_classification",
             on_epoch=lambda h: log(lm.model, h),
@@ -95,6 +95,7 @@ def run(data: str, role: str, seed: int, epochs: int, lr: float) -> dict:
         "seed": seed,
         "epochs": epochs,
         "lr": lr,
+        "amp": amp,
         "train_size": len(load_dataset(data, "train")),
         "seconds": round(seconds, 1),
         "threads": torch.get_num_threads(),
@@ -117,6 +118,7 @@ def main() -> None:
     p.add_argument("--seeds", default="0,1,2", help="student seeds (the teacher uses the first)")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--amp", action="store_true", help="bf16 autocast (students only)")
     p.add_argument("--only", choices=("teacher", "student"), default=None)
     p.add_argument("--report", action="store_true", help="only write the md/json from the runs")
     args = p.parse_args()
@@ -129,18 +131,18 @@ def main() -> None:
         run(args.data, "teacher", seeds[0], args.teacher_epochs, args.lr)
     if args.only != "teacher":
         for s in seeds:
-            run(args.data, "student", s, args.student_epochs, args.lr)
+            run(args.data, "student", s, args.student_epochs, args.lr, args.amp)
 
 
 def summary(records: list[dict]) -> dict:
     """Mean and spread of test top-1 by (data, role, epochs), over seeds."""
     groups = defaultdict(list)
     for r in records:
-        groups[(r["data"], r["role"], r["epochs"])].append(r)
+        groups[(r["data"], r["role"], r["epochs"], r.get("amp", False))].append(r)
     out = {}
-    for (data, role, epochs), rs in groups.items():
+    for (data, role, epochs, amp), rs in groups.items():
         v = [r["test"]["all"] for r in rs]
-        out[f"{data} {role} {epochs}ep"] = {
+        out[f"{data} {role} {epochs}ep{' bf16' if amp else ''}"] = {
             "mean": statistics.mean(v),
             "std": statistics.stdev(v) if len(v) > 1 else 0.0,
             "values": v,
@@ -170,12 +172,13 @@ def write_report(records: list[dict]) -> None:
     ]
     groups = defaultdict(list)
     for r in records:
-        groups[(r["data"], r["role"], r["epochs"])].append(r)
-    for (data, role, epochs), rs in groups.items():
-        s = summ[f"{data} {role} {epochs}ep"]
+        groups[(r["data"], r["role"], r["epochs"], r.get("amp", False))].append(r)
+    for (data, role, epochs, amp), rs in groups.items():
+        tag = " bf16" if amp else ""
+        s = summ[f"{data} {role} {epochs}ep{tag}"]
         per_kind = [statistics.mean(r["test"].get(k, float("nan")) for r in rs) for k in kinds]
         lines.append(
-            f"| {data} | {role} {rs[0]['layers']}L | {epochs} | {len(rs)} | "
+            f"| {data} | {role} {rs[0]['layers']}L{tag} | {epochs} | {len(rs)} | "
             f"{100 * s['mean']:.1f}% | {100 * s['std']:.1f} | "
             + ", ".join(f"{100 * v:.1f}" for v in s["values"])
             + " | "
@@ -183,7 +186,81 @@ def write_report(records: list[dict]) -> None:
             + f" | {statistics.mean(s['seconds']):.0f} | {rs[0]['threads']} | {rs[0]['cpu']} | "
             f"`{rs[0]['command']}` |"
         )
+    bow = {task: bag_of_words(task) for task in ("textlogic", "textpair")}
+    lines += [
+        "",
+        "Reference: logistic regression on word + bigram counts (4000 train samples), test",
+        "top-1 per kind -- the template words alone do not give the label:",
+        "",
+    ]
+    for task, accs in bow.items():
+        lines.append(f"- `{task}`: " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in accs.items()))
+    lines += ["", *HISTORY]
     (RESULTS / "textlogic.md").write_text("\n".join(lines) + "\n")
+    out.write_text(json.dumps({"summary": summ, "bag_of_words": bow, "runs": records}, indent=2))
+
+
+def bag_of_words(task: str) -> dict[str, float]:
+    from sklearn.feature_extraction.text import CountVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    splits = split_samples(task)
+    texts = {k: [f"{s.text_a} || {s.text_b}" for s in v] for k, v in splits.items()}
+    vec = CountVectorizer(ngram_range=(1, 2), token_pattern=r"[^ ]+")  # noqa: S106
+    model = LogisticRegression(solver="liblinear").fit(
+        vec.fit_transform(texts["train"][:4000]), [s.label for s in splits["train"][:4000]]
+    )
+    pred = model.predict(vec.transform(texts["test"]))
+    hits = defaultdict(list)
+    for p, s in zip(pred, splits["test"], strict=True):
+        hits[s.kind].append(p == s.label)
+        hits["all"].append(p == s.label)
+    return {k: round(sum(v) / len(v), 4) for k, v in hits.items()}
+
+
+HISTORY = [
+    "How the task got here (same configs, same machine):",
+    "",
+    "- v1 (order with colour binding, count, quantifier, agreement with attractors mostly",
+    "  of the other number): the 6-layer teacher at lr 1e-3 predicted one class after its",
+    "  warm-up epoch; the 2-layer student reached 58% by epoch 3 only through template",
+    "  words (a bigram logistic regression scored 63%: 'some' claims mostly true, the",
+    "  attractor's number against the verb).",
+    "- v3 (labels balanced per claim template, attractor number a coin flip, a bigram",
+    "  model at 50%): the 2-layer student stayed at exactly 50% on every kind for 2 epochs",
+    "  at lr 1e-3 (and at 5e-4): with no kind giving a first gradient the models sat on the",
+    "  class prior.",
+    "- v4 (this): the `lexical` on-ramp kind (an exclusive-or of three words at the end of",
+    "  the sentence, no linear shortcut) added to both mixes.",
+    "",
+    "## Verdict: the difficulty band is NOT reached yet",
+    "",
+    "The issue asks for a 6-layer teacher at ~85-93% and a 2-layer student alone several",
+    "points below. With the step budget this shared 2-core machine allows (4 epochs x 188",
+    "steps of batch 64; a 6-layer epoch takes ~12 min, a 2-layer one ~4 min, under a load",
+    "average of ~10), both models learn only the `lexical` on-ramp (100%) and sit at",
+    "chance on presence, order, count and agreement, so the overall test top-1 is ~60%",
+    "(one kind in five solved). The models sit on the class prior for ~1-2 epochs",
+    "before the first kind is found; a `lexical`-only run needs ~100-125 steps of",
+    "`lexical` batches, i.e. ~500-600 mixed steps. The other kinds need many more steps",
+    "than were affordable here; the data is not the limit (the grammar can make any",
+    "number of samples, and the rules are checked by an independent oracle).",
+    "",
+    "What to do next, in order of expected effect:",
+    "",
+    "1. More optimizer steps: 15-25 epochs, or batch 32; on this CPU that needs",
+    "   `TrainConfig(amp=True)`: bf16 autocast measured ~2x faster per training step",
+    "   for the 2-layer BERT here (0.60 s vs 1.2-1.5 s per batch of 64 under load),",
+    "   or a GPU.",
+    "2. MLM pre-training on `unlabeled_corpus()` before the task (it also serves",
+    "   TinyBERT's general stage), which gives every kind a first gradient.",
+    "3. If the band is still missed, tune by the mix: the share of `lexical` / `presence`",
+    "   (easy) against `order` / `count` (needs depth) sets the teacher's level and the",
+    "   student's gap.",
+    "",
+    "`textpair` has not been calibrated (no CPU time left); its kinds mirror textlogic's,",
+    "with `chain` (transitive order) in place of `agreement`.",
+]
 
 
 if __name__ == "__main__":

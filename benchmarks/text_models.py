@@ -62,11 +62,14 @@ def STUDENT_CONFIG(vocab_size: int, num_labels: int) -> dict:  # noqa: N802
     return bert_config(vocab_size, num_labels, 2)
 
 
-def train_config(epochs: int, seed: int = 0, lr: float = LR) -> TrainConfig:
-    """AdamW, batch 64, cosine schedule after a 1-epoch linear warm-up, grad norm <= 1."""
+def train_config(epochs: int, seed: int = 0, lr: float = LR, amp: bool = False) -> TrainConfig:
+    """AdamW, batch 64, cosine schedule after a 1-epoch linear warm-up, grad norm <= 1.
+
+    ``amp``: bf16 autocast, ~2x faster per step on CPUs with AVX512-BF16.
+    """
     return TrainConfig(
         epochs=epochs, batch_size=64, lr=lr, optimizer="adamw", weight_decay=0.01,
-        augment=False, seed=seed, warmup_epochs=1.0, grad_clip=1.0,
+        augment=False, seed=seed, warmup_epochs=1.0, grad_clip=1.0, amp=amp,
     )  # fmt: skip
 
 
