@@ -33,6 +33,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default="kd",
         help="kd, mse, feature, at, cosine, tinybert, multi, self, or a sum like kd+feature",
     )
+    p.add_argument(
+        "--stage",
+        default=None,
+        choices=("general", "task", "both"),
+        help="with --loss tinybert: TinyBERT's general stage (layer losses, no labels), task "
+        "stage (layer losses then soft CE at --temperature, no labels) or both",
+    )
+    p.add_argument(
+        "--pred-epochs", type=int, default=None, help="--stage task/both: prediction epochs"
+    )
+    p.add_argument(
+        "--corpus", default=None, help="--stage general/both: unlabeled corpus (dataset spec)"
+    )
     p.add_argument("--temperature", type=float, default=4.0)
     p.add_argument("--alpha", type=float, default=0.9, help="weight of the soft term vs. CE")
     p.add_argument("--beta", type=float, default=None, help="feature-term weight")
@@ -56,6 +69,9 @@ def run(args: argparse.Namespace) -> int:
     from edgeslim.workflows.distill import distill_model
     from edgeslim.workflows.distill_report import stage_records
     from edgeslim.workflows.students import load_student, load_teacher
+
+    if args.stage is not None and (args.loss != "tinybert" or args.teachers or not args.teacher):
+        raise EdgeslimError("--stage runs TinyBERT's stages: give --loss tinybert, one --teacher")
 
     specs = [t.strip() for t in (args.teachers or "").split(",") if t.strip()]
     if args.teacher:
@@ -84,7 +100,11 @@ def run(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)  # a freshly built student's initial weights
     student = load_student(args.student, teachers[0] if teachers else None, args.data)
     out = Path(args.output)
-    res = distill_model(student, teachers, args.data, losses, spec, cfg, out)
+    if args.stage is None:
+        res = distill_model(student, teachers, args.data, losses, spec, cfg, out)
+    else:
+        res = _tinybert(args, student, teachers, spec, cfg, out)
+        losses = f"tinybert {args.stage} stage"
     if not is_main_process():
         return 0
     from edgeslim.data import dataset_info
@@ -121,3 +141,14 @@ def run(args: argparse.Namespace) -> int:
     print(format_stages(stages))
     print(f"wrote {out}/report.json, {out}/onnx/, student model in {out}/")
     return 0
+
+
+def _tinybert(args, student, teachers, spec, cfg, out):
+    """TinyBERT's general and/or task stage (:mod:`edgeslim.workflows.tinybert`)."""
+    from edgeslim.data import load_dataset
+    from edgeslim.workflows.tinybert import TinyBERTPlan, tinybert_distill
+
+    plan = TinyBERTPlan.for_stage(args.stage, args.epochs, args.pred_epochs, args.temperature)
+    corpus = load_dataset(args.corpus, "train") if args.corpus else None
+    teacher = teachers[0]
+    return tinybert_distill(student, teacher, args.data, plan, cfg, out, spec=spec, corpus=corpus)

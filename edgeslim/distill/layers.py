@@ -78,12 +78,15 @@ def transformer_pairs(
     return tuple(pairs)
 
 
-def default_layer_pairs(student: nn.Module, teacher: nn.Module | None) -> tuple[LayerPair, ...]:
-    """Stage outputs shared by name, or the transformers uniform mapping; else an error."""
+def default_layer_pairs(
+    student: nn.Module, teacher: nn.Module | None, attention: bool = False
+) -> tuple[LayerPair, ...]:
+    """Stage outputs shared by name, or the transformers uniform mapping (with the attention
+    maps when ``attention``); else an error."""
     if transformer_layers(student) is not None and (
         teacher is None or transformer_layers(teacher) is not None
     ):
-        return transformer_pairs(student, teacher or student)
+        return transformer_pairs(student, teacher or student, attention)
     names = stage_names(student)
     if teacher is not None:
         names = [n for n in names if n in set(stage_names(teacher))]

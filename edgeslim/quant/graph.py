@@ -198,7 +198,12 @@ def quantization_points(
             if a is not src:
                 shared.setdefault(a, src)
         if kind == "weighted" and srcs:
-            input_of[g.scope(n).path] = srcs[0]
+            path = g.scope(n).path
+            first = input_of.setdefault(path, srcs[0])
+            if srcs[0] is not first:
+                # a layer called on several tensors (a head shared by pyramid levels):
+                # one input quantizer for every call, since its int32 bias has one scale
+                shared.setdefault(srcs[0], first)
         out = r.anchor(n)
         if kind == "shared":
             if srcs:
@@ -265,6 +270,8 @@ def place(model: nn.Module, g: ModelGraph, example: torch.Tensor) -> Placement:
     res = _Resolver(g, _Rules(g, weighted), counts, outputs_seen)
     index = {p: i for i, p in enumerate(points)}
     for out, src in shared.items():
+        while src in shared and src not in index:  # a chain: reuse its root's quantizer
+            src = shared[src]
         if src in index and out not in index:
             index[out] = index[src]
     sites: list[Site] = []

@@ -42,6 +42,7 @@ class TrainSettings(Strict):
     lr: float = Field(0.1, gt=0)
     batch_size: int = Field(128, ge=1)
     weight_decay: float = Field(5e-4, ge=0)
+    optimizer: Literal["sgd", "adamw"] = Field("sgd", description="adamw for transformers")
     warmup_epochs: float | None = Field(
         None, ge=0, description="linear LR warm-up; default 15% of the run, at most 3 epochs"
     )
@@ -56,6 +57,7 @@ class TrainSettings(Strict):
             lr=self.lr,
             batch_size=self.batch_size,
             weight_decay=self.weight_decay,
+            optimizer=self.optimizer,
             warmup_epochs=self.warmup_epochs,
             amp=self.amp,
             channels_last=self.channels_last,
@@ -64,7 +66,7 @@ class TrainSettings(Strict):
 
 
 class PretrainSpec(TrainSettings):
-    """Train the input model first (zoo models only; cached, deterministic by seed)."""
+    """Train the input model first (zoo or ``hf:`` models; cached, deterministic by seed)."""
 
 
 class Targets(Strict):

@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 
 from edgeslim.bench.accuracy import evaluate_model
 from edgeslim.core.atomic import atomic_path
-from edgeslim.data import dataset_info, load_dataset, make_loader
+from edgeslim.data import dataset_files, dataset_info, load_dataset, make_loader
 from edgeslim.distill.distiller import Distiller, parse_loss_names
 from edgeslim.distill.losses import LOSSES, LossSpec
 from edgeslim.distill.memo import MemoTeacher
@@ -53,6 +53,7 @@ def distill_model(
     memoize: bool | None = None,
     train_data: Dataset | None = None,
     progress: bool = True,
+    hard_labels: bool = True,
 ) -> DistillResult:
     """Train ``student`` on ``data`` with the named distillation ``losses``; save to ``out_dir``.
 
@@ -68,6 +69,8 @@ def distill_model(
             loss reads logits only, where it is exact and saves the teachers' forward passes).
         train_data: train on this dataset instead of ``data``'s train split (e.g. a subset).
         progress: progress bars and per-epoch lines.
+        hard_labels: False reads no label in the objective (TinyBERT's stages); the
+            trainer still reports accuracy on the labels it is given.
 
     Example:
         >>> # r = distill_model(load_model("resnet20_half", num_classes=16),
@@ -85,7 +88,7 @@ def distill_model(
     example = next(iter(make_loader(val, 8, shuffle=False)))[0].to(config.device)
     student.model.to(config.device)
     task = dataset_info(data).task
-    distiller = Distiller.build(student.model, models, names, spec, example, task)
+    distiller = Distiller.build(student.model, models, names, spec, example, task, hard_labels)
     ckpt = Path(out_dir) / "checkpoints" if out_dir is not None else None
     trainer = Trainer(
         student.model,
@@ -105,14 +108,14 @@ def distill_model(
         **student.meta,
         "trained_on": data,
         "distilled_from": [t.name for t in teachers],
-        "distill": {"losses": list(names), **asdict(spec)},
+        "distill": {"losses": list(names), "hard_labels": hard_labels, **asdict(spec)},
         "train_config": asdict(config),
         "history": history,
         "task": task,
         f"test_{test['primary']}": test[test["primary"]],
     }
     if out_dir is not None:
-        save_model(student, out_dir)
+        save_model(student, out_dir, extra_files=dataset_files(data))  # text: tokenizer.json
         if len(distiller.state_dict()):
             with atomic_path(Path(out_dir) / EXTRA_FILE) as tmp:
                 safetensors.torch.save_model(distiller.cpu(), str(tmp))

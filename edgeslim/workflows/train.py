@@ -15,7 +15,13 @@ from pathlib import Path
 from edgeslim.bench.accuracy import evaluate_model
 from edgeslim.core.errors import EdgeslimError
 from edgeslim.core.paths import cache_dir
-from edgeslim.data import dataset_info, dataset_normalization, load_dataset, make_loader
+from edgeslim.data import (
+    dataset_files,
+    dataset_info,
+    dataset_normalization,
+    load_dataset,
+    make_loader,
+)
 from edgeslim.data.stats import META_KEY
 from edgeslim.models.inputs import InputSpec
 from edgeslim.models.saved import is_saved_model, load_saved, save_model
@@ -57,6 +63,8 @@ def train_model(
     lm = load_model(spec, num_classes=info.num_classes)
     if lm.input is None or lm.input.dtype == "float32":
         lm.input = InputSpec((1, *info.input_shape))
+    else:  # token ids (hf: models): the data's sequence length
+        lm.input = InputSpec((1, *info.input_shape), "int64", lm.input.vocab_size)
     task = get_task(info.task)
     _check_head(lm, info.num_classes, task)
     out_dir = Path(out_dir)
@@ -92,7 +100,7 @@ def train_model(
         lm.meta[META_KEY] = norm.to_meta()
     else:
         lm.meta.pop(META_KEY, None)  # trained on built-in data: its fixed statistics apply
-    save_model(lm, out_dir)
+    save_model(lm, out_dir, extra_files=dataset_files(data))  # text data: tokenizer.json
     return load_saved(out_dir)
 
 
@@ -123,11 +131,19 @@ def pretrained(spec: str, data: str, config: TrainConfig, *, progress: bool = Tr
 
 def pretrained_path(spec: str, data: str, config: TrainConfig) -> Path:
     """The cache directory :func:`pretrained` uses for this model, data and config."""
-    if not spec.isidentifier():
-        raise EdgeslimError(f"only zoo models can be cached-trained, not {spec!r}")
+    name = spec
+    if spec.startswith("hf:"):  # a transformers config: keyed by its content, not its path
+        import hashlib
+
+        from edgeslim.models.hf import load_config_dict
+
+        text = json.dumps(load_config_dict(spec[3:]), sort_keys=True)
+        name = f"hf_{Path(spec[3:]).stem}_{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+    elif not spec.isidentifier():
+        raise EdgeslimError(f"only zoo and hf: models can be cached-trained, not {spec!r}")
     version = dataset_info(data).version
     tag = data.replace(":", "_").replace("/", "_")
-    key = "-".join(p for p in (spec, tag, version, config.fingerprint()) if p)
+    key = "-".join(p for p in (name, tag, version, config.fingerprint()) if p)
     return cache_dir("models") / key
 
 

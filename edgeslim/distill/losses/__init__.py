@@ -3,17 +3,19 @@
 Example:
     >>> from edgeslim.distill.losses import LOSSES
     >>> LOSSES.names()
-    ['at', 'cosine', 'feature', 'kd', 'mse', 'multi', 'self', 'tinybert']
+    ['at', 'cosine', 'fastbert', 'feature', 'kd', 'mse', 'multi', 'self', 'soft_ce', 'tinybert']
 """
 
 from edgeslim.distill.losses import (  # noqa: F401 (registers)
     attention,
+    fastbert,
     fitnets,
     hidden_cosine,
     kd,
     logits_mse,
     multi_teacher,
     self_distill,
+    soft_ce,
     tinybert,
 )
 from edgeslim.distill.losses.base import LOSSES, DistillLoss, LossSpec, Probe

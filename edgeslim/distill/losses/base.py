@@ -77,9 +77,21 @@ class DistillLoss(nn.Module, ABC):
     needs_teacher: ClassVar[bool] = True
     #: the loss reads features, so ``LossSpec.layers`` must name some
     needs_layers: ClassVar[bool] = False
+    #: the default transformers layer mapping should pair attention maps too (TinyBERT)
+    wants_attention: ClassVar[bool] = False
 
     student_layers: tuple[str, ...] = ()
     teacher_layers: tuple[str, ...] = ()
+
+    @property
+    def reads_labels(self) -> bool:
+        """Whether ``forward`` uses ``y``; label-free distillation refuses a loss that does."""
+        return self.includes_hard_labels
+
+    @classmethod
+    def default_layers(cls, student: nn.Module, teacher: nn.Module | None):
+        """The layers this loss reads when none are given; None: the shared default mapping."""
+        return None
 
     @classmethod
     @abstractmethod

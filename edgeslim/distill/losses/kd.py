@@ -71,6 +71,10 @@ class HintonKD(DistillLoss):
         self.temperature, self.alpha = temperature, alpha
         self._task = (task or CLASSIFICATION,)  # a tuple: plain data, not a submodule
 
+    @property
+    def reads_labels(self) -> bool:
+        return self.alpha < 1
+
     @classmethod
     def build(cls, spec: LossSpec, probe: Probe) -> HintonKD:
         if len(probe.teachers) != 1:

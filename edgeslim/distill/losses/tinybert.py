@@ -4,12 +4,18 @@ Jiao, Yin, Shang, Jiang, Chen, Li, Wang, Liu, "TinyBERT: Distilling BERT for
 Natural Language Understanding", Findings of EMNLP 2020. Student layer ``m`` learns
 from teacher layer ``g(m) = m * N / M`` (uniform mapping; 0 is the embeddings)::
 
-    L_hidn = MSE(H_s W_h, H_t)          W_h: learned linear map (identity if widths agree)
+    L_embd = MSE(E_s W_e, E_t)          W_e: learned linear map (identity if widths agree)
+    L_hidn = MSE(H_s W_h, H_t)          W_h: one learned map per mapped layer
     L_attn = 1/h sum_heads MSE(A_s, A_t)
-    L      = beta * (sum_hidden_pairs L_hidn + sum_attention_pairs L_attn)
+    L      = beta * (L_embd + sum_layers L_hidn + sum_layers L_attn)
 
-A pair whose layer names carry a tuple selector (``...attention.self#1``) is an
-attention pair; the rest are hidden-state pairs. The paper matches the
+The embedding pair is the hidden-state pair of layer 0 (``g(0) = 0``): both are the
+same MSE through a learned projection (:func:`projected_mse`). A pair whose layer
+names carry a tuple selector (``...attention.self#1``) is an attention pair; the rest
+are hidden-state pairs. The loss reads no labels: with ``hard_labels=False`` in the
+:class:`~edgeslim.distill.distiller.Distiller` it is the paper's *general*
+distillation (unlabeled corpus) and the intermediate half of its *task* stage; the
+prediction half is :mod:`edgeslim.distill.losses.soft_ce`. The paper matches the
 *unnormalised* attention scores; transformers exposes only the softmax
 probabilities, so those are matched here (the choice of MobileBERT, Sun et al.
 2020). When head counts differ, the teacher's heads are averaged in groups.
@@ -68,6 +74,19 @@ def attention_mse(student_attn: torch.Tensor, teacher_attn: torch.Tensor) -> tor
     return F.mse_loss(student_attn.float(), teacher_attn.float())
 
 
+def projected_mse(
+    student_hidden: torch.Tensor, teacher_hidden: torch.Tensor, projection: nn.Module
+) -> torch.Tensor:
+    """``MSE(H_s W, H_t)``: TinyBERT's embedding-layer and hidden-state loss of one pair.
+
+    Example:
+        >>> h = torch.randn(2, 5, 8)
+        >>> float(projected_mse(h, h, nn.Identity()))
+        0.0
+    """
+    return F.mse_loss(projection(student_hidden).float(), teacher_hidden.float())
+
+
 def is_attention_layer(name: str) -> bool:
     return "#" in name
 
@@ -77,6 +96,8 @@ class TinyBERTLoss(DistillLoss):
     """Hidden-state MSE through learned ``W_h`` plus attention-map MSE, over mapped layers."""
 
     needs_layers = True
+    #: the default (uniform) layer mapping includes the attention maps
+    wants_attention = True
     default_beta = 1.0
 
     def __init__(self, layers: Sequence[LayerPair], adapters: Sequence[nn.Module], beta: float):
@@ -105,5 +126,5 @@ class TinyBERTLoss(DistillLoss):
             if is_attention_layer(a):
                 total = total + attention_mse(student.features[a], t[b])
             else:
-                total = total + F.mse_loss(adapter(student.features[a]).float(), t[b].float())
+                total = total + projected_mse(student.features[a], t[b], adapter)
         return self.beta * total
