@@ -141,8 +141,8 @@ def targets_for(files: dict, spec: InputSpec, openvino: bool) -> list:
     return out
 
 
-def accuracy(model, files: dict, openvino: bool) -> dict:
-    test = make_loader(load_dataset(DATA, "test"), 256, shuffle=False)
+def accuracy(model, files: dict, openvino: bool, data: str) -> dict:
+    test = make_loader(load_dataset(data, "test"), 256, shuffle=False)
     acc = {"eager fp32": evaluate_model(model, test, TASK)["top1"]}
     for label, rt, hint, key in TARGETS:
         if rt == "openvino" and not openvino:
@@ -151,13 +151,30 @@ def accuracy(model, files: dict, openvino: bool) -> dict:
     return acc
 
 
-def run_model(name, model, seqs, args, openvino, calib) -> dict:
+def _stand_in(model, seq: int):
+    """The same architecture with ``seq`` positions and random weights (speed only)."""
+    cfg = model.hf.config.to_dict()
+    keep = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads")
+    cfg = {k: cfg[k] for k in (*keep, "intermediate_size")} | {"model_type": "bert"}
+    torch.manual_seed(0)
+    return build_hf({**cfg, "max_position_embeddings": seq, "num_labels": 2}).eval()
+
+
+def run_model(name, model, seqs, args, openvino, data: str | None) -> dict:
+    """Time (and, with ``data``, evaluate) every variant of ``model`` at each length."""
     row: dict = {"model": name, "seqs": {}}
+    base = data.split(":")[0] if data else None
     for seq in seqs:
+        m, calib = model, (f"{base}:{seq}" if base else None)
+        if seq > model.hf.config.max_position_embeddings:
+            m, calib = _stand_in(model, seq), None
+            row.setdefault("notes", []).append(
+                f"length {seq}: the trained model has {model.hf.config.max_position_embeddings} "
+                "positions; timed on the same architecture with random weights"
+            )
         with tempfile.TemporaryDirectory() as d, torch.no_grad():
-            data = f"{DATA}:{seq}" if calib else None
-            files = build_files(model, seq, data, args.calib_batches, Path(d))
-            spec = InputSpec((1, seq), "int64", model.hf.config.vocab_size)
+            files = build_files(m, seq, calib, args.calib_batches, Path(d))
+            spec = InputSpec((1, seq), "int64", m.hf.config.vocab_size)
             rep = measure(
                 targets_for(files, spec, openvino),
                 tuple(args.batches),
@@ -171,8 +188,9 @@ def run_model(name, model, seqs, args, openvino, calib) -> dict:
             }
             for r in rep.results:
                 cell["ms"].setdefault(r["model"], {})[str(r["batch"])] = round(r["median_ms"], 3)
-            if calib and seq == dataset_info(DATA).input_shape[0]:
-                row["top1"] = accuracy(model, files, openvino)
+            if data and calib and seq == dataset_info(data).input_shape[0]:
+                row["top1"] = accuracy(model, files, openvino, data)
+                row["data"] = data
         row["seqs"][str(seq)] = cell
         print(json.dumps({"model": name, "seq": seq, **cell}), flush=True)
     return row
@@ -218,11 +236,14 @@ def markdown(doc: dict) -> str:
             size = row["seqs"][seqs[0]]["size_bytes"][key]
             lines.append(f"| {label} | " + " | ".join(cells) + f" | {size / 1e6:.2f} MB |")
         if "top1" in row:
-            lines += ["", f"Test top-1 on `{DATA}` (1000 samples, length 64):", ""]
+            d = row["data"]
+            n, length = len(load_dataset(d, "test")), dataset_info(d).input_shape[0]
+            lines += ["", f"Test top-1 on `{d}` ({n} samples, length {length}):", ""]
             lines += ["| target | top-1 | vs ORT fp32 |", "|---|---|---|"]
             ref = row["top1"]["ORT fp32"]
             for label, acc in row["top1"].items():
                 lines.append(f"| {label} | {100 * acc:.1f}% | {100 * (acc - ref):+.1f} |")
+        lines += [f"\n{n}." for n in row.get("notes", [])]
         lines.append("")
     return "\n".join(lines) + "\n"
 
@@ -237,6 +258,13 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--calib-batches", type=int, default=None, help="default 16, quick 8")
     ap.add_argument("--teacher-epochs", type=int, default=6, help="local teacher only")
+    ap.add_argument(
+        "--task-model",
+        default=None,
+        metavar="DIR",
+        help="a saved edgeslim BERT to use as the task model instead of the textlogic teacher",
+    )
+    ap.add_argument("--task-data", default=DATA, help="its data (with --task-model)")
     ap.add_argument("--no-openvino", action="store_true")
     ap.add_argument("--load", default="not recorded", help="load conditions, for the report")
     ap.add_argument("--tag", default="", help="result file suffix")
@@ -256,8 +284,14 @@ def main() -> None:
     rows = []
     for name in args.models.split(","):
         if name == "task":
-            model, how = task_teacher(args.teacher_epochs)
-            row = run_model(name, model, seqs, args, openvino, calib=True)
+            if args.task_model:
+                from edgeslim.models.saved import load_saved
+
+                model, how = load_saved(args.task_model).model.eval(), f"`{args.task_model}`"
+                data = args.task_data
+            else:
+                (model, how), data = task_teacher(args.teacher_epochs), DATA
+            row = run_model(name, model, seqs, args, openvino, data)
             cfg = model.hf.config
             row["desc"] = (
                 f"{cfg.num_hidden_layers} layers, hidden {cfg.hidden_size}, "
@@ -265,7 +299,7 @@ def main() -> None:
             )
         elif name == "wide":
             torch.manual_seed(0)
-            row = run_model(name, build_hf(WIDE).eval(), seqs, args, openvino, calib=False)
+            row = run_model(name, build_hf(WIDE).eval(), seqs, args, openvino, None)
             row["desc"] = "4 layers, hidden 512, 8 heads, FFN 2048; random weights (speed only)"
         else:
             raise SystemExit(f"unknown model {name!r}: task or wide")
