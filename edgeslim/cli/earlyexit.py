@@ -59,13 +59,16 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from edgeslim.bench.early_exit import best_within
+    from edgeslim.data import dataset_info
     from edgeslim.models.saved import save_model
+    from edgeslim.models.spec import load_model
     from edgeslim.workflows.fastbert import measure_fastbert, train_fastbert, write_fastbert_report
-    from edgeslim.workflows.students import load_teacher
+    from edgeslim.workflows.students import fit_input
 
     refuse_overwrite(args.model, args.output)
     out = Path(args.output)
-    lm = load_teacher(args.model, args.data, epochs=0)
+    lm = load_model(args.model, num_classes=dataset_info(args.data).num_classes)
+    lm = fit_input(lm, args.data)  # the data's token length
     branches = train_config(args)
     finetune = replace(branches, epochs=args.finetune_epochs) if args.finetune_epochs else None
     res = train_fastbert(lm, args.data, branches, finetune=finetune, temperature=args.temperature)

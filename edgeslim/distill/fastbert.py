@@ -177,12 +177,7 @@ def branch_parity(
         ]
     ref.append(out.logits)
     diffs: dict[str, float] = {}
-    x = input_ids.numpy()
-    for i, (sess, name) in enumerate(zip(runner.sessions, runner._inputs, strict=True)):
-        got = dict(
-            zip([o.name for o in sess.get_outputs()], sess.run(None, {name: x}), strict=True)
-        )
+    for i, got in enumerate(runner.segment_outputs(input_ids.numpy())):
         key = "final" if i == runner.layers - 1 else f"branch_{i}"
         diffs[key] = float(abs(got["logits"] - ref[i].numpy()).max())
-        x = got.get("hidden")
     return diffs

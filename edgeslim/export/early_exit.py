@@ -120,6 +120,15 @@ class EarlyExitRunner:
     def threshold(self) -> float:
         return float(self.manifest["threshold"])
 
+    def segment_outputs(self, input_ids: np.ndarray) -> list[dict[str, np.ndarray]]:
+        """Every segment's outputs by name, all segments run (no exit): for parity checks."""
+        outs, x = [], np.ascontiguousarray(input_ids, dtype=np.int64)
+        for sess, name in zip(self.sessions, self._inputs, strict=True):
+            names = [o.name for o in sess.get_outputs()]
+            outs.append(dict(zip(names, sess.run(names, {name: x}), strict=True)))
+            x = outs[-1].get("hidden")
+        return outs
+
     def __call__(self, input_ids: np.ndarray, threshold: float | None = None) -> ExitOutput:
         """Classify ``input_ids`` (N, length), each sample leaving at its first confident branch.
 

@@ -7,6 +7,8 @@ The two training stages of Liu et al. (ACL 2020), both on the one
    for a model that is already trained);
 2. freeze the backbone and train a branch classifier on every layer but the last
    by self-distillation from the final classifier (the ``fastbert`` loss; no labels).
+   The Trainer runs the model in train mode, so the frozen backbone's dropout stays on
+   while the branches learn (its weights do not change).
 
 Then :func:`measure_fastbert` exports one ONNX graph per exit point (run in
 sequence by :class:`~edgeslim.export.early_exit.EarlyExitRunner`), checks it
@@ -97,14 +99,16 @@ def train_fastbert(
             p.requires_grad_(False)
         spec = LossSpec(temperature=temperature)
         distiller = Distiller.build(lm.model, [], "fastbert", spec, example, task)
-        history["branches"] = Trainer(
+        # no validation: the final classifier, which it would score, does not change
+        trainer = Trainer(
             lm.model,
             branch_config,
             loss_fn=distiller,
             extra=distiller,
             progress=progress,
             task=task,
-        ).fit(train, val)
+        )
+        history["branches"] = trainer.fit(train)
     finally:
         for p in trainable:
             p.requires_grad_(True)
