@@ -168,9 +168,31 @@ def layer_times(rows: list[NodeTime], model: nn.Module) -> dict[str, float]:
     credited to the nearest Conv or Linear registered before that BatchNorm (the
     conv -> bn order every zoo and torchvision model uses).
     """
+    out: dict[str, float] = {}
+    for r, name in _layers_of(rows, model):
+        out[name] = out.get(name, 0.0) + r.ms
+    return out
+
+
+def layer_kernels(rows: list[NodeTime], model: nn.Module) -> dict[str, str]:
+    """The kernel ORT ran for each weighted layer and the ops it fused into it.
+
+    ``"FusedConv (Conv+Relu)"``: the runtime's own operator fusion, made visible;
+    ``"QLinearConv"``: an integer kernel. A layer ORT split over several nodes lists
+    each kernel once, slowest first.
+    """
+    out: dict[str, list[str]] = {}
+    for r, name in _layers_of(rows, model):
+        label = f"{r.kernel} ({r.fused})" if r.fused else r.kernel
+        if label not in out.setdefault(name, []):
+            out[name].append(label)
+    return {k: ", ".join(v) for k, v in out.items()}
+
+
+def _layers_of(rows: list[NodeTime], model: nn.Module):
+    """``(row, layer name)`` for each profiled node that belongs to a weighted layer."""
     mods = list(model.named_modules())
     index = {n: i for i, (n, _) in enumerate(mods)}
-    out: dict[str, float] = {}
     for r in rows:
         name = r.scope
         if not name or name not in index:
@@ -183,8 +205,7 @@ def layer_times(rows: list[NodeTime], model: nn.Module) -> dict[str, float]:
                 continue
             name = mods[i][0]
         if _weighted(mods[index[name]][1]):
-            out[name] = out.get(name, 0.0) + r.ms
-    return out
+            yield r, name
 
 
 def _weighted(mod: nn.Module) -> bool:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgeslim.core.errors import EdgeslimError
-from edgeslim.export.runtimes import available_runtimes, get_runtime, is_qdq
+from edgeslim.export.runtimes import available_runtimes, file_precision, get_runtime
 
 FLOAT_PRECISIONS = ("fp32", "bf16")
 
@@ -30,8 +30,8 @@ class Candidate:
 
     @property
     def hint(self) -> str:
-        """The float precision to ask the runtime for: a QDQ file is INT8 on its own."""
-        return "fp32" if self.precision == "int8" else self.precision
+        """The float precision to ask the runtime for: an INT8/INT4 file runs in its own."""
+        return "fp32" if self.precision in ("int8", "int4") else self.precision
 
 
 def candidates(
@@ -41,7 +41,7 @@ def candidates(
     runtimes: list[str] | None = None,
 ) -> list[Candidate]:
     """Every native (runtime, precision) pair for ``onnx`` (and its module, if ``module_ok``)."""
-    qdq = onnx is not None and is_qdq(onnx)
+    quant = file_precision(onnx) if onnx is not None else None
     out = []
     for name in runtimes or available_runtimes():
         rt = get_runtime(name)
@@ -49,12 +49,12 @@ def candidates(
             raise EdgeslimError(f"runtime {name} is not installed")
         if rt.artifact == "onnx" and onnx is None:
             continue
-        if rt.artifact == "module" and (qdq or not module_ok):
+        if rt.artifact == "module" and (quant or not module_ok):
             continue
         native = rt.native_precisions()
-        if qdq:
-            if "int8" in native:
-                out.append(Candidate(name, "int8"))
+        if quant:
+            if quant in native:
+                out.append(Candidate(name, quant))
             continue
         out += [Candidate(name, p) for p in FLOAT_PRECISIONS if p in native]
     return out

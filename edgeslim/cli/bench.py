@@ -32,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--precision",
         default="fp32",
         choices=("fp32", "bf16", "fp16"),
-        help="float precision to run a float model in (a QDQ file always runs INT8)",
+        help="float precision of a float model (an INT8 or INT4 file runs in its own)",
     )
     p.add_argument("--batch", type=batches_arg, default=(1, 8), help="batch sizes, e.g. 1,8")
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="intra-op threads")
@@ -45,7 +45,7 @@ def make_targets(spec: str, args: argparse.Namespace, workdir: Path, tag: str) -
     """Latency targets for ``spec`` on ``--runtime`` (several with ``best``)."""
     from edgeslim.bench.latency import module_target, onnx_target
     from edgeslim.bench.runtimes import Candidate, candidates
-    from edgeslim.export.runtimes import get_runtime, is_qdq
+    from edgeslim.export.runtimes import file_precision, get_runtime
     from edgeslim.recipe.deploy import export_deployable
 
     module, inp = None, None
@@ -65,7 +65,7 @@ def make_targets(spec: str, args: argparse.Namespace, workdir: Path, tag: str) -
         rt = get_runtime(args.runtime)
         if rt.artifact == "module" and module is None:
             raise EdgeslimError(f"{spec} is an ONNX file; {rt.name} runs models, not files")
-        precision = "int8" if onnx is not None and is_qdq(onnx) else args.precision
+        precision = (file_precision(onnx) if onnx is not None else None) or args.precision
         cands = [Candidate(rt.name, precision)]
     many = len(cands) > 1
     targets = []

@@ -8,7 +8,7 @@ import os
 from edgeslim.cli.common import add_model_args, batches_arg, model_from_args, refuse_overwrite
 
 HELP = "factorize layers (svd, tucker2, cp, spatial, dws) and measure the result"
-METHODS = ("svd", "tucker2", "cp", "spatial", "dws")
+METHODS = ("svd", "tucker2", "cp", "spatial", "dws", "embedding")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -18,7 +18,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         required=True,
         choices=METHODS,
         help="svd: Linear layers; tucker2 / cp / spatial (k x 1 + 1 x k) / dws "
-        "(depthwise-separable): k x k convolutions",
+        "(depthwise-separable): k x k convolutions; embedding: ALBERT's factorized word "
+        "embedding (vocabulary x rank, then rank x hidden)",
+    )
+    p.add_argument(
+        "--share-groups",
+        type=int,
+        default=None,
+        metavar="N",
+        help="then share the blocks of the layer stack (a BERT's encoder layers) in N groups, "
+        "ALBERT-style (1: all layers share one); size only, not speed",
     )
     rule = p.add_mutually_exclusive_group(required=True)
     rule.add_argument("--rank", type=int, help="rank of every layer (dws: depth multiplier)")
@@ -68,6 +77,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         rule = RankRule(rank=args.rank, energy=args.energy, ratio=args.ratio, vbmf=args.vbmf)
     patterns = args.layers
+    share = None
+    if args.share_groups is not None:
+        from edgeslim.lowrank import LayerSharingConfig
+
+        share = LayerSharingConfig(groups=args.share_groups)
     measured = None
     if args.measured:
         measured = MeasuredRule(margin=args.margin, runs=args.runs, threads=args.threads)
@@ -78,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
         target_macs=args.target_macs,
         filter_fn=(lambda m, n: matches_any(n, patterns)) if patterns else None,
         measured=measured,
+        share=share,
         data=args.data,
         batches=args.batch,
         runs=args.runs,

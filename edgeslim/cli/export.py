@@ -1,4 +1,10 @@
-"""``edgeslim export``: ONNX with a dynamic batch, parity-checked against eager."""
+"""``edgeslim export``: ONNX with a dynamic batch, parity-checked against eager.
+
+``--ort-quant dynamic|int4`` then quantizes the file's Linear layers (``MatMul`` with a
+constant weight) with ONNX Runtime's own tools (:mod:`edgeslim.export.ort_quant`):
+dynamic INT8, or 4-bit weight-only ``MatMulNBits``. Static INT8 with calibrated
+activations (attention included) is ``edgeslim quantize``.
+"""
 
 from __future__ import annotations
 
@@ -29,11 +35,36 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--conf", type=float, default=0.25, help="--postprocess nms: score threshold")
     p.add_argument("--iou", type=float, default=0.45, help="--postprocess nms: IoU threshold")
     p.add_argument("--max-det", type=int, default=100, help="--postprocess nms: per image")
+    p.add_argument(
+        "--ort-quant",
+        choices=("none", "dynamic", "int4"),
+        default="none",
+        help="quantize Linear layers with ONNX Runtime: dynamic (INT8 weights, activations "
+        "quantized per run, per-channel) or int4 (weight-only MatMulNBits: ~4x smaller "
+        "Linear weights, not faster on x86 CPUs; see benchmarks/results/bert_ort.md). "
+        "Static INT8 with calibration is `edgeslim quantize`",
+    )
+    p.add_argument(
+        "--block-size", type=int, default=32, help="--ort-quant int4: input channels per scale"
+    )
+    p.add_argument(
+        "--accuracy-level",
+        type=int,
+        default=None,
+        choices=(0, 1, 2, 3, 4),
+        help="--ort-quant int4: MatMulNBits compute type (4: INT8 activations)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     refuse_overwrite(args.model, args.output)
     lm = model_from_args(args)
+    if args.ort_quant != "none":
+        if args.postprocess != "none":
+            from edgeslim.core.errors import EdgeslimError
+
+            raise EdgeslimError("--ort-quant and --postprocess cannot be combined")
+        return _quantized(args, lm)
     if args.postprocess == "nms":
         from edgeslim.export.detector import export_detector
 
@@ -61,4 +92,22 @@ def run(args: argparse.Namespace) -> int:
         write_onnx_metadata(res.path, {META_KEY: norm.to_meta()})
     print(f"wrote {res.path} ({res.size_bytes:,} bytes)")
     print(f"parity: max |ort - eager| = {res.max_abs_diff:.3g}")
+    return 0
+
+
+def _quantized(args: argparse.Namespace, lm) -> int:
+    from edgeslim.export.ort_quant import OrtQuantConfig, export_quantized
+
+    cfg = OrtQuantConfig(
+        args.ort_quant, block_size=args.block_size, accuracy_level=args.accuracy_level
+    )
+    res = export_quantized(lm.model, lm.require_input(), args.output, cfg, opset=args.opset)
+    print(
+        f"wrote {res.path} ({res.size_bytes:,} bytes; FP32 file {res.fp32_size_bytes:,} bytes, "
+        f"{res.fp32_size_bytes / res.size_bytes:.2f}x smaller)"
+    )
+    kernel = "MatMulNBits" if args.ort_quant == "int4" else "integer"
+    print(f"{res.quantized} MatMul layers on {kernel} kernels")
+    worst = max(res.output_diffs.values())
+    print(f"parity: max |ort {args.ort_quant} - eager fp32| = {worst:.3g}")
     return 0

@@ -20,6 +20,7 @@ SUBCOMMANDS = (
     "train",
     "prune",
     "distill",
+    "earlyexit",
     "quantize",
     "qat",
     "decompose",

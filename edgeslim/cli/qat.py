@@ -49,6 +49,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--exclude", nargs="*", default=[], metavar="PATTERN", help="layers kept in float"
     )
+    p.add_argument(
+        "--pack-int4",
+        action="store_true",
+        help="on the INT8 QDQ path too, store weights that fit in 4 bits as INT4: a smaller "
+        "file, but those layers leave ONNX Runtime's integer kernels and run in float",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--output", required=True, help="output directory")
 
@@ -91,7 +97,13 @@ def run(args: argparse.Namespace) -> int:
     )
     train = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed)
     report = run_qat(
-        model_from_args(args), cfg, args.output, data=args.data, train=train, distill=args.distill
+        model_from_args(args),
+        cfg,
+        args.output,
+        data=args.data,
+        train=train,
+        distill=args.distill,
+        pack_int4=args.pack_int4,
     )
     print(report["text"])
     print(f"wrote {args.output}/model, {args.output}/model.onnx and {args.output}/report.json")

@@ -11,8 +11,10 @@ Example:
 
 from edgeslim.data import (  # noqa: F401 (registers)
     cifar,
+    coco_format,
     digits,
     driving,
+    glue,
     imagefolder,
     kitti,
     npz,
@@ -30,6 +32,7 @@ from edgeslim.data.registry import (
     SPLITS,
     DatasetInfo,
     DataSource,
+    dataset_files,
     dataset_info,
     dataset_normalization,
     load_dataset,
@@ -47,6 +50,7 @@ __all__ = [
     "DatasetInfo",
     "Normalization",
     "channel_stats",
+    "dataset_files",
     "dataset_info",
     "dataset_normalization",
     "generate_signs",

@@ -16,6 +16,7 @@ A data spec is a string a user types on the command line:
 - ``driving[:seed=N,n=N,size=S]``  generated road scenes with boxes (task ``detection``)
 - ``kitti:DIR[,size=N]``     KITTI image_2/ + label_2/ (task ``detection``)
 - ``yolo:FILE.yaml[,size=N]`` a YOLO data YAML, images/ + labels/ txt (task ``detection``)
+- ``coco:FILE.json[,size=N]`` a COCO instances JSON and its images (task ``detection``)
 
 Each dataset names its task (:attr:`DatasetInfo.task`), which says how its batches
 are trained on and scored (see :mod:`edgeslim.tasks`).
@@ -55,6 +56,7 @@ class DataSource:
     samples in the form its task expects (for ``classification``: a normalized float
     tensor C,H,W and an int label); ``info(arg)`` its :class:`DatasetInfo`.
     ``arg`` is the text after the colon in the spec ("" when there is none).
+    ``tokenizer(arg)``, for token data, returns its tokenizer as ``tokenizer.json`` text.
     ``normalization(arg)``, for user data, returns the statistics computed from the train
     split that ``load`` applies to every split (None: fixed statistics, as built-ins use).
     """
@@ -63,6 +65,9 @@ class DataSource:
     info: Callable[[str], DatasetInfo]
     needs_arg: bool = False
     normalization: Callable[[str], Normalization | None] | None = None
+    # text data: the ``tokenizer.json`` text of the tokenizer that made the token ids,
+    # written beside every model trained on it (see :func:`dataset_files`)
+    tokenizer: Callable[[str], str] | None = None
 
 
 DATASETS: Registry[DataSource] = Registry("dataset")
@@ -120,3 +125,18 @@ def dataset_info(spec: str) -> DatasetInfo:
     """Number of classes, per-sample input shape and task of the dataset named by ``spec``."""
     name, arg = parse_data_spec(spec)
     return DATASETS.get(name).info(arg)
+
+
+def dataset_files(spec: str) -> dict[str, str]:
+    """Files a model trained on ``spec`` must carry: ``{"tokenizer.json": ...}`` for text data.
+
+    Pass it as ``save_model(lm, out, extra_files=dataset_files(spec))``; read the
+    tokenizer back with :func:`edgeslim.data.wordpiece.load_tokenizer`.
+
+    Example:
+        >>> dataset_files("digits")
+        {}
+    """
+    name, arg = parse_data_spec(spec)
+    tok = DATASETS.get(name).tokenizer
+    return {"tokenizer.json": tok(arg)} if tok is not None else {}

@@ -2,10 +2,10 @@
 agreement and counting (see :mod:`edgeslim.data.textlogic_grammar` for the rules).
 
 - ``textlogic[:LENGTH]``: one sentence, a scene and a claim; label 1 if the claim
-  holds ("true"), 0 if not ("false"). Kinds: order, count, quantifier, agreement.
+  holds ("true"), 0 if not ("false"). Kinds: lexical, presence, order, count, agreement.
 - ``textpair[:LENGTH]``: premise ``[SEP]`` hypothesis, like GLUE's RTE; label 1
   "entailment", 0 "contradiction" (the premise describes the whole scene, so a
-  hypothesis it does not entail is false). Kinds: order, chain, count, quantifier.
+  hypothesis it does not entail is false). Kinds: lexical, presence, order, chain, count.
 
 Samples are WordPiece token ids (``[CLS] ... [SEP] [PAD]...``, ``[PAD]`` = 0) from a
 tokenizer trained on generated text (:func:`textlogic_tokenizer`, shared by both
@@ -33,7 +33,7 @@ from edgeslim.data.wordpiece import cached_wordpiece, content_key, encode
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
-VERSION = "textlogic-v1"  # bump whenever the grammar or the splits change
+VERSION = "textlogic-v4"  # bump whenever the grammar or the splits change
 SIZES = {"test": 1000, "val": 1000, "train": 12000}
 MIN_LENGTH = 64
 VOCAB_SIZE = 1000  # the ceiling; the grammar's words need far fewer (see info().vocab_size)
@@ -126,7 +126,7 @@ def _source(task: str) -> DataSource:
             vocab_size=textlogic_tokenizer().get_vocab_size(),
         )
 
-    return DataSource(load=load, info=info)
+    return DataSource(load=load, info=info, tokenizer=lambda arg: textlogic_tokenizer().to_str())
 
 
 DATASETS.register("textlogic", _source("textlogic"))

@@ -6,7 +6,8 @@
 - :class:`Distiller`: the objective the one :class:`~edgeslim.train.trainer.Trainer`
   trains with (``loss_fn`` and ``extra``), frozen teachers and hooks included.
 - ``edgeslim.workflows.distill.distill_model``: the job behind ``edgeslim distill``.
-- :func:`early_exit`: FastBERT-style inference with self-distilled heads.
+- :func:`early_exit`: FastBERT-style inference with self-distilled heads;
+  :mod:`edgeslim.distill.fastbert` exports them as one ONNX graph per exit point.
 - :func:`distilbert_init`: a BERT student from every other teacher layer.
 
 Example:

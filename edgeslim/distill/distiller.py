@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from edgeslim.core.errors import EdgeslimError
-from edgeslim.distill.hooks import run_with_features, teacher_forward
+from edgeslim.distill.hooks import Outputs, run_with_features, teacher_forward
 from edgeslim.distill.layers import default_layer_pairs
 from edgeslim.distill.losses import LOSSES, DistillLoss, LossSpec, Probe
 from edgeslim.tasks import Task, get_task
@@ -108,14 +108,17 @@ class Distiller(nn.Module):
         if any(k.needs_layers for k in kinds) and not spec.layers:
             from dataclasses import replace
 
+            teacher = (teachers or [None])[0]
+            own = [k.default_layers(student, teacher) for k in kinds if k.needs_layers]
+            own = [layers for layers in own if layers is not None]
             attention = any(k.wants_attention for k in kinds)
-            pairs = default_layer_pairs(student, (teachers or [None])[0], attention)
-            spec = replace(spec, layers=pairs)
+            fallback = own[0] if own else default_layer_pairs(student, teacher, attention)
+            spec = replace(spec, layers=fallback)
         s_layers = [s for s, _ in spec.layers] if any(k.needs_layers for k in kinds) else []
         t_layers = [t for _, t in spec.layers] if teachers and s_layers else []
         probe = Probe(
-            teacher_forward(student, example, s_layers),
-            tuple(teacher_forward(t, example, t_layers) for t in teachers),
+            _scored(teacher_forward(student, example, s_layers), task),
+            tuple(_scored(teacher_forward(t, example, t_layers), task) for t in teachers),
             task,
         )
         if not torch.is_tensor(probe.student.logits):
@@ -137,14 +140,21 @@ class Distiller(nn.Module):
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The trainer's ``loss_fn``: ``(total loss, student logits)``."""
-        student = run_with_features(model, x, self.student_layers)
+        student = _scored(run_with_features(model, x, self.student_layers), self.task)
         teachers = [
-            teacher_forward(_on(t, x.device), x, self.teacher_layers) for t in self._teachers
+            _scored(teacher_forward(_on(t, x.device), x, self.teacher_layers), self.task)
+            for t in self._teachers
         ]
         total = sum(lo(student, teachers, y) for lo in self.losses)
         if self.add_ce:
             total = total + self.task.loss(student.logits, y, 0.0)
         return total, student.logits
+
+
+def _scored(out: Outputs, task: Task) -> Outputs:
+    """``out`` with the tensor the task scores as its logits (as the trainer's default loss
+    sees them): a detector's raw head maps become its decoded rows."""
+    return out._replace(logits=task.outputs(out.logits))
 
 
 def _on(module: nn.Module, device: torch.device) -> nn.Module:

@@ -24,6 +24,7 @@ from torch import nn
 
 from edgeslim.core.modes import eval_mode
 from edgeslim.distill.hooks import resolve
+from edgeslim.distill.losses.fastbert import FastBERTDistillation
 from edgeslim.distill.losses.self_distill import SelfDistillation
 
 
@@ -52,9 +53,16 @@ class _AllExited(Exception):
 
 
 def early_exit(
-    model: nn.Module, heads: SelfDistillation, x: torch.Tensor, threshold: float
+    model: nn.Module,
+    heads: SelfDistillation | FastBERTDistillation,
+    x: torch.Tensor,
+    threshold: float,
 ) -> ExitResult:
     """Classify ``x``, leaving at the first head confident below ``threshold``.
+
+    ``heads`` is a trained ``self`` or ``fastbert`` loss (its ``heads`` on its
+    ``student_layers``). The ONNX Runtime twin is
+    :class:`edgeslim.export.early_exit.EarlyExitRunner`.
 
     Example:
         >>> # r = early_exit(student, distiller.losses[0], x, threshold=0.3)

@@ -51,7 +51,7 @@ def export_detector(
     """Export raw-head detector ``model`` plus decode and class-aware NMS to ``path``.
 
     Args:
-        model: returns YOLOv5-style head maps; its train/eval mode is restored.
+        model: returns YOLOv5 or RetinaNet head maps; its train/eval mode is restored.
         input_spec: one input; the batch dimension becomes dynamic.
         path: destination ``.onnx`` (written atomically).
         score_thr, iou_thr, max_det: as :class:`NMSConfig`'s ``conf``, ``iou``, ``max_det``.

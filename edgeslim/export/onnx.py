@@ -44,6 +44,7 @@ def export_onnx(
     opset: int = DEFAULT_OPSET,
     atol: float = 1e-4,
     check: bool = True,
+    dynamo: bool = True,
 ) -> ExportResult:
     """Export ``model`` to ``path`` with a dynamic batch axis and check parity.
 
@@ -55,6 +56,8 @@ def export_onnx(
         atol: tolerance of the parity check, per output:
             ``|ort - eager| <= atol * max(1, |eager|max)``.
         check: run the parity check (disable only for models you check yourself).
+        dynamo: try ``torch.export`` first (the default); False goes straight to the
+            TorchScript tracer, ~20x faster to export small graphs (tests).
 
     Example:
         >>> from edgeslim.models import build_zoo_model
@@ -66,13 +69,13 @@ def export_onnx(
         raise EdgeslimError(f"opset {opset} is too old; edgeslim exports opset 17 or newer")
     path = Path(path)
     with eval_mode(model), atomic_path(path) as tmp:
-        _export(model, input_spec, tmp, opset)
+        _export(model, input_spec, tmp, opset, dynamo)
         diffs = output_parity(model, input_spec, tmp, atol) if check else {}
     worst = max(diffs.values()) if diffs else float("nan")
     return ExportResult(path, worst, path.stat().st_size, diffs)
 
 
-def _export(model: nn.Module, spec: InputSpec, dest: Path, opset: int) -> None:
+def _export(model: nn.Module, spec: InputSpec, dest: Path, opset: int, dynamo: bool = True) -> None:
     example = (spec.example(batch=2),)  # batch 2: batch 1 would be specialised away
     with torch.no_grad():
         names = list(flatten_outputs(model(*example)))
@@ -82,19 +85,20 @@ def _export(model: nn.Module, spec: InputSpec, dest: Path, opset: int) -> None:
     errors = []
     with quiet_exporter():
         try:
-            torch.onnx.export(
-                model,
-                example,
-                str(dest),
-                dynamo=True,
-                external_data=False,
-                opset_version=opset,
-                dynamic_shapes=({0: batch},),
-                input_names=["input"],
-                output_names=names,
-                verbose=False,
-            )
-            return
+            if dynamo:
+                torch.onnx.export(
+                    model,
+                    example,
+                    str(dest),
+                    dynamo=True,
+                    external_data=False,
+                    opset_version=opset,
+                    dynamic_shapes=({0: batch},),
+                    input_names=["input"],
+                    output_names=names,
+                    verbose=False,
+                )
+                return
         except Exception as e:  # torch.export may reject data-dependent code; try the tracer
             errors.append(f"dynamo: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
         try:

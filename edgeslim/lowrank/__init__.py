@@ -19,8 +19,10 @@ from edgeslim.core.errors import EdgeslimError
 from edgeslim.core.methods import METHODS, MethodConfig
 from edgeslim.lowrank.cp import CPConfig, CPNotConvergedWarning
 from edgeslim.lowrank.dws import DWSConfig
+from edgeslim.lowrank.embedding import EmbeddingFactorConfig
 from edgeslim.lowrank.evbmf import EVBMFResult, evbmf
 from edgeslim.lowrank.ranks import RankRule, energy_rank, ratio_rank
+from edgeslim.lowrank.sharing import LayerSharingConfig
 from edgeslim.lowrank.spatial import SpatialSVDConfig
 from edgeslim.lowrank.svd import SVDConfig
 from edgeslim.lowrank.target import RatioForMacs, planned, ratio_for_macs
@@ -52,6 +54,8 @@ __all__ = [
     "CPNotConvergedWarning",
     "DWSConfig",
     "EVBMFResult",
+    "EmbeddingFactorConfig",
+    "LayerSharingConfig",
     "RankRule",
     "RatioForMacs",
     "SVDConfig",

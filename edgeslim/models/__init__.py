@@ -13,6 +13,7 @@ from edgeslim.models import (  # noqa: F401  (registers)
     cifar_resnet,
     mobilenetv2,
     resnet,
+    retinanet,
     segnet,
     vgg,
     yolo,

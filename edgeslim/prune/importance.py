@@ -171,14 +171,45 @@ def gradient_stats(model: nn.Module, batches: Iterable) -> dict:
     return {k: {s: v / max(n, 1) for s, v in d.items()} for k, d in acc.items()}
 
 
-def activation_stats(model: nn.Module, graph: DependencyGraph, batches: Iterable) -> dict:
-    """``{node: {"apoz": fraction <= 0, "mean_act": mean |a|}}`` per channel over batches.
+ENTROPY_BINS = 32  # histogram bins of a channel's pooled activations (Luo & Wu use m bins)
 
+
+def channel_entropy(pooled: torch.Tensor, bins: int = ENTROPY_BINS) -> torch.Tensor:
+    """Entropy (nats) of each column's histogram over its own range (``bins`` bins).
+
+    Luo and Wu, "An Entropy-based Pruning Method for CNN Compression", 2017
+    (arXiv:1706.05791), eq. 1: a channel's global-average-pooled activation over the
+    samples, histogrammed; a channel whose output hardly varies carries little
+    information. A constant column has entropy 0.
+
+    Example:
+        >>> x = torch.stack([torch.zeros(4), torch.tensor([0.0, 1.0, 2.0, 3.0])], 1)
+        >>> channel_entropy(x, bins=4)
+        tensor([0.0000, 1.3863])
+    """
+    out = torch.zeros(pooled.shape[1])
+    for c in range(pooled.shape[1]):
+        v = pooled[:, c].double()
+        lo, hi = float(v.min()), float(v.max())
+        if not hi > lo:
+            continue
+        p = torch.histc(v, bins=bins, min=lo, max=hi) / len(v)
+        p = p[p > 0]
+        out[c] = float(-(p * p.log()).sum())
+    return out
+
+
+def activation_stats(model: nn.Module, graph: DependencyGraph, batches: Iterable) -> dict:
+    """``{node: {"apoz": fraction <= 0, "mean_act": mean |a|, "entropy": nats}}`` per channel.
+
+    ``apoz`` and ``mean_act`` are averaged over the batches; ``entropy`` is that of each
+    channel's per-sample pooled activation over all of them (:func:`channel_entropy`).
     The model is re-captured at the batch size of the data, so node names match the
     dependency graph's; partial batches of another size are skipped.
     """
     wanted = graph.activations
     sums: dict[str, dict[str, torch.Tensor]] = {}
+    pooled: dict[str, list[torch.Tensor]] = {}
     n = 0
     gm = shape = None
     with torch.no_grad():
@@ -196,8 +227,14 @@ def activation_stats(model: nn.Module, graph: DependencyGraph, batches: Iterable
                 prev = sums.setdefault(node, {k: torch.zeros_like(v) for k, v in cur.items()})
                 for k, v in cur.items():
                     prev[k] += v
+                per_sample = [d for d in dims if d != 0]
+                p = t.float().mean(per_sample) if per_sample else t.float()
+                pooled.setdefault(node, []).append(p.reshape(t.shape[0], -1) if axis else p)
             n += 1
-    return {node: {k: (v / max(n, 1)).numpy() for k, v in d.items()} for node, d in sums.items()}
+    out = {node: {k: (v / max(n, 1)).numpy() for k, v in d.items()} for node, d in sums.items()}
+    for node, ps in pooled.items():
+        out[node]["entropy"] = channel_entropy(torch.cat(ps)).numpy()
+    return out
 
 
 class _Recorder(torch.fx.Interpreter):

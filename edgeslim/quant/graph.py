@@ -14,9 +14,15 @@ tensor is quantized when it is an input or the output of a quantized op:
   directly on the integers);
 * ``matmul`` / ``bmm`` with an activation input (attention's ``Q K^T`` and
   ``A V``; ORT's ``QDQMatMul``): activation inputs and output;
-* ``softmax`` (``QDQOperatorBase``) and ``layer_norm`` (``QDQNormalization``):
-  input and output. ``gelu`` (and ``tanh``) are not in ORT's registry: their
-  boundaries are quantized only where a neighbouring quantized op asks;
+* ``layer_norm`` (``QDQNormalization``): input and output. ``gelu`` (and ``tanh``)
+  are not in ORT's registry: their boundaries are quantized only where a
+  neighbouring quantized op asks;
+* ``softmax`` is the one point of ``quantize_static``'s defaults left out: its input
+  stays float, its output is quantized only because ``A V`` reads it. ORT's
+  ``QLinearSoftmax`` (a lookup table per row) took 27% of a 6-layer hidden-128
+  BERT's INT8 time on an AVX-512 VNNI EPYC, 7x its float ``Softmax``; with the float
+  softmax the INT8 model ran 1.9x FP32 ORT instead of 1.2x at batch 8, length 128
+  (``benchmarks/bert_ort.py``), and is closer to FP32, not further;
 * an output feeding only a ReLU/ReLU6 is quantized *after* the activation; with
   a zero-point at the bottom of the grid ORT deletes the activation and fuses it
   into the integer kernel, and the simulation computes the same thing.
@@ -63,7 +69,7 @@ _CAT = {"cat", "concat", "concatenate"}
 _POOL = {"avg_pool2d", "adaptive_avg_pool2d"}
 _SHARED = {"max_pool2d"}
 _MATMUL = {"matmul", "bmm"}
-_UNARY = {"softmax", "layer_norm"}  # ORT quantizes input 0 and the output
+_UNARY = {"layer_norm"}  # ORT quantizes input 0 and the output (softmax: see the docstring)
 _ACT = {"relu", "relu_", "relu6", "relu6_"}
 _HARDTANH = {"hardtanh", "hardtanh_"}
 _PASS = {
@@ -192,7 +198,12 @@ def quantization_points(
             if a is not src:
                 shared.setdefault(a, src)
         if kind == "weighted" and srcs:
-            input_of[g.scope(n).path] = srcs[0]
+            path = g.scope(n).path
+            first = input_of.setdefault(path, srcs[0])
+            if srcs[0] is not first:
+                # a layer called on several tensors (a head shared by pyramid levels):
+                # one input quantizer for every call, since its int32 bias has one scale
+                shared.setdefault(srcs[0], first)
         out = r.anchor(n)
         if kind == "shared":
             if srcs:
@@ -259,6 +270,8 @@ def place(model: nn.Module, g: ModelGraph, example: torch.Tensor) -> Placement:
     res = _Resolver(g, _Rules(g, weighted), counts, outputs_seen)
     index = {p: i for i, p in enumerate(points)}
     for out, src in shared.items():
+        while src in shared and src not in index:  # a chain: reuse its root's quantizer
+            src = shared[src]
         if src in index and out not in index:
             index[out] = index[src]
     sites: list[Site] = []

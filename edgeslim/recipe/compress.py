@@ -23,8 +23,9 @@ from edgeslim.recipe.runner import run_stages
 
 def _with_latency(rows: list[dict], last, recipe) -> list[dict]:
     """The layer table with each layer's time in the last stage's ONNX file on ORT (its
-    profiler, at the targets' batch), so the report shows where the time goes."""
-    from edgeslim.bench.profile import layer_times, profile_onnx
+    profiler, at the targets' batch) and the kernel it ran with the ops ORT fused into it,
+    so the report shows where the time goes and what the runtime fused."""
+    from edgeslim.bench.profile import layer_kernels, layer_times, profile_onnx
 
     if last.onnx is None:
         return rows
@@ -34,8 +35,8 @@ def _with_latency(rows: list[dict], last, recipe) -> list[dict]:
     except EdgeslimError as e:  # a report without per-layer times, never a failed run
         tqdm.write(f"per-layer profile skipped: {e}")
         return rows
-    ms = layer_times(prof, last.lm.model)
-    return [{**r, "ms": ms.get(r["name"])} for r in rows]
+    ms, kernels = layer_times(prof, last.lm.model), layer_kernels(prof, last.lm.model)
+    return [{**r, "ms": ms.get(r["name"]), "kernel": kernels.get(r["name"])} for r in rows]
 
 
 def compress(loaded: LoadedRecipe, out_dir: str | Path, *, progress: bool = True) -> dict:

@@ -216,14 +216,23 @@ def layer_rows(history: list[tuple[str, PipelineState]]) -> list[dict]:
             "type": type(mod).__name__,
             "channels": width,
             "kept": kept,
-            "bits": f.get("bits"),
+            "bits": f.get("bits") or _qat_bits(f),
             "sensitivity": f.get("sensitivity"),
             "rank": f.get("rank"),  # a factorized layer's rank (lowrank stage)
         }
-        # lowrank with measured: the layer's ONNX Runtime ms, dense and factorized
-        row.update({k: f[k] for k in ("dense_ms", "factorized_ms") if k in f})
+        # lowrank with measured: the layer's ONNX Runtime ms, dense and factorized;
+        # fuse: the BatchNorm folded into the layer
+        row.update({k: f[k] for k in ("dense_ms", "factorized_ms", "bn_folded") if k in f})
         rows.append(row)
     return rows
+
+
+def _qat_bits(f: dict) -> str | None:
+    """``"W4A8"`` from a QAT stage's per-layer ``w_bits`` / ``a_bits`` (learned bits too)."""
+    if f.get("w_bits") is None:
+        return None
+    a = f.get("a_bits")
+    return f"W{f['w_bits']:g}A{a:g}" if a is not None else f"W{f['w_bits']:g}Afloat"
 
 
 def _width(mod: nn.Module) -> int | None:

@@ -23,6 +23,7 @@ from edgeslim.core.atomic import write_text_atomic
 from edgeslim.core.configs import to_json
 from edgeslim.core.methods import FilterFn, MethodConfig, apply
 from edgeslim.lowrank.ranks import RankRule
+from edgeslim.lowrank.sharing import LayerSharingConfig
 from edgeslim.lowrank.target import ratio_for_macs
 from edgeslim.models.saved import save_model
 from edgeslim.models.spec import LoadedModel
@@ -37,8 +38,12 @@ def decompose(
     target_macs: float | None = None,
     filter_fn: FilterFn | None = None,
     measured: MeasuredRule | None = None,
+    share: LayerSharingConfig | None = None,
 ) -> tuple[LoadedModel, dict]:
     """A factorized copy of ``lm`` (its record appended to ``methods``) and what was done.
+
+    With ``share``, ALBERT's cross-layer sharing follows the factorization
+    (``info["sharing"]``: the stack, its groups, the model's parameters before and after).
 
     With ``target_macs`` (MACs, or a fraction <= 1 of the input's), ``config``'s rule
     is replaced by the per-layer ratio that reaches it. With ``measured``, a layer
@@ -66,15 +71,23 @@ def decompose(
         example = lm.require_input().example(batch=1)
         applied = keep_faster(lm.model, applied, example, measured)
     model, rec = applied
+    records = [rec.to_dict()]
+    sharing = None
+    if share is not None:
+        model, shared = apply(model, share)
+        records.append(shared.to_dict())
+        sharing = {"config": to_json(share), **shared.details}
     new = LoadedModel(
         model.eval(),
         lm.source,
         lm.input,
-        f"{lm.name}-{rec.method.removeprefix('lowrank_')}",
+        f"{lm.name}-{rec.method.removeprefix('lowrank_')}" + ("-shared" if share else ""),
         lm.meta,
-        [*lm.methods, rec.to_dict()],
+        [*lm.methods, *records],
     )
     info = {"method": rec.method, "config": to_json(config), "search": search, **rec.details}
+    if sharing is not None:
+        info["sharing"] = sharing
     return new, info
 
 
@@ -86,6 +99,7 @@ def run_decompose(
     target_macs: float | None = None,
     filter_fn: FilterFn | None = None,
     measured: MeasuredRule | None = None,
+    share: LayerSharingConfig | None = None,
     data: str | None = None,
     batches: tuple[int, ...] = (1, 8),
     runs: int = 30,
@@ -102,7 +116,7 @@ def run_decompose(
     spec = lm.require_input().with_batch(1)
     out_dir = Path(out_dir)
     new, info = decompose(
-        lm, config, target_macs=target_macs, filter_fn=filter_fn, measured=measured
+        lm, config, target_macs=target_macs, filter_fn=filter_fn, measured=measured, share=share
     )
     test = make_loader(load_dataset(data, "test"), 256, shuffle=False) if data else None
     task = dataset_info(data).task if data else "classification"
@@ -133,6 +147,8 @@ def run_decompose(
     report["text"] = (
         f"{info['method']}: {n} layers factorized, {skipped} left alone "
         f"({info['params_before']} -> {info['params_after']} parameters in those layers)\n"
+        + format_sharing(info.get("sharing"))
+        + size_only(info["method"], info.get("sharing"))
         + format_measured(info.get("measured"))
         + format_stages(records)
     )
@@ -153,3 +169,26 @@ def format_measured(measured: dict | None) -> str:
             f"({t['speedup']:.2f}x) -> {verdict}"
         )
     return "\n".join(lines) + "\n"
+
+
+def format_sharing(sharing: dict | None) -> str:
+    if not sharing:
+        return ""
+    groups = sharing["groups"]
+    return (
+        f"sharing: {len(groups)} distinct blocks for the {sum(map(len, groups))} layers of "
+        f"{sharing['stack']} ({sharing['params_before']} -> "
+        f"{sharing['params_after']} model parameters)\n"
+    )
+
+
+def size_only(method: str, sharing: dict | None) -> str:
+    """The plain statement that embedding factorization and sharing buy size, not speed."""
+    what = [w for w, on in (("a factorized embedding", method == "lowrank_embedding"),
+                            ("cross-layer sharing", sharing is not None)) if on]  # fmt: skip
+    if not what:
+        return ""
+    return (
+        f"{' and '.join(what)} buy parameters and size on disk only: every layer still runs, "
+        "so expect no speedup (the latency below is measured)\n"
+    )

@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 
 from edgeslim.bench.accuracy import evaluate_model
 from edgeslim.core.atomic import atomic_path
-from edgeslim.data import dataset_info, load_dataset, make_loader
+from edgeslim.data import dataset_files, dataset_info, load_dataset, make_loader
 from edgeslim.distill.distiller import Distiller, parse_loss_names
 from edgeslim.distill.losses import LOSSES, LossSpec
 from edgeslim.distill.memo import MemoTeacher
@@ -115,7 +115,7 @@ def distill_model(
         f"test_{test['primary']}": test[test["primary"]],
     }
     if out_dir is not None:
-        save_model(student, out_dir)
+        save_model(student, out_dir, extra_files=dataset_files(data))  # text: tokenizer.json
         if len(distiller.state_dict()):
             with atomic_path(Path(out_dir) / EXTRA_FILE) as tmp:
                 safetensors.torch.save_model(distiller.cpu(), str(tmp))

@@ -33,7 +33,7 @@ from edgeslim.bench.macs import count_macs, count_params, zero_fraction
 from edgeslim.bench.size import onnx_bytes, safetensors_bytes
 from edgeslim.bench.stages import stage_record
 from edgeslim.export.onnx import export_onnx
-from edgeslim.export.runtimes import get_runtime, is_qdq
+from edgeslim.export.runtimes import file_precision, get_runtime
 from edgeslim.models.inputs import InputSpec
 from edgeslim.tasks import Task, get_task
 
@@ -126,7 +126,7 @@ def _plain(st: Stage) -> bool:
 
 def _precision(st: Stage, path: Path | None) -> str:
     """What the stage actually ran in: INT8 for a QDQ file, else the asked precision."""
-    return "int8" if path is not None and is_qdq(path) else st.precision
+    return (file_precision(path) if path is not None else None) or st.precision
 
 
 def _label(i: int, st: Stage) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -31,6 +32,7 @@ from edgeslim.models.saved import save_model
 from edgeslim.models.spec import LoadedModel
 from edgeslim.quant.qat import QATConfig, check_exportable, export_qat_qdq, freeze_
 from edgeslim.quant.qat.learned_bits import LearnedBitsConfig
+from edgeslim.quant.qat.pack import export_packed, int4_weights, weight_storage
 from edgeslim.tasks import get_task
 from edgeslim.train.config import TrainConfig
 from edgeslim.train.trainer import Trainer
@@ -99,6 +101,16 @@ def train_qat(
     return qmodel.eval(), record, history
 
 
+REDUCED = (
+    "; 8-bit weights are coded in 7 bits of their int8 storage (this CPU has no VNNI: its "
+    "u8 x s8 kernels saturate full-range 8-bit weights)"
+)
+PACKED = (
+    "; weights stored as int4/int8 codes (DequantizeLinear), so the file is smaller, but "
+    "ONNX Runtime expands them to float at load and runs those layers at float speed"
+)
+
+
 def deployment(model: nn.Module) -> tuple[bool, str]:
     """``(INT8 exportable, what the deployable is)`` for a QAT model."""
     try:
@@ -108,11 +120,28 @@ def deployment(model: nn.Module) -> tuple[bool, str]:
     return True, "INT8 QDQ (ONNX Runtime integer kernels)"
 
 
-def export_deployable_qat(model: nn.Module, spec, path: Path, opset: int = DEFAULT_OPSET) -> Path:
-    """INT8 QDQ when on the 8-bit grid, else the parity-checked float graph of the simulation."""
+def export_deployable_qat(
+    model: nn.Module, spec, path: Path, opset: int = DEFAULT_OPSET, pack_int4: bool = False
+) -> Path:
+    """INT8 QDQ when on the 8-bit grid, else the float graph of the simulation, weights packed.
+
+    The float graph stores each quantized weight as int4 or int8 codes
+    (:func:`edgeslim.quant.qat.pack.export_packed`); a model whose weights cannot be
+    packed falls back to float32 weights, with a warning. ``pack_int4`` also stores
+    the QDQ file's weights that fit in 4 bits as INT4, which halves them on disk but
+    takes those layers off ONNX Runtime's integer kernels.
+    """
+    path = Path(path)
     if deployment(model)[0]:
-        return export_qat_qdq(model, spec, path, opset=opset).path
-    return export_onnx(model, spec, path, opset=opset).path
+        out = export_qat_qdq(model, spec, path, opset=opset).path
+        if pack_int4:
+            int4_weights(out, out)
+        return out
+    try:
+        return export_packed(model, spec, path).path
+    except EdgeslimError as e:
+        warnings.warn(f"weights kept in float32 in {path.name}: {e}", stacklevel=2)
+        return export_onnx(model, spec, path, opset=opset).path
 
 
 def run_qat(
@@ -124,6 +153,7 @@ def run_qat(
     train: TrainConfig,
     distill: bool = False,
     progress: bool = True,
+    pack_int4: bool = False,
 ) -> dict:
     """QAT ``lm`` on ``data``; write ``out_dir/model/`` (reloadable), ``model.onnx``, a report.
 
@@ -147,7 +177,12 @@ def run_qat(
     )
     save_model(saved, out_dir / "model")
     int8, note = deployment(qmodel)
-    onnx = export_deployable_qat(qmodel, spec, out_dir / "model.onnx")
+    if config.reduce_range and config.w_bits == 7:
+        note += REDUCED
+    onnx = export_deployable_qat(qmodel, spec, out_dir / "model.onnx", pack_int4=pack_int4)
+    storage = weight_storage(onnx)
+    if not int8 and storage.get("int4", 0) + storage.get("int8", 0):
+        note += PACKED
     task = dataset_info(data).task
     test = make_loader(load_dataset(data, "test"), 256, shuffle=False)
     primary = get_task(task).primary
@@ -163,6 +198,7 @@ def run_qat(
         "onnx": str(onnx),
         "onnx_kind": "int8_qdq" if int8 else "float_simulation",
         "onnx_size_bytes": onnx.stat().st_size,
+        "onnx_weight_storage": storage,
         "deployment": note,
         "machine": machine_info(None),
     }

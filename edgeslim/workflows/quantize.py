@@ -3,7 +3,8 @@
 Stages follow the shared ``stages`` schema (:mod:`edgeslim.bench.stages`): the
 FP32 input first, the INT8 model last, both timed interleaved on ONNX Runtime,
 both evaluated on ONNX Runtime when data is given. The report also carries the
-fake-quant simulation's accuracy and its top-1 agreement with ONNX Runtime.
+fake-quant simulation's accuracy and its agreement with ONNX Runtime by the task's
+measure (top-1, pixels, or confident boxes of the same class for detectors).
 """
 
 from __future__ import annotations
@@ -104,7 +105,9 @@ def run_quantize(
         extra = {
             f"fp32_torch_{task.primary}": primary_value(evaluate_model(lm.model, test, task)),
             f"int8_simulated_{task.primary}": primary_value(evaluate_model(qm.model, test, task)),
-            "simulation_vs_ort_top1_agreement": agreement(qm.model, int8, test, task),
+            # the task's measure: top-1 (classification), pixels (segmentation), confident
+            # boxes of the same class (detection)
+            f"simulation_vs_ort_{task.parity.measure}": agreement(qm.model, int8, test, task),
         }
     report = {
         "model": lm.name,

@@ -15,7 +15,13 @@ from pathlib import Path
 from edgeslim.bench.accuracy import evaluate_model
 from edgeslim.core.errors import EdgeslimError
 from edgeslim.core.paths import cache_dir
-from edgeslim.data import dataset_info, dataset_normalization, load_dataset, make_loader
+from edgeslim.data import (
+    dataset_files,
+    dataset_info,
+    dataset_normalization,
+    load_dataset,
+    make_loader,
+)
 from edgeslim.data.stats import META_KEY
 from edgeslim.models.inputs import InputSpec
 from edgeslim.models.saved import is_saved_model, load_saved, save_model
@@ -94,7 +100,7 @@ def train_model(
         lm.meta[META_KEY] = norm.to_meta()
     else:
         lm.meta.pop(META_KEY, None)  # trained on built-in data: its fixed statistics apply
-    save_model(lm, out_dir)
+    save_model(lm, out_dir, extra_files=dataset_files(data))  # text data: tokenizer.json
     return load_saved(out_dir)
 
 

@@ -50,6 +50,8 @@ def test_qat_cli_w4a4_reports_simulated_only(tmp_path, capsys):
     assert "simulated only" in rep["deployment"] and "4-bit activations" in rep["deployment"]
     assert rep["machine"]["cpu"] and 0.0 <= rep["qat_simulated_top1"] <= 1.0
     assert (out / "model.onnx").stat().st_size == rep["onnx_size_bytes"]
+    # the float graph of the simulation stores the 4-bit weights as int4 codes
+    assert rep["onnx_weight_storage"] == {"int4": 3} and "int4/int8 codes" in rep["deployment"]
     back = load_saved(out / "model").model
     assert len(list(qat_layers(back))) == 3
     x = torch.randn(2, 3, 32, 32)

@@ -3,14 +3,31 @@ re-derived by an independent parser of the sentence text (never the generator's 
 
 from __future__ import annotations
 
+import re
+
 import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("tokenizers")
 
-from edgeslim.data import dataset_info, load_dataset  # noqa: E402
-from edgeslim.data.textlogic import split_samples, textlogic_tokenizer  # noqa: E402
-from edgeslim.data.textlogic_grammar import generate_samples  # noqa: E402
-from edgeslim.data.wordpiece import decode  # noqa: E402
+from edgeslim.core.errors import EdgeslimError  # noqa: E402
+from edgeslim.data import dataset_files, dataset_info, load_dataset  # noqa: E402
+from edgeslim.data.textlogic import (  # noqa: E402
+    split_samples,
+    textlogic_tokenizer,
+    unlabeled_corpus,
+)
+from edgeslim.data.textlogic_grammar import NOUNS, Rng, _draw, generate_samples  # noqa: E402
+from edgeslim.data.wordpiece import (  # noqa: E402
+    decode,
+    load_tokenizer,
+    save_tokenizer,
+    train_wordpiece,
+)
+from edgeslim.models.saved import save_model  # noqa: E402
+from edgeslim.models.spec import LoadedModel  # noqa: E402
 
 
 def test_same_seed_same_samples_other_seed_other_samples():
@@ -41,3 +58,184 @@ def test_registered_spec_gives_token_ids_that_decode_to_the_sample(spec):
     assert y == s.label
     want = s.text_a if s.text_b is None else f"{s.text_a} {s.text_b}"
     assert decode(textlogic_tokenizer(), x.numpy()) == want
+
+
+# -- an independent oracle: the label re-derived by parsing the sentence text --------
+
+PLURAL_OF = dict(NOUNS)  # the vocabulary only; the rules below are written afresh
+SINGULAR_OF = {p: s for s, p in NOUNS.items()}
+ENTITY = r"the (\w+) (\w+)"
+
+
+def _order(claim: str, before: set[tuple[tuple[str, str], tuple[str, str]]]) -> bool:
+    m = re.fullmatch(rf"{ENTITY} is (not )?(before|after) {ENTITY}", claim)
+    assert m, claim
+    a, b = (m[1], m[2]), (m[5], m[6])
+    holds = (a, b) in before if m[4] == "before" else (b, a) in before
+    return holds != bool(m[3])
+
+
+def _closure(pairs: set) -> set:
+    out = set(pairs)
+    while True:
+        more = {(a, d) for a, b in out for c, d in out if b == c} - out
+        if not more:
+            return out
+        out |= more
+
+
+def _count(claim: str, items: list[tuple[str, str]]) -> bool:
+    m = re.fullmatch(r"there are (not )?(more|fewer) (\w+)( things)? than (\w+)( things)?", claim)
+    assert m, claim
+    if m[4]:  # colours
+        na, nb = (sum(c == v for c, _ in items) for v in (m[3], m[5]))
+    else:
+        na, nb = (sum(n == SINGULAR_OF[v] for _, n in items) for v in (m[3], m[5]))
+    return (na > nb if m[2] == "more" else na < nb) != bool(m[1])
+
+
+def _quantifier(claim: str, items: list[tuple[str, str]]) -> bool:
+    m = re.fullmatch(r"(not )?(every|no|some) (\w+) is (\w+)", claim)
+    assert m, claim
+    colours = [c for c, n in items if n == m[3]]
+    assert colours, "a quantifier claim must be about a noun in the scene"
+    if m[2] == "every":
+        holds = all(c == m[4] for c in colours)
+    elif m[2] == "no":
+        holds = not any(c == m[4] for c in colours)
+    else:
+        holds = any(c == m[4] for c in colours)
+    return holds != bool(m[1])
+
+
+def _lexical(claim: str) -> bool:
+    m = re.fullmatch(r"(a )?(\w+) is (not )?a (colour|vehicle)", claim)
+    assert m, claim
+    is_vehicle = m[2] in PLURAL_OF  # keys: the singular nouns
+    return (is_vehicle == (m[4] == "vehicle")) != bool(m[3])
+
+
+def _presence(claim: str, items: list[tuple[str, str]]) -> bool:
+    m = re.fullmatch(r"there is (a|no) (\w+)", claim)
+    assert m, claim
+    return any(n == m[2] for _, n in items) == (m[1] == "a")
+
+
+def _agreement(text: str) -> bool:
+    words = text.split()
+    head = next(w for w in words if w in PLURAL_OF or w in SINGULAR_OF)
+    verb = [w for w in words if w in ("is", "are")][-1]
+    return (head in SINGULAR_OF) == (verb == "are")
+
+
+def oracle(text_a: str, text_b: str | None) -> int:
+    """The label of a sample, from its words alone."""
+    if text_b is None and " , so " not in text_a:
+        return int(_agreement(text_a))
+    scene, claim = (text_a, text_b) if text_b is not None else text_a.rsplit(" , so ", 1)
+    scene, claim = scene.removesuffix(" ."), claim.removesuffix(" .")
+    if scene.startswith("in the row stand "):
+        row = re.findall(ENTITY, scene)
+        before = {(a, b) for i, a in enumerate(row) for b in row[i + 1 :]}
+        return int(_order(claim, before))
+    if scene.startswith("the lot holds "):
+        items = re.findall(r"a (\w+) (\w+)", scene.removeprefix("the lot holds "))
+        if claim.endswith((" a colour", " a vehicle")):
+            return int(_lexical(claim))
+        if claim.startswith("there is "):
+            return int(_presence(claim, items))
+        return int((_count if claim.startswith("there are") else _quantifier)(claim, items))
+    links = set()
+    for part in scene.split(" , and "):
+        m = re.fullmatch(rf"{ENTITY} is (before|after) {ENTITY}", part)
+        assert m, part
+        a, b = (m[1], m[2]), (m[4], m[5])
+        links.add((a, b) if m[3] == "before" else (b, a))
+    return int(_order(claim, _closure(links)))
+
+
+@pytest.mark.parametrize("task", ["textlogic", "textpair"])
+def test_every_test_label_matches_the_oracle(task):
+    for s in split_samples(task)["test"]:
+        assert oracle(s.text_a, s.text_b) == s.label, s
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), pair=st.booleans())
+def test_labels_match_the_oracle_for_any_seed(seed, pair):
+    for s in generate_samples(12, seed, pair=pair):
+        assert oracle(s.text_a, s.text_b) == s.label, s
+
+
+@pytest.mark.parametrize("pair", [False, True])
+def test_quantifier_kind_outside_the_mixes_still_matches_the_oracle(pair):
+    rng = Rng(0)
+    for _ in range(200):
+        s = _draw(rng, "quantifier", pair)
+        assert oracle(s.text_a, s.text_b) == s.label, s
+
+
+def test_each_kind_has_both_labels_so_no_template_gives_the_answer():
+    for task in ("textlogic", "textpair"):
+        by_kind = {}
+        for s in split_samples(task)["train"]:
+            by_kind.setdefault(s.kind, []).append(s.label)
+        for labels in by_kind.values():
+            assert abs(sum(labels) / len(labels) - 0.5) < 0.01
+
+
+def test_unlabeled_corpus_holds_no_val_or_test_sentence():
+    corpus = unlabeled_corpus(3000)
+    assert len(corpus) == 3000 and corpus == unlabeled_corpus(3000)
+    for task in ("textlogic", "textpair"):
+        held = {t for sp in ("val", "test") for s in split_samples(task)[sp]
+                for t in (s.text_a, s.text_b) if t}  # fmt: skip
+        assert not held & set(corpus)
+
+
+def test_tokenizer_is_deterministic_and_round_trips_through_a_saved_model(tmp_path):
+    texts = unlabeled_corpus(2000)
+    tok = train_wordpiece(texts, 500)
+    assert tok.to_str() == train_wordpiece(texts, 500).to_str()
+    save_model(LoadedModel(torch.nn.Linear(2, 2), {"kind": "zoo"}, None, "m"), tmp_path / "m")
+    save_tokenizer(tok, tmp_path / "m")
+    again = load_tokenizer(tmp_path / "m")
+    assert again.to_str() == tok.to_str()
+    assert again.encode("the red car is not slow").ids == tok.encode("the red car is not slow").ids
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(EdgeslimError, match="not a valid tokenizer.json"):
+        load_tokenizer(tmp_path / "bad.json")
+    with pytest.raises(EdgeslimError, match="no tokenizer at"):
+        load_tokenizer(tmp_path)
+
+
+def test_lengths_below_the_longest_sample_are_refused():
+    with pytest.raises(EdgeslimError, match="at least 64"):
+        dataset_info("textlogic:32")
+
+
+def test_dataset_files_carry_the_tokenizer_that_made_the_ids(tmp_path):
+    files = dataset_files("textpair")
+    assert set(files) == {"tokenizer.json"}
+    (tmp_path / "tokenizer.json").write_text(files["tokenizer.json"])
+    assert load_tokenizer(tmp_path).to_str() == textlogic_tokenizer().to_str()
+
+
+@pytest.mark.parametrize("task", ["textlogic", "textpair"])
+def test_no_bag_of_words_shortcut(task):
+    """Word and bigram counts alone score about chance on every kind: the label needs
+    structure (order, binding, agreement), not the presence of a template word."""
+    from sklearn.feature_extraction.text import CountVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    splits = split_samples(task)
+    texts = {k: [f"{s.text_a} || {s.text_b}" for s in v] for k, v in splits.items()}
+    vec = CountVectorizer(ngram_range=(1, 2), token_pattern=r"[^ ]+")  # noqa: S106
+    n = 4000  # enough for a linear model over ~2000 features; keeps the test quick
+    model = LogisticRegression(solver="liblinear").fit(
+        vec.fit_transform(texts["train"][:n]), [s.label for s in splits["train"][:n]]
+    )
+    pred = model.predict(vec.transform(texts["test"]))
+    for kind in {s.kind for s in splits["test"]}:
+        hits = [p == s.label for p, s in zip(pred, splits["test"], strict=True) if s.kind == kind]
+        assert sum(hits) / len(hits) < 0.6, kind

@@ -21,12 +21,13 @@ def _net() -> nn.Module:
 
 
 def test_the_short_names_are_the_registered_methods():
-    assert set(method_names()) == {"svd", "tucker2", "cp", "spatial", "dws"}
+    assert set(method_names()) == {"svd", "tucker2", "cp", "spatial", "dws", "embedding"}
     for name in method_names():
         assert f"lowrank_{name}" in METHODS
 
 
-@pytest.mark.parametrize("name", method_names())
+# the embedding factorization has no layer in this net: tests/lowrank/test_albert.py
+@pytest.mark.parametrize("name", [n for n in method_names() if n != "embedding"])
 def test_replaying_the_record_rebuilds_the_same_structure(name):
     net = _net()
     with warnings.catch_warnings():

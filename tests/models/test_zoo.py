@@ -75,22 +75,30 @@ def test_num_classes_override(name: str) -> None:
 
 @pytest.mark.parametrize("name", ALL_MODELS)
 def test_no_shared_activation_modules(name: str) -> None:
-    """Each activation module is called exactly once per forward (torch.export needs it)."""
+    """Each activation module runs once per call of the module holding it (torch.export
+    needs it): never reused at two places of one forward. A subnet that is itself called
+    several times (RetinaNet's heads, shared by the pyramid levels) runs it once a call."""
     with torch.device("meta"):
         model = build_zoo_model(name).eval()
         calls: dict[str, int] = {}
+        acts = {
+            n for n, m in model.named_modules()
+            if isinstance(m, torch.nn.ReLU | torch.nn.ReLU6 | torch.nn.SiLU)
+        }  # fmt: skip
         handles = [
             m.register_forward_hook(lambda *_, n=n: calls.__setitem__(n, calls.get(n, 0) + 1))
             for n, m in model.named_modules()
-            if isinstance(m, torch.nn.ReLU | torch.nn.ReLU6 | torch.nn.SiLU)
         ]
         try:
             model(torch.empty(ZOO.get(name).input_shape))
         finally:
             for h in handles:
                 h.remove()
-    assert calls and set(calls.values()) == {1}
-    assert len(calls) == len(handles)
+    assert acts and acts <= set(calls)
+    for n in acts:
+        assert calls[n] == calls[n.rpartition(".")[0]], n
+    shared = {n for n in acts if calls[n] > 1}
+    assert not shared or name.startswith("retinanet"), shared
 
 
 @pytest.mark.parametrize("name", sorted(TORCHVISION_PARAMS))

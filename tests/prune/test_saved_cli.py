@@ -85,6 +85,7 @@ def test_cli_help_lists_criteria(capsys):
         "bn_scale",
         "apoz",
         "mean_activation",
+        "entropy",
         "taylor",
         "obd",
         "random",

@@ -6,6 +6,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+import torch
 
 pytest.importorskip("transformers")
 
@@ -43,8 +44,8 @@ def test_bert_gets_activation_quantizers_on_its_matmuls():
         # Q K^T: both inputs are the query / key projections' outputs, and its output
         assert {(f"{attn}.query", None, 0, "out"), (f"{attn}.key", None, 0, "out")} <= sites
         assert (attn, "matmul", 0, "out") in sites
-        # softmax: input and output (A feeds A V), then A V's output
-        assert {(attn, "softmax", 0, "in0"), (attn, "softmax", 0, "out")} <= sites
+        # softmax: its input stays float (ORT's QLinearSoftmax is slow), its output feeds A V
+        assert (attn, "softmax", 0, "out") in sites and (attn, "softmax", 0, "in0") not in sites
         assert (f"{attn}.value", None, 0, "out") in sites and (attn, "matmul", 1, "out") in sites
         ln = f"hf.bert.encoder.layer.{i}.output.LayerNorm"
         assert (ln, None, 0, "out") in sites
@@ -73,4 +74,41 @@ def test_bert_quantizes_exports_and_runs(tmp_path):
     ops = collections.Counter(n.op_type for n in onnx.load(so.optimized_model_filepath).graph.node)
     assert ops["MatMulIntegerToFloat"] >= 12  # the encoder's linears run on int8 kernels
     assert ops["QLinearMatMul"] == 4  # and so do Q K^T and A V in both layers
-    assert ops["QLinearSoftmax"] == 2
+    assert ops["QLinearSoftmax"] == 0 and ops["Softmax"] == 2  # float softmax, by design
+
+
+# ORT's INT8 logits against eager FP32, as a fraction of max |eager logit| (random weights
+# drawn 5x wider than BERT's default so that logits are ~0.5, not ~0.03 and lost in the
+# rounding; calibrated on random tokens): measured 4.4-5.8% over 5 seeds
+INT8_REL_TOL = 0.12
+_FLOAT_MATMULS = ("MatMul", "Gemm", "FusedMatMul", "FusedGemm")
+_INT_MATMULS = ("QLinearMatMul", "MatMulIntegerToFloat", "QGemm", "DynamicQuantizeMatMul")
+
+
+def test_every_matmul_and_gemm_of_an_exported_bert_runs_int8(tmp_path):
+    """QDQ on both inputs of every MatMul/Gemm (attention's Q K^T and A V too); after ORT's
+    graph optimisation none is left in float; ORT agrees with eager FP32."""
+    torch.manual_seed(0)
+    model = build_hf({**CFG, "initializer_range": 0.1}).eval()
+    spec = InputSpec((1, 12), "int64", 500)
+    calib = [spec.example(batch=4, seed=i) for i in range(2)]
+    qm = quantize_ptq(model, calib, PTQConfig(calib_batches=2), progress=False)
+    res = export_qdq(qm.model, spec, tmp_path / "bert.onnx")
+    graph = onnx.load(str(res.path)).graph
+    producer = {o: n for n in graph.node for o in n.output}
+    matmuls = [n for n in graph.node if n.op_type in ("MatMul", "Gemm")]
+    assert len(matmuls) == len(qm.layers()) + 2 * 2  # every linear + 2 attention matmuls/layer
+    for n in matmuls:
+        srcs = [producer[i].op_type if i in producer else "initializer" for i in n.input[:2]]
+        assert srcs == ["DequantizeLinear"] * 2, (n.name, srcs)
+    so = ort.SessionOptions()
+    so.optimized_model_filepath = str(tmp_path / "opt.onnx")
+    so.log_severity_level = 3
+    ort.InferenceSession(str(res.path), so, providers=["CPUExecutionProvider"])
+    ops = collections.Counter(n.op_type for n in onnx.load(so.optimized_model_filepath).graph.node)
+    assert not any(ops[k] for k in _FLOAT_MATMULS), ops
+    assert sum(ops[k] for k in _INT_MATMULS) == len(matmuls)
+    x = spec.example(batch=64, seed=11)
+    ref = model(x).detach().numpy()
+    got = ort_run(ort_session(res.path, threads=1), x.numpy())
+    assert np.abs(got - ref).max() <= INT8_REL_TOL * np.abs(ref).max()

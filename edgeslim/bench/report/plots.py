@@ -40,7 +40,9 @@ def accuracy_points(
     return [(x, y, n, y < bottom) for x, y, n in pts], (bottom, hi + pad)
 
 
-def accuracy_vs_latency(stages: list[dict], batch: str = "8") -> bytes | None:
+def accuracy_vs_latency(
+    stages: list[dict], batch: str = "8", title: str = "accuracy vs latency per stage"
+) -> bytes | None:
     """One point per stage: latency (ms) at ``batch`` against the task's primary metric.
 
     Points are numbered and named in a key below the axes (names beside close points
@@ -72,7 +74,7 @@ def accuracy_vs_latency(stages: list[dict], batch: str = "8") -> bytes | None:
     ax.set_xlabel(f"latency at batch {batch} (ms, log scale)")
     label = next((s["metric"] for s in stages if s.get("metric")), "top-1")
     ax.set_ylabel(f"{label} (%)")
-    ax.set_title("accuracy vs latency per stage")
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     fig.text(0.01, 0.01, "\n".join(key), fontsize=8, va="bottom", family="monospace")
     fig.tight_layout(rect=(0, 0.032 * len(key) + 0.03, 1, 1))
@@ -126,5 +128,31 @@ def bits_per_layer(rows: list[dict]) -> bytes | None:
     ax.set_ylim(0, 8.5)
     ax.set_ylabel("bits")
     ax.set_title("learned bits per layer")
+    ax.legend()
+    return _png(fig)
+
+
+def hawq_pareto(points: list[dict], chosen: tuple[float, float] | None = None) -> bytes | None:
+    """HAWQ-V3's Pareto front: weight size (KB) against predicted damage (sum of Omega)."""
+    if not points:
+        return None
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    xs = [p["size"] / 1024 for p in points]
+    ax.plot(xs, [p["omega"] for p in points], "o-", color="tab:blue", label="optimum per budget")
+    if chosen is not None:
+        ax.plot(chosen[0] / 1024, chosen[1], "*", markersize=14, color="tab:red", label="chosen")
+    ax.set_xlabel("weights (KB)")
+    ax.set_ylabel("predicted damage (sum of Omega)")
+    ax.set_yscale(
+        "symlog",
+        linthresh=max(
+            1e-12,
+            min(p["omega"] for p in points if p["omega"] > 0)
+            if any(p["omega"] > 0 for p in points)
+            else 1e-12,
+        ),
+    )
+    ax.set_title("HAWQ-V3 Pareto front")
+    ax.grid(alpha=0.3)
     ax.legend()
     return _png(fig)

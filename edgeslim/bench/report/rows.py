@@ -15,7 +15,9 @@ STAGE_HEAD = [
     "MMACs",
     "sparsity %",
 ]
-LAYER_HEAD = ["layer", "type", "channels", "kept", "bits", "sensitivity (pts)", "ORT ms"]
+LAYER_HEAD = [
+    "layer", "type", "channels", "kept", "bits", "sensitivity (pts)", "ORT ms", "ORT kernel (fused)"
+]  # fmt: skip
 
 
 def stage_head(stages: list[dict]) -> list[str]:
@@ -59,6 +61,7 @@ def layer_row(r: dict) -> list[str]:
         bits,
         fmt(r.get("sensitivity"), "{:.2f}"),
         fmt(r.get("ms"), "{:.3f}"),
+        r.get("kernel") or "-",
     ]
 
 

@@ -3,11 +3,12 @@
 Example:
     >>> from edgeslim.distill.losses import LOSSES
     >>> LOSSES.names()
-    ['at', 'cosine', 'feature', 'kd', 'mse', 'multi', 'self', 'soft_ce', 'tinybert']
+    ['at', 'cosine', 'fastbert', 'feature', 'kd', 'mse', 'multi', 'self', 'soft_ce', 'tinybert']
 """
 
 from edgeslim.distill.losses import (  # noqa: F401 (registers)
     attention,
+    fastbert,
     fitnets,
     hidden_cosine,
     kd,

@@ -89,6 +89,11 @@ class DistillLoss(nn.Module, ABC):
         return self.includes_hard_labels
 
     @classmethod
+    def default_layers(cls, student: nn.Module, teacher: nn.Module | None):
+        """The layers this loss reads when none are given; None: the shared default mapping."""
+        return None
+
+    @classmethod
     @abstractmethod
     def build(cls, spec: LossSpec, probe: Probe) -> DistillLoss:
         """Size the loss (adapters, heads) from ``probe``."""

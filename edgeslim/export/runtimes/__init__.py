@@ -14,6 +14,7 @@ from edgeslim.export.runtimes.base import (
     RUNTIMES,
     Runtime,
     Session,
+    file_precision,
     is_qdq,
     register_runtime,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "Runtime",
     "Session",
     "available_runtimes",
+    "file_precision",
     "get_runtime",
     "is_qdq",
     "register_runtime",

@@ -4,8 +4,10 @@ Every runtime states which precisions it executes *natively on this CPU* (not wh
 it accepts: ONNX Runtime accepts a BF16 graph and emulates it) and its version; the
 reports print both, so a speedup is always tied to the kernels that produced it.
 
-Precisions are ``"fp32"``, ``"bf16"``, ``"fp16"`` and ``"int8"``. An INT8 QDQ file runs
-in ``"int8"`` whatever is asked; a float file runs in the asked precision.
+Precisions are ``"fp32"``, ``"bf16"``, ``"fp16"``, ``"int8"`` and ``"int4"``. A file that
+computes in integers (:func:`file_precision`: INT8 QDQ, ORT dynamic INT8, INT4
+``MatMulNBits``) runs in its own precision whatever is asked; a float file runs in the
+asked precision.
 """
 
 from __future__ import annotations
@@ -20,7 +22,24 @@ import numpy as np
 from edgeslim.core.errors import EdgeslimError
 from edgeslim.core.registry import Registry
 
-PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+PRECISIONS = ("fp32", "bf16", "fp16", "int8", "int4")
+# ops whose presence means a file computes in integers: QDQ, ORT's dynamic INT8 (before
+# and after its graph fusions), and the integer kernels ORT fuses QDQ into
+_INT8_OPS = frozenset(
+    {
+        "QuantizeLinear",
+        "DequantizeLinear",
+        "DynamicQuantizeLinear",
+        "MatMulInteger",
+        "ConvInteger",
+        "DynamicQuantizeMatMul",
+        "MatMulIntegerToFloat",
+        "QLinearMatMul",
+        "QLinearConv",
+        "QGemm",
+    }
+)
+_INT4_OPS = frozenset({"MatMulNBits"})  # com.microsoft: ORT's 4-bit weight kernel
 
 
 class Session(ABC):
@@ -105,3 +124,18 @@ def is_qdq(path: str | Path) -> bool:
 
     m = onnx.load(str(path), load_external_data=False)
     return any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in m.graph.node)
+
+
+def file_precision(path: str | Path) -> str | None:
+    """``"int4"`` (``MatMulNBits``) or ``"int8"`` for a file that computes in integers, else None.
+
+    Example:
+        >>> # file_precision("model.int4.onnx")  -> "int4"; an FP32 export -> None
+    """
+    import onnx
+
+    m = onnx.load(str(path), load_external_data=False)
+    ops = {n.op_type for n in m.graph.node}
+    if ops & _INT4_OPS:
+        return "int4"
+    return "int8" if ops & _INT8_OPS else None

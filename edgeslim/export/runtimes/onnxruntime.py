@@ -1,6 +1,7 @@
 """ONNX Runtime, CPU execution provider: the default runtime.
 
-Native precisions: FP32, and INT8 through its u8 x s8 kernels (QDQ files); on x86
+Native precisions: FP32, and INT8 through its u8 x s8 kernels (QDQ files, and
+its dynamic INT8 ops), and INT4 weights through ``com.microsoft::MatMulNBits``; on x86
 without VNNI those kernels saturate 8-bit weight pairs, so edgeslim codes weights in 7
 bits there (:mod:`edgeslim.core.cpu`). The CPU provider has no BF16 convolution or GEMM
 kernels, so BF16 is not native here.
@@ -14,14 +15,14 @@ from importlib import metadata
 import numpy as np
 
 from edgeslim.export.ort import ort_session
-from edgeslim.export.runtimes.base import Runtime, Session, is_qdq, register_runtime
+from edgeslim.export.runtimes.base import Runtime, Session, file_precision, register_runtime
 
 
 class OrtSession(Session):
     def __init__(self, path, threads: int | None, precision: str) -> None:
         self.sess = ort_session(path, threads)
         self.input_names = tuple(i.name for i in self.sess.get_inputs())
-        self.precision = "int8" if is_qdq(path) else "fp32"
+        self.precision = file_precision(path) or "fp32"
 
     def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         return self.sess.run(None, dict(zip(self.input_names, inputs, strict=True)))
@@ -37,7 +38,7 @@ class OnnxRuntime(Runtime):
         return metadata.version("onnxruntime")
 
     def native_precisions(self) -> tuple[str, ...]:
-        return ("fp32", "int8")
+        return ("fp32", "int8", "int4")  # int4: MatMulNBits, weight-only
 
     def _load(self, model, threads, precision, batch) -> Session:
         return OrtSession(model, threads, precision)

@@ -18,7 +18,7 @@ from importlib import metadata, util
 import numpy as np
 
 from edgeslim.core.errors import EdgeslimError
-from edgeslim.export.runtimes.base import Runtime, Session, is_qdq, register_runtime
+from edgeslim.export.runtimes.base import Runtime, Session, file_precision, register_runtime
 
 _HINT = {"fp32": "f32", "bf16": "bf16", "fp16": "f16", "int8": "f32"}
 _CAPS = {"FP32": "fp32", "BF16": "bf16", "FP16": "fp16", "INT8": "int8"}
@@ -49,8 +49,7 @@ class OvSession(Session):
             raise EdgeslimError(f"OpenVINO cannot load {path}: {str(e).splitlines()[0]}") from None
         self.request = self.compiled.create_infer_request()
         self.input_names = tuple(i.get_any_name() for i in self.compiled.inputs)
-        qdq = is_qdq(path)
-        self.precision = "int8" if qdq else precision
+        self.precision = file_precision(path) or precision
 
     def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         res = self.request.infer(list(inputs))

@@ -18,7 +18,7 @@ import torch
 from edgeslim.core.errors import EdgeslimError
 from edgeslim.core.registry import Registry
 
-Rows = dict[str, torch.Tensor]  # "weight", "taylor", "fisher", "scale", "apoz", "mean_act"
+Rows = dict[str, torch.Tensor]  # "weight", "taylor", "fisher", "scale", "apoz", "mean_act", ...
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,7 @@ from edgeslim.prune.criteria import (  # noqa: E402,F401  (each file registers i
     activation,
     apoz,
     bn_scale,
+    entropy,
     fpgm,
     l1,
     l2,

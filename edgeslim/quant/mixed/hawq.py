@@ -11,7 +11,7 @@ the caller's next step.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -21,7 +21,14 @@ from edgeslim.bench.macs import count_macs
 from edgeslim.core.errors import EdgeslimError
 from edgeslim.quant.config import QuantSpec, weight_spec
 from edgeslim.quant.mixed.hessian import LossFn, default_layers, hutchinson_traces
-from edgeslim.quant.mixed.ilp import BitProblem, ParetoPoint, pareto_front, size_sweep, solve_bits
+from edgeslim.quant.mixed.ilp import (
+    BitProblem,
+    LatencyImpossible,
+    ParetoPoint,
+    pareto_front,
+    size_sweep,
+    solve_bits,
+)
 from edgeslim.quant.mixed.sensitivity import FLOAT_BITS, sensitivities
 
 
@@ -70,6 +77,9 @@ class HawqRecord:
     float_size: float  # bytes with every studied weight in fp32
     pareto: tuple[ParetoPoint, ...]  # (size, Omega) optimum per size budget
     config: HawqConfig
+    latency_budget: float | None = None  # ms, summed over the studied layers
+    latency: float | None = None  # ms of the chosen bits (layers measured alone)
+    impossible: str | None = None  # why the latency budget cannot be met (closest kept)
 
     @property
     def bits(self) -> dict[str, int]:
@@ -107,14 +117,21 @@ def bit_problem(
     omega: dict[str, dict[int, float]],
     choices: Sequence[int],
     act_bits: int | None = None,
+    latency: Mapping[str, Mapping[int, float]] | None = None,
 ) -> BitProblem:
-    """Size (bytes) and BOPs (``bits_w * bits_a * MACs``) of every (layer, choice)."""
+    """Size (bytes), BOPs (``bits_w * bits_a * MACs``) and measured ms of every (layer, choice)."""
     bits = np.asarray(choices, dtype=float)
     a_bits = bits if act_bits is None else np.where(bits == FLOAT_BITS, FLOAT_BITS, act_bits)
     n = np.asarray(numel, dtype=float)[:, None]
     m = np.asarray(macs, dtype=float)[:, None]
     om = np.array([[omega[name][b] for b in choices] for name in layers])
-    return BitProblem(tuple(layers), tuple(choices), om, n * bits / 8, m * bits * a_bits)
+    lat = None
+    if latency is not None:
+        missing = [name for name in layers if name not in latency]
+        if missing:
+            raise EdgeslimError(f"no measured latency for layers {missing[:3]}")
+        lat = np.array([[float(latency[name][b]) for b in choices] for name in layers])
+    return BitProblem(tuple(layers), tuple(choices), om, n * bits / 8, m * bits * a_bits, lat)
 
 
 def hawq_bits(
@@ -124,6 +141,9 @@ def hawq_bits(
     size_budget: float,
     bops_budget: float | None = None,
     config: HawqConfig | None = None,
+    *,
+    latency: Mapping[str, Mapping[int, float]] | None = None,
+    latency_budget: float | None = None,
 ) -> HawqRecord:
     """Choose a weight bit-width per layer by HAWQ-V3's integer program.
 
@@ -134,6 +154,11 @@ def hawq_bits(
         size_budget: bytes of the studied layers' weights, e.g. ``avg_bits * params / 8``.
         bops_budget: per-sample bit operations, ``sum bits_w * bits_a * MACs``.
         config: search settings (:class:`HawqConfig`).
+        latency: ``{layer: {bits: ms}}`` measured on the deploy runtime
+            (:func:`edgeslim.workflows.layer_latency.bit_latencies`).
+        latency_budget: ms the studied layers may take together. When no choice
+            meets it, the record keeps the fastest choice within the other budgets
+            and says why in ``impossible``.
 
     Example:
         >>> import torch
@@ -167,8 +192,12 @@ def hawq_bits(
     _, per_module = count_macs(model, _first_input(data[0])[:1])
     macs = [per_module.get(n, 0) for n in names]
     numel = [w.numel() for w in weights.values()]
-    problem = bit_problem(names, numel, macs, omega, cfg.choices, cfg.act_bits)
-    sol = solve_bits(problem, size_budget, bops_budget)
+    problem = bit_problem(names, numel, macs, omega, cfg.choices, cfg.act_bits, latency)
+    impossible = None
+    try:
+        sol = solve_bits(problem, size_budget, bops_budget, latency_budget)
+    except LatencyImpossible as e:
+        sol, impossible = e.closest, str(e)
     front = pareto_front(
         problem, [*size_sweep(problem, cfg.pareto_points), size_budget], bops_budget
     )
@@ -186,4 +215,7 @@ def hawq_bits(
         float(sum(numel) * FLOAT_BITS / 8),
         tuple(front),
         cfg,
+        latency_budget,
+        sol.latency,
+        impossible,
     )

@@ -7,6 +7,7 @@ total sensitivity ``sum Omega[l, c] x[l, c]`` subject to
 
     sum size[l, c] x[l, c] <= size budget   (bytes of weights)
     sum bops[l, c] x[l, c] <= BOPs budget   (optional; bits_w * bits_a * MACs)
+    sum lat[l, c] x[l, c]  <= latency budget (optional; ms per layer measured on the runtime)
 
 Solved to optimality (``mip_rel_gap = 0``; budgets are met within HiGHS's
 absolute feasibility tolerance, 1e-6 bytes or BOPs), so the sweep of budgets in
@@ -34,10 +35,12 @@ class BitProblem:
     omega: np.ndarray  # predicted damage
     size: np.ndarray  # bytes of weights
     bops: np.ndarray  # bit operations
+    latency: np.ndarray | None = None  # ms of each layer at each choice, measured
 
     def __post_init__(self) -> None:
         shape = (len(self.layers), len(self.choices))
-        for name in ("omega", "size", "bops"):
+        names = ("omega", "size", "bops") + (("latency",) if self.latency is not None else ())
+        for name in names:
             if np.shape(getattr(self, name)) != shape:
                 raise EdgeslimError(
                     f"{name} has shape {np.shape(getattr(self, name))}, need {shape}"
@@ -54,6 +57,12 @@ class BitProblem:
             float(self.bops[idx].sum()),
         )
 
+    def latency_of(self, choice: Sequence[int]) -> float | None:
+        """Summed measured ms of a choice index per layer (None without latencies)."""
+        if self.latency is None:
+            return None
+        return float(self.latency[np.arange(len(self.layers)), np.asarray(choice)].sum())
+
 
 @dataclass(frozen=True)
 class BitSolution:
@@ -62,6 +71,7 @@ class BitSolution:
     omega: float  # total predicted damage
     size: float  # bytes of weights
     bops: float
+    latency: float | None = None  # summed measured ms of the layers (with latencies)
 
 
 @dataclass(frozen=True)
@@ -72,14 +82,29 @@ class ParetoPoint:
     bits: dict[str, int]
 
 
+class LatencyImpossible(EdgeslimError):
+    """No choice meets the latency budget; ``closest`` is the fastest choice within the size."""
+
+    def __init__(self, message: str, closest: BitSolution) -> None:
+        super().__init__(message)
+        self.closest = closest
+
+
 def _fmt(v: float) -> str:
     return f"{v:,.0f}"
 
 
-def solve_bits(p: BitProblem, size_budget: float, bops_budget: float | None = None) -> BitSolution:
+def solve_bits(
+    p: BitProblem,
+    size_budget: float,
+    bops_budget: float | None = None,
+    latency_budget: float | None = None,
+) -> BitSolution:
     """The choice of least total ``Omega`` within the budgets.
 
     Raises:
+        LatencyImpossible: the latency budget cannot be met within the other budgets;
+            its ``closest`` is the fastest choice that meets them.
         EdgeslimError: no choice fits; the message gives the smallest reachable costs.
 
     Example:
@@ -107,29 +132,59 @@ def solve_bits(p: BitProblem, size_budget: float, bops_budget: float | None = No
     ]
     if bops_budget is not None:
         cons.append(LinearConstraint(p.bops.reshape(1, -1), -np.inf, bops_budget))
-    # HiGHS's gaps and tolerances are absolute in places: scale Omega (often ~1e-6) to 1
-    scale = float(np.abs(p.omega).max()) or 1.0
+    if latency_budget is not None:
+        if p.latency is None:
+            raise EdgeslimError("a latency budget needs the layers' measured latencies")
+        fastest = _milp(p, p.latency, cons)
+        if fastest is None:
+            raise EdgeslimError(
+                f"no bit-width choice fits size <= {_fmt(size_budget)} bytes and "
+                f"BOPs <= {_fmt(bops_budget or np.inf)} together; loosen one of them"
+            )
+        best = p.latency_of(fastest)
+        if best > latency_budget:
+            closest = _solution(p, fastest)
+            raise LatencyImpossible(
+                f"latency budget {latency_budget:.3f} ms is impossible: the fastest choice "
+                f"within the other budgets takes {best:.3f} ms (layers measured alone)",
+                closest,
+            )
+        cons.append(LinearConstraint(p.latency.reshape(1, -1), -np.inf, latency_budget))
+    choice = _milp(p, p.omega, cons)
+    if choice is None:
+        raise EdgeslimError(
+            f"no bit-width choice fits size <= {_fmt(size_budget)} bytes and "
+            f"BOPs <= {_fmt(bops_budget or np.inf)} together; loosen one of them"
+        )
+    return _solution(p, choice)
+
+
+def _solution(p: BitProblem, choice: tuple[int, ...]) -> BitSolution:
+    om, size, bops = p.cost(choice)
+    bits = {name: p.choices[c] for name, c in zip(p.layers, choice, strict=True)}
+    return BitSolution(bits, choice, om, size, bops, p.latency_of(choice))
+
+
+def _milp(p: BitProblem, objective: np.ndarray, cons: list) -> tuple[int, ...] | None:
+    """The one-hot choice minimising ``objective`` under ``cons``; None when infeasible."""
+    n_l, n_c = p.omega.shape
+    # HiGHS's gaps and tolerances are absolute in places: scale the objective to 1
+    scale = float(np.abs(objective).max()) or 1.0
     with warnings.catch_warnings():
         # scipy does not list HiGHS's mip_abs_gap but passes it on verbatim
         warnings.filterwarnings("ignore", "Unrecognized options", RuntimeWarning)
         res = milp(
-            p.omega.reshape(-1).astype(float) / scale,
+            objective.reshape(-1).astype(float) / scale,
             constraints=cons,
             integrality=np.ones(n_l * n_c),
             bounds=Bounds(0.0, 1.0),
             options={"mip_rel_gap": 0.0, "mip_abs_gap": 0.0},
         )
     if res.status == 2:
-        raise EdgeslimError(
-            f"no bit-width choice fits size <= {_fmt(size_budget)} bytes and "
-            f"BOPs <= {_fmt(bops_budget or np.inf)} together; loosen one of them"
-        )
+        return None
     if res.x is None:
         raise EdgeslimError(f"the bit-width solver failed: {res.message}")
-    choice = tuple(int(i) for i in res.x.reshape(n_l, n_c).argmax(1))
-    om, size, bops = p.cost(choice)
-    bits = {name: p.choices[c] for name, c in zip(p.layers, choice, strict=True)}
-    return BitSolution(bits, choice, om, size, bops)
+    return tuple(int(i) for i in res.x.reshape(n_l, n_c).argmax(1))
 
 
 def size_sweep(p: BitProblem, points: int = 9) -> list[float]:

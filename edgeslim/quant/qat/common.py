@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from edgeslim.core.cpu import int8_pairs_saturate
 from edgeslim.core.errors import EdgeslimError
 from edgeslim.core.methods import MethodConfig
 from edgeslim.core.select import compile_pattern, matches
@@ -42,6 +43,10 @@ class QATConfig(MethodConfig):
             following the data; None: never.
         calib_batches: batches used to initialise the quantizers.
         exclude: names or regexes of layers kept in float (e.g. the head).
+        reduce_range: code 8-bit weights in 7 bits (``w_bits`` becomes 7), as PTQ does
+            on x86 CPUs without VNNI, whose u8 x s8 kernels saturate full-range int8
+            weights (:func:`edgeslim.core.cpu.int8_pairs_saturate`). None: decided on
+            this CPU and stored, so a saved model replays the same choice anywhere.
     """
 
     w_bits: int = 4
@@ -51,8 +56,13 @@ class QATConfig(MethodConfig):
     freeze_observer_epoch: int | None = None
     calib_batches: int = 4
     exclude: tuple[str, ...] = ()
+    reduce_range: bool | None = None
 
     def __post_init__(self) -> None:
+        if self.reduce_range is None:
+            object.__setattr__(self, "reduce_range", int8_pairs_saturate())
+        if self.reduce_range and self.w_bits == 8:
+            object.__setattr__(self, "w_bits", 7)
         for bits in (self.w_bits, self.a_bits):
             if bits is not None and not 2 <= bits <= 8:
                 raise EdgeslimError(f"QAT bit widths are 2..8, got {bits}")

@@ -110,12 +110,14 @@ def _fold_bn_(layer: nn.Module) -> None:
     layer.bn = None
 
 
-def harden_(model: nn.Module, atol: float = 1e-6) -> dict:
+def harden_(model: nn.Module, atol: float = 1e-6, inputs: bool = True) -> dict:
     """Put every quantizer of ``model`` onto a fixed integer grid, in place (eval mode).
 
-    Returns ``{"layers": n hardened, "bn_folded": n}``. The outputs do not change,
-    except where LSQ+'s offset is rounded to a whole zero point (at most half a
-    step). The hardened model exports, but no longer trains as its method.
+    ``inputs=False`` hardens the weights only (the packed float graph keeps the
+    input quantizers' simulation as they are). Returns ``{"layers": n hardened,
+    "bn_folded": n}``. The outputs do not change, except where LSQ+'s offset is
+    rounded to a whole zero point (at most half a step). The hardened model
+    exports, but no longer trains as its method.
     """
     model.eval()
     hardened = folded = 0
@@ -135,7 +137,7 @@ def harden_(model: nn.Module, atol: float = 1e-6) -> dict:
             layer.weight_q = fixed
             hardened += 1
         iq = layer.input_q
-        if iq is not None and not _affine(iq):
+        if inputs and iq is not None and not _affine(iq):
             grid = iq.grid()
             if grid is None:
                 raise EdgeslimError(

@@ -75,8 +75,18 @@ def calibrate_qat_(model: nn.Module, calib: Iterable | None, batches: int) -> in
             acts.append(layer.input_q)
     if not acts:
         return 0
+    return observe_inputs_(model, acts, calib, batches)
+
+
+def observe_inputs_(model: nn.Module, quantizers: list, calib: Iterable | None, batches: int):
+    """Run ``batches`` batches through ``model`` while ``quantizers`` observe, then init them.
+
+    Returns the number of batches seen.
+    """
     if calib is None:
         raise EdgeslimError("QAT with quantized activations needs calibration data")
+    for q in quantizers:
+        q.calibrating = True
     seen = 0
     with torch.no_grad(), eval_mode(model):
         for batch in calib:
@@ -86,7 +96,7 @@ def calibrate_qat_(model: nn.Module, calib: Iterable | None, batches: int) -> in
             seen += 1
     if seen == 0:
         raise EdgeslimError("QAT calibration data is empty")
-    for q in acts:
+    for q in quantizers:
         if q._lo is None:  # a layer the data never reached: keep it transparent
             q.calibrating = False
             raise EdgeslimError("a quantized layer was not reached by the calibration data")

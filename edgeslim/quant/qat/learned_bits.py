@@ -226,6 +226,8 @@ class LearnedBitsConfig(QATConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.reduce_range and self.max_bits == 8:  # 8-bit codes would saturate here
+            object.__setattr__(self, "max_bits", 7)
         if not 2 <= self.min_bits < self.max_bits <= 8:
             raise EdgeslimError(
                 f"learned bits need 2 <= min_bits < max_bits <= 8, got {self.min_bits}, "
@@ -370,25 +372,13 @@ def enable_inputs_(model: nn.Module, calib, batches: int) -> int:
 
     Returns how many quantizers were switched on.
     """
-    from edgeslim.core.modes import eval_mode
-    from edgeslim.quant.qat.handler import _inputs
+    from edgeslim.quant.qat.handler import observe_inputs_
 
     qs = [q for _, _, q in learned_quantizers(model, weights=False)]
     if not qs:
         return 0
+    observe_inputs_(model, qs, calib, batches)
     for q in qs:
-        q.calibrating = True
-    seen = 0
-    with torch.no_grad(), eval_mode(model):
-        for batch in calib:
-            if seen >= batches:
-                break
-            model(_inputs(batch))
-            seen += 1
-    for q in qs:
-        if q._lo is None:
-            raise EdgeslimError("a quantized layer's input was not reached by the calibration data")
-        q.init_()
         q.enable_()
     return len(qs)
 

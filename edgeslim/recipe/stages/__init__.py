@@ -2,8 +2,10 @@
 
 from edgeslim.recipe.stages import (  # noqa: F401
     distill,
+    earlyexit,
     export,
     finetune,
+    fuse,
     lowrank,
     prune,
     qat,

@@ -32,7 +32,7 @@ class LowRankSettings(Strict):
     reach it); the others are per-layer rules (:class:`edgeslim.lowrank.RankRule`).
     """
 
-    method: Literal["svd", "tucker2", "cp", "spatial", "dws"]
+    method: Literal["svd", "tucker2", "cp", "spatial", "dws", "embedding"]
     rank: int | None = Field(None, ge=1)
     energy: float | None = Field(None, gt=0, le=1)
     ratio: float | None = Field(None, gt=0, le=1)
@@ -42,6 +42,9 @@ class LowRankSettings(Strict):
     exclude: list[str] = Field(default_factory=list)
     measured: bool = False  # keep only the layers ONNX Runtime times faster factorized
     margin: float = Field(0.05, ge=0, lt=1)  # with measured: required saving of the dense ms
+    share_groups: int | None = Field(
+        None, ge=1, description="then share the layer stack's blocks in N groups (ALBERT)"
+    )
 
     @model_validator(mode="after")
     def _one_rule(self) -> LowRankSettings:
@@ -51,10 +54,12 @@ class LowRankSettings(Strict):
         return self
 
 
-@register_stage("lowrank", LowRankSettings, "factorize layers: svd, tucker2, cp, spatial, dws")
+@register_stage(
+    "lowrank", LowRankSettings, "factorize layers: svd, tucker2, cp, spatial, dws, embedding"
+)
 def run(state: PipelineState, s: LowRankSettings, ctx: PipelineContext) -> PipelineState:
     from edgeslim.core.select import matches_any
-    from edgeslim.lowrank import RankRule, config_for
+    from edgeslim.lowrank import LayerSharingConfig, RankRule, config_for
     from edgeslim.workflows.decompose import decompose
     from edgeslim.workflows.lowrank_measured import MeasuredRule
 
@@ -77,6 +82,7 @@ def run(state: PipelineState, s: LowRankSettings, ctx: PipelineContext) -> Pipel
         target_macs=s.macs_fraction,
         filter_fn=chosen,
         measured=measured,
+        share=None if s.share_groups is None else LayerSharingConfig(groups=s.share_groups),
     )
     layers = {k: dict(v) for k, v in state.layers.items()}
     for name, d in info["layers"].items():
@@ -88,6 +94,13 @@ def run(state: PipelineState, s: LowRankSettings, ctx: PipelineContext) -> Pipel
         **state.notes,
         "lowrank": f"{s.method}: {len(info['layers'])} layers factorized, "
         f"{len(info['skipped'])} left alone, {info['params_before']} -> "
-        f"{info['params_after']} parameters in those layers",
+        f"{info['params_after']} parameters in those layers"
+        + (
+            f"; {len(info['sharing']['groups'])} shared blocks "
+            f"({info['sharing']['params_before']} -> {info['sharing']['params_after']} "
+            "model parameters; size only)"
+            if "sharing" in info
+            else ""
+        ),
     }
     return PipelineState(new, None, layers, notes)

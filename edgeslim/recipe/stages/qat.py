@@ -90,7 +90,7 @@ def qat_config(s: QATSettings):
 
 @register_stage("qat", QATSettings, "quantization-aware training (STE, LSQ, LSQ+, PACT, ...)")
 def run(state: PipelineState, s: QATSettings, ctx: PipelineContext) -> PipelineState:
-    from edgeslim.workflows.qat import deployment, train_qat
+    from edgeslim.workflows.qat import REDUCED, deployment, train_qat
 
     data = ctx.require_data("qat")
     cfg, overrides = qat_config(s)
@@ -108,6 +108,8 @@ def run(state: PipelineState, s: QATSettings, ctx: PipelineContext) -> PipelineS
         progress=ctx.progress,
     )
     deploy = deployment(model)[1]
+    if cfg.reduce_range and s.w_bits == 8:
+        deploy += REDUCED
     layers = {k: dict(v) for k, v in state.layers.items()}
     for name, c in record.layers.items():
         layers.setdefault(name, {}).update({"w_bits": c.w_bits, "a_bits": c.a_bits})

@@ -1,11 +1,13 @@
 """``detection``: boxes and classes per image, scored by COCO mAP.
 
-Models return one raw map per stride (YOLOv5-style, :mod:`.yolo`); the task's
-``outputs`` decodes them into rows ``(N, K, 5 + C + 5)`` (boxes in input pixels,
+Models return raw head maps, YOLOv5-style (:mod:`.yolo`) or RetinaNet-style
+(:mod:`.retina`); the task's ``outputs`` tells them apart by their layout
+(:mod:`.heads`) and decodes either into rows ``(N, K, 5 + C + 5)`` (boxes in input pixels,
 objectness and class logits, then the anchor and cell each row comes from). Targets
 are ``(N, M, 5)`` rows ``[class, x1, y1, x2, y2]`` in pixels, padded with class -1
 (:mod:`edgeslim.data.detection`). The loss is YOLOv5's (CIoU box, objectness and class
-BCE with ratio-based anchor assignment); metrics are COCO mAP@0.5 (primary, the
+BCE with ratio-based anchor assignment) or RetinaNet's (focal loss and smooth-L1 with
+IoU-based anchor assignment), whichever family made the rows; metrics are COCO mAP@0.5 (primary, the
 number the driving sources quote) and mAP@0.5:0.95 (:mod:`.coco_map`); decoding is
 confidence filtering plus class-aware NMS (:mod:`.boxes`).
 
@@ -13,7 +15,8 @@ Parity: an exact twin (an ONNX export, a pruned model against its masked dense m
 must match every decoded row within 0.01 px / logit; a lossy twin (INT8) must keep the
 confident rows: among rows either model scores at least 0.25, the share both do, with
 the same class. Distillation mixes the YOLO loss with the teacher's objectness and
-class probabilities as soft targets, weighted by the teacher's objectness.
+class probabilities as soft targets, weighted by the teacher's objectness; for
+RetinaNet (no objectness) by the teacher's best class probability.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from edgeslim.tasks.compare import ParitySpec
 from edgeslim.tasks.detection.boxes import batched_nms, box_iou, ciou, nms
 from edgeslim.tasks.detection.coco_map import MeanAP, coco_stats, postprocess
 from edgeslim.tasks.detection.detect import Detect, NMSConfig
+from edgeslim.tasks.detection.heads import decode_outputs, detection_loss
+from edgeslim.tasks.detection.retina import decode_retina, is_retina_rows, retina_loss
 from edgeslim.tasks.detection.yolo import ANCHORS, META, decode_heads, num_classes_of, yolo_loss
 
 CONFIDENT = 0.25  # score above which a row counts as a detection for lossy parity
@@ -72,30 +77,38 @@ def confident_agreement(a: Tensor, b: Tensor) -> tuple[int, int]:
 def detection_kd(
     student: Tensor, teacher: Tensor, targets: Tensor, temperature: float = 1.0, alpha: float = 0.5
 ) -> Tensor:
-    """``(1 - alpha) * yolo_loss + alpha * soft loss`` against the teacher's rows.
+    """``(1 - alpha) * detection loss + alpha * soft loss`` against the teacher's rows.
 
     The soft loss is BCE of the student's objectness against the teacher's (at
     ``temperature``), plus class BCE and a stride-normalised L1 on the boxes, both
     weighted by the teacher's objectness so that background rows do not dominate.
+    RetinaNet rows have no objectness: the BCE of every row's class probabilities
+    takes its place, and the teacher's best class probability weights the rest.
     """
     s, t = student.float(), teacher.detach().float()
     c = num_classes_of(s)
-    obj_t = torch.sigmoid(t[..., 4] / temperature)
-    soft = F.binary_cross_entropy_with_logits(s[..., 4] / temperature, obj_t) * temperature**2
+    if is_retina_rows(t):
+        cls_t = torch.sigmoid(t[..., 5 : 5 + c] / temperature)
+        obj_t = cls_t.amax(-1)
+        s_cls = s[..., 5 : 5 + c] / temperature
+        soft = F.binary_cross_entropy_with_logits(s_cls, cls_t) * temperature**2
+    else:
+        obj_t = torch.sigmoid(t[..., 4] / temperature)
+        soft = F.binary_cross_entropy_with_logits(s[..., 4] / temperature, obj_t) * temperature**2
     w = obj_t / obj_t.sum().clamp(min=1e-6)
     cls = F.binary_cross_entropy_with_logits(
         s[..., 5 : 5 + c], torch.sigmoid(t[..., 5 : 5 + c]), reduction="none"
     ).mean(-1)
     box = ((s[..., :4] - t[..., :4]).abs().sum(-1) / t[..., -3]).clamp(max=10)
     soft = soft + (w * (cls + box)).sum()
-    hard = yolo_loss(s, targets) if alpha < 1 else s.new_zeros(())
+    hard = detection_loss(s, targets) if alpha < 1 else s.new_zeros(())
     return (1 - alpha) * hard + alpha * soft
 
 
 DETECTION = register_task(
     Task(
         name="detection",
-        loss=yolo_loss,
+        loss=detection_loss,
         metrics=(
             MetricSpec("map50", "mAP@0.5", higher_is_better=True, make=lambda: MeanAP("50")),
             MetricSpec("map", "mAP@0.5:0.95", higher_is_better=True, make=lambda: MeanAP("50:95")),
@@ -106,8 +119,8 @@ DETECTION = register_task(
         distill=detection_kd,
         check_output=check_rows,
         collate=collate_boxes,
-        outputs=decode_heads,
-        description="boxes per image (YOLO heads); CIoU + objectness + class BCE, COCO mAP",
+        outputs=decode_outputs,
+        description="boxes per image (YOLO or RetinaNet heads); the family's loss, COCO mAP",
     )
 )
 
@@ -124,8 +137,12 @@ __all__ = [
     "coco_stats",
     "collate_boxes",
     "decode_heads",
+    "decode_outputs",
+    "decode_retina",
+    "detection_loss",
     "detection_kd",
     "nms",
     "postprocess",
+    "retina_loss",
     "yolo_loss",
 ]

@@ -1,6 +1,6 @@
 """``Detect``: a detector plus box decoding and class-aware NMS, as one module.
 
-Wraps a model that returns raw head maps (YOLOv5-style, :mod:`.yolo`) so that it
+Wraps a model that returns raw head maps (YOLOv5 or RetinaNet, :mod:`.heads`) so that it
 returns detections instead: ``boxes (K, 4)`` xyxy in input pixels, ``scores (K,)``,
 ``classes (K,)`` and ``batch_index (K,)`` (which image each row belongs to), rows of
 one image best first. Scores and filtering are :func:`.coco_map.postprocess`'s
@@ -26,7 +26,8 @@ from torch import Tensor, nn
 from edgeslim.core.errors import EdgeslimError
 from edgeslim.tasks.detection.boxes import class_offsets, cxcywh_to_xyxy
 from edgeslim.tasks.detection.coco_map import postprocess
-from edgeslim.tasks.detection.yolo import decode_heads, num_classes_of
+from edgeslim.tasks.detection.heads import decode_outputs
+from edgeslim.tasks.detection.yolo import num_classes_of
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ class Detect(nn.Module):
         scores (N, k), classes (N, k) int64)``; ``nms_boxes`` are ``boxes`` shifted by
         :func:`.boxes.class_offsets`, so one single-class NMS is class-aware.
         """
-        rows = decode_heads(self.model(x))
+        rows = decode_outputs(self.model(x))
         c = num_classes_of(rows)
         probs = rows[..., 5 : 5 + c].sigmoid() * rows[..., 4:5].sigmoid()
         scores, classes = probs.max(-1)
@@ -85,7 +86,7 @@ class Detect(nn.Module):
         """``(boxes (K, 4), scores (K,), classes (K,) int64, batch_index (K,) int64)``."""
         cfg = self.config
         dets = postprocess(
-            decode_heads(self.model(x)), cfg.conf, cfg.iou, cfg.max_det, cfg.max_candidates
+            decode_outputs(self.model(x)), cfg.conf, cfg.iou, cfg.max_det, cfg.max_candidates
         )
         index = torch.cat(
             [

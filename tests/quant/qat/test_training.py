@@ -104,3 +104,21 @@ def test_bn_and_observers_freeze_at_their_epoch(trained, digits):
     model.train()(x * 3)
     m2, h2 = state()
     assert torch.equal(m1, m2) and torch.equal(h1, h2)
+
+
+def test_8_bit_weights_are_coded_in_7_bits_where_int8_pairs_saturate(monkeypatch):
+    """As PTQ does on x86 without VNNI; the choice is stored in the config and replays."""
+    from edgeslim.core.configs import from_json, to_json
+    from edgeslim.quant.qat import common
+    from edgeslim.quant.qat.learned_bits import LearnedBitsConfig
+
+    monkeypatch.setattr(common, "int8_pairs_saturate", lambda: True)
+    cfg = CONFIGS["lsq"](w_bits=8, a_bits=8)
+    assert (cfg.w_bits, cfg.reduce_range) == (7, True)
+    assert CONFIGS["lsq"](w_bits=4).w_bits == 4  # below 8 bits nothing saturates
+    assert CONFIGS["lsq"](w_bits=8, reduce_range=False).w_bits == 8  # the user's choice
+    assert LearnedBitsConfig().max_bits == 7
+    monkeypatch.setattr(common, "int8_pairs_saturate", lambda: False)
+    back = from_json(type(cfg), to_json(cfg))  # another CPU replays the stored choice
+    assert (back.w_bits, back.reduce_range) == (7, True)
+    assert CONFIGS["lsq"](w_bits=8).w_bits == 8
