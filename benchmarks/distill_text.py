@@ -171,9 +171,9 @@ def markdown(r: dict) -> str:
         f"{t['seconds']} s; test top-1 **{100 * t['test_top1']:.2f}%**.",
         f"Every student arm: {r['epochs']} epochs over {r['train_limit']} samples "
         "(AdamW, lr 1e-3, batch 64, 0.25-epoch warm-up then cosine). TinyBERT's epochs are "
-        f"split {r['plan']} (general on {r['train_limit']} unlabeled corpus sentences, "
-        "then intermediate and prediction on the task samples), so each arm takes the same "
-        "number of optimizer steps.",
+        f"split {r['plan']} (general on {r.get('corpus_limit', r['train_limit'])} unlabeled "
+        "samples, then intermediate and prediction on the task samples); with a corpus as "
+        "large as the task data every arm takes the same number of optimizer steps.",
         "",
         "| student | seeds | test top-1 mean | std | per seed | s per run |",
         "|---|---:|---:|---:|---|---:|",
@@ -213,7 +213,7 @@ def markdown(r: dict) -> str:
         lines += [
             "",
             f"ONNX Runtime FP32, measured interleaved ({r['runs_latency']} runs; latency in ms, "
-            "sequence 64):",
+            f"sequence {r.get('seq_len', 64)}):",
             "",
             "| model | top-1 | params | MACs | batch 1 ms | batch 8 ms |",
             "|---|---:|---:|---:|---:|---:|",
@@ -235,6 +235,8 @@ def main() -> None:
     p.add_argument("--teacher-lr", type=float, default=1e-3, help="synthtext teacher only")
     p.add_argument("--epochs", type=int, default=3, help="per arm (TinyBERT: all phases)")
     p.add_argument("--train-limit", type=int, default=4000, help="task samples per student")
+    p.add_argument("--corpus-limit", type=int, default=None, help="general-stage corpus size")
+    p.add_argument("--no-prune", action="store_true", help="skip pruning and latency")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--arms", default=",".join(ARMS))
     p.add_argument("--prune-ratio", type=float, default=0.5)
@@ -258,16 +260,21 @@ def main() -> None:
     n = args.train_limit
     train = load_dataset(args.data, "train")
     task_data = Subset(train, range(n))
-    if small:  # synthtext has no corpus: other train samples, labels never read
-        corpus = Subset(train, range(len(train) - n, len(train)))
+    c = args.corpus_limit or n
+    if small:  # synthtext has no corpus: the train samples after the task's, labels never read
+        corpus = Subset(train, range(n, min(len(train), n + c)))
     else:
         length = dataset_info(args.data).input_shape[0]
-        corpus = TokenDataset(unlabeled_ids(n, length), np.zeros(n, dtype=np.int64))
+        corpus = TokenDataset(unlabeled_ids(c, length), np.zeros(c, dtype=np.int64))
     result = {
         "command": "PYTHONPATH=. nice -n 10 python benchmarks/distill_text.py "
         f"--data {args.data} --teacher-epochs {args.teacher_epochs} --teacher-lr "
         f"{args.teacher_lr} --epochs {args.epochs} --train-limit {n} "
-        f"--seeds {args.seeds} --arms {args.arms}",
+        f"--seeds {args.seeds} --arms {args.arms}"
+        + (f" --corpus-limit {args.corpus_limit}" if args.corpus_limit else "")
+        + (" --no-prune" if args.no_prune else ""),
+        "corpus_limit": len(corpus),
+        "seq_len": dataset_info(args.data).input_shape[0],
         "cpu": cpu_model(),
         "load_start": round(__import__("os").getloadavg()[0], 1),
         "data": args.data,
@@ -284,15 +291,6 @@ def main() -> None:
         "runs": [],
     }
     print(json.dumps(result["teacher"]), flush=True)
-    pruned, before, after = prune_teacher(
-        teacher, args.data, task_data, args.prune_epochs, args.prune_ratio
-    )
-    result["prune"] = {
-        "ratio": args.prune_ratio, "epochs": args.prune_epochs,
-        "top1_before": before, "top1_after": after,
-    }  # fmt: skip
-    print(json.dumps(result["prune"]), flush=True)
-    save(result, args.stem)
     last: dict[str, tuple[LoadedModel, float]] = {}
     for seed in (int(s) for s in args.seeds.split(",")):
         for arm in args.arms.split(","):
@@ -304,6 +302,15 @@ def main() -> None:
             last[arm] = (student, acc)
             print(json.dumps(result["runs"][-1]), flush=True)
             save(result, args.stem)
+    if not args.no_prune:
+        prune_and_time(result, args, teacher, task_data, last)
+    result["load_end"] = round(__import__("os").getloadavg()[0], 1)
+    save(result, args.stem)
+
+
+def prune_and_time(result: dict, args, teacher: LoadedModel, task_data, last: dict) -> None:
+    """Heads + FFN pruning of the teacher, fine-tuned, and FP32 ORT latency of the teacher,
+    the pruned teacher and a 2-layer student (every arm's student has one architecture)."""
     pruned, before, after = prune_teacher(
         teacher, args.data, task_data, args.prune_epochs, args.prune_ratio
     )
@@ -311,15 +318,13 @@ def main() -> None:
         "ratio": args.prune_ratio, "epochs": args.prune_epochs,
         "top1_before": before, "top1_after": after,
     }  # fmt: skip
+    print(json.dumps(result["prune"]), flush=True)
     save(result, args.stem)
     models = [("teacher bert-6L", teacher, result["teacher"]["test_top1"])]
     models.append((f"teacher pruned {args.prune_ratio} (heads+FFN), fine-tuned", pruned, after))
-    # every arm's student has the same architecture: one of them is timed
     models += [(f"student 2L ({arm})", lm, acc) for arm, (lm, acc) in last.items()][-1:]
     result["stages"] = stage_records(models, batches=(1, 8), runs=args.runs)
     result["runs_latency"] = args.runs
-    result["load_end"] = round(__import__("os").getloadavg()[0], 1)
-    save(result, args.stem)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,9 @@ def input_model(recipe, progress: bool = True) -> LoadedModel:
     if not recipe.data:
         raise EdgeslimError("'pretrain' needs 'data:' in the recipe")
     cfg = recipe.pretrain.train_config(recipe.seed)
-    return pretrained(recipe.model, recipe.data, cfg, progress=progress)
+    with torch.random.fork_rng(devices=[]):  # the initial weights too are the seed's
+        torch.manual_seed(recipe.seed)
+        return pretrained(recipe.model, recipe.data, cfg, progress=progress)
 
 
 def run_stages(
