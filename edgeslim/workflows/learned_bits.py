@@ -79,7 +79,7 @@ def train_learned_bits(
             task=task,
             on_epoch=lambda h: freeze_(qmodel, config, len(history) + len(h)),
         ).fit(train_set, val_set)
-        bits = float(average_bits(qmodel))
+        bits = float(average_bits(qmodel).detach())
         history.extend({**r, "step": step, "avg_w_bits": bits} for r in copy.deepcopy(rows))
 
     fit("weights", config.weight_epochs, train, penalised(base, qmodel, config))
@@ -91,5 +91,5 @@ def train_learned_bits(
     fit("finetune", config.finetune_epochs, tiny, base)
     table = bits_table(qmodel)
     record.details["learned_bits"] = table
-    record.details["avg_w_bits"] = float(average_bits(qmodel))
+    record.details["avg_w_bits"] = float(average_bits(qmodel).detach())
     return qmodel.eval(), record, history, table
