@@ -8,7 +8,7 @@ from pathlib import Path
 
 from edgeslim.core.atomic import write_text_atomic
 from edgeslim.core.errors import EdgeslimError
-from edgeslim.models.inputs import parse_shape
+from edgeslim.models.inputs import InputSpec, parse_shape
 from edgeslim.models.spec import LoadedModel, load_model
 
 
@@ -36,10 +36,31 @@ def add_model_args(p: argparse.ArgumentParser, positional: str = "model") -> Non
     p.add_argument("--num-classes", type=int, default=None, help="override the classifier width")
 
 
+DATA_ARGS = ("data", "calib_data", "eval_data")
+
+
 def model_from_args(args: argparse.Namespace, spec: str | None = None) -> LoadedModel:
-    return load_model(
-        spec or args.model, num_classes=args.num_classes, input_shape=args.input_shape
-    )
+    """The command's model; a token model takes its sequence length from the command's data.
+
+    An ``hf:`` config's default input is its longest position (``max_position_embeddings``);
+    with text data given (``--data``, ``--calib-data``) and no ``--input-shape``, the
+    example input gets the data's sequence length instead, so calibration, export and
+    timing all run at the length the data has.
+    """
+    lm = load_model(spec or args.model, num_classes=args.num_classes, input_shape=args.input_shape)
+    if args.input_shape is not None or lm.input is None or lm.input.dtype != "int64":
+        return lm
+    data = next((getattr(args, k) for k in DATA_ARGS if getattr(args, k, None)), None)
+    if data is None:
+        return lm
+    from dataclasses import replace
+
+    from edgeslim.data import dataset_info
+
+    shape = dataset_info(data).input_shape
+    if len(shape) == 1 and lm.input.shape[1:] != tuple(shape):
+        lm = replace(lm, input=InputSpec((1, *shape), "int64", lm.input.vocab_size))
+    return lm
 
 
 def parse_batches(text: str) -> tuple[int, ...]:

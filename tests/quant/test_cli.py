@@ -83,3 +83,20 @@ def test_sensitivity_writes_table_json_and_plot(tmp_path):
     assert len(rows) == 22 and all("sqnr_db" in r and r["top1"] is not None for r in rows)
     assert (out / "sensitivity.png").stat().st_size > 1000
     assert (out / "sensitivity.md").read_text().startswith("| layer |")
+
+
+def test_quantize_a_bert_config_at_the_length_of_its_data(tmp_path, capsys):
+    """An hf: config's default input is its longest position (128); with text calibration
+    data and no --input-shape the command runs at the data's length (synthtext: 32)."""
+    import json
+
+    cfg = {"model_type": "bert", "vocab_size": 128, "hidden_size": 32, "num_hidden_layers": 1,
+           "num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 128,
+           "num_labels": 4}  # fmt: skip
+    (tmp_path / "bert.json").write_text(json.dumps(cfg))
+    out = tmp_path / "q"
+    argv = ["quantize", f"hf:{tmp_path / 'bert.json'}", "--calib-data", "synthtext",
+            "--calib-batches", "1", "--batch", "1", "--runs", "2", "-o", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["input_shape"] == [1, 32]
