@@ -30,10 +30,15 @@ def input_model(recipe, progress: bool = True) -> LoadedModel:
     left as it was: two runs of one recipe start from the same weights.
     """
     shape = tuple(recipe.input_shape) if recipe.input_shape else None
+    classes = recipe.num_classes
+    if classes is None and recipe.data and str(recipe.model).startswith("hf:"):
+        from edgeslim.data import dataset_info
+
+        classes = dataset_info(recipe.data).num_classes  # a config's num_labels follows the data
     if recipe.pretrain is None:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(recipe.seed)
-            return load_model(recipe.model, num_classes=recipe.num_classes, input_shape=shape)
+            return load_model(recipe.model, num_classes=classes, input_shape=shape)
     from edgeslim.workflows.train import pretrained
 
     if not recipe.data:
