@@ -23,8 +23,12 @@ from edgeslim.quant.sites import ActivationQuantizers, Site
 
 
 class _ShapeArithmetic(nn.Module):
+    def __init__(self, size) -> None:
+        super().__init__()
+        self.size = size
+
     def forward(self, x):
-        n = x.size(1) + 0  # Python ints in eager, 0-dim tensors under the tracer
+        n = self.size(x) + 0  # Python ints in eager, 0-dim tensors under the tracer
         a = x + 1.0  # add #0 of this forward in eager: the quantized one
         return (a + x)[:, :n]
 
@@ -36,8 +40,13 @@ def _frozen(aq: ActivationQuantizers, scale: float) -> None:
     fq.observing, fq.quantizing = False, True
 
 
-def test_traced_forward_quantizes_the_eager_add_not_the_shape_arithmetic():
-    model = _ShapeArithmetic().eval()
+@pytest.mark.parametrize(
+    "size",
+    [lambda x: x.size(1), lambda x: x.shape[1], lambda x: x.size()[1] * x.numel() // x.numel()],
+    ids=["size", "shape", "numel"],
+)
+def test_traced_forward_quantizes_the_eager_add_not_the_shape_arithmetic(size):
+    model = _ShapeArithmetic(size).eval()
     aq = ActivationQuantizers(activation_spec(), [Site("", op="add", index=0, slot="out")])
     aq.attach_(model)
     _frozen(aq, 0.5)  # coarse: a quantized x + 1 is visibly on the 0.5 grid
