@@ -119,14 +119,61 @@ def function_name(func: object, kwargs: dict) -> str | None:
     return name
 
 
+# calls whose results stand for Python ints while the TorchScript tracer runs
+_SIZE_FUNCS = {torch.Tensor.size, torch.Tensor.numel, torch.numel, torch.Tensor.shape.__get__}
+
+
+def _tensors(obj: object) -> list[Tensor]:
+    if isinstance(obj, Tensor):
+        return [obj]
+    if isinstance(obj, list | tuple):
+        return [t for o in obj for t in _tensors(o)]
+    if isinstance(obj, dict):
+        return [t for o in obj.values() for t in _tensors(o)]
+    return []
+
+
 class _Mode(TorchFunctionMode):
+    """Counts (and quantizes at) the functional ops of each module call.
+
+    Under the TorchScript tracer (the QDQ export: ``torch.export`` has no fake-tensor
+    kernel for fake-quant ops), ``x.size()`` returns 0-dim integer tensors instead of
+    Python ints, so shape arithmetic such as BERT embeddings' ``seq_length +
+    cache_length`` becomes a Tensor ``add`` that eager runs and the ``torch.export``
+    capture never see as one. Counting it would shift every later ``add`` of that
+    module by one, and the exported file would quantize a different tensor than the
+    simulation (BERT: the word+token-type sum instead of the layer norm's input).
+    So, while tracing, tensors derived only from sizes are tracked and their
+    arithmetic is neither counted nor quantized.
+    """
+
     def __init__(self, ctl: ActivationQuantizers) -> None:
         super().__init__()
         self.ctl = ctl
+        self.tracing = torch.jit.is_tracing()
+        self._sizes: dict[int, Tensor] = {}  # id -> traced size scalar (kept alive)
+
+    def _size_arithmetic(self, func, args, kwargs) -> tuple[bool, object]:
+        """``(True, result)`` when ``func`` is a size query or arithmetic on sizes."""
+        if func in _SIZE_FUNCS:
+            out = func(*args, **kwargs)
+        else:
+            ins = _tensors(args) + _tensors(kwargs)
+            if not ins or any(id(t) not in self._sizes for t in ins):
+                return False, None
+            out = func(*args, **kwargs)
+        for t in _tensors(out):
+            if t.dim() == 0 and not t.is_floating_point():
+                self._sizes[id(t)] = t
+        return True, out
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         ctl = self.ctl
+        if self.tracing:
+            done, out = self._size_arithmetic(func, args, kwargs)
+            if done:
+                return out
         name = function_name(func, kwargs) if ctl._stack and not ctl._busy else None
         if name is None:
             return func(*args, **kwargs)
