@@ -41,6 +41,7 @@ decides, then the main config applies.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import importlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -214,10 +215,21 @@ class Record:
             importlib.import_module(package)  # registers the method (edgeslim's own only)
         handler = METHODS.get(d["method"])
         ct = handler.config_type
-        configs = [from_json(ct, c) for c in d.get("layer_configs", [])]
+        configs = [from_json(ct, _as_saved(ct, c)) for c in d.get("layer_configs", [])]
         layers = {name: configs[i] for name, i in d.get("layers", {}).items()}
-        config = from_json(ct, d["config"])
+        config = from_json(ct, _as_saved(ct, d["config"]))
         return cls(d["method"], config, layers, d.get("details", {}), d.get("before", {}))
+
+
+def _as_saved(config_type: type, data: Any) -> Any:
+    """A saved config as it was applied: a record written before ``reduce_range`` existed
+    was applied with full-range 8-bit weights, so a missing key reads as False (left to
+    None it would be decided anew on the loading CPU and could change the weights' grid).
+    """
+    names = {f.name for f in dataclasses.fields(config_type)}
+    if isinstance(data, dict) and "reduce_range" in names and "reduce_range" not in data:
+        return {**data, "reduce_range": False}
+    return data
 
 
 @dataclass

@@ -122,3 +122,24 @@ def test_8_bit_weights_are_coded_in_7_bits_where_int8_pairs_saturate(monkeypatch
     back = from_json(type(cfg), to_json(cfg))  # another CPU replays the stored choice
     assert (back.w_bits, back.reduce_range) == (7, True)
     assert CONFIGS["lsq"](w_bits=8).w_bits == 8
+
+
+def test_a_record_saved_before_reduce_range_replays_full_range(monkeypatch):
+    """Records written before the field existed were applied with full-range weights: on a
+    CPU without VNNI they must not turn into 7-bit ones when a saved model reloads."""
+    from edgeslim.core.methods import Record
+    from edgeslim.quant.qat import common
+
+    monkeypatch.setattr(common, "int8_pairs_saturate", lambda: True)
+    calib = [torch.randn(4, 3, 8, 8)]
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 36, 2))
+    _, rec = apply(net, CONFIGS["lsq"](w_bits=8, a_bits=8, reduce_range=False), calib=calib)
+    old = rec.to_dict()
+    old["config"].pop("reduce_range")
+    for c in old["layer_configs"]:
+        c.pop("reduce_range")
+    back = Record.from_dict(old)
+    assert (back.config.w_bits, back.config.reduce_range) == (8, False)
+    assert all(c.w_bits == 8 for c in back.layers.values())
+    new = Record.from_dict(rec.to_dict())  # a record that has the key keeps its value
+    assert new.config.reduce_range is False and new.config.w_bits == 8
