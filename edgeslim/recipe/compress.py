@@ -67,6 +67,24 @@ def compress(loaded: LoadedRecipe, out_dir: str | Path, *, progress: bool = True
         return _compress(loaded, out_dir, progress)
 
 
+def stage_notes(history) -> list[dict]:
+    """Each stage's own one-line notes (what it did, and what it does *not* buy: packed
+    INT4 weights that run as float, simulated-only activations), in stage order.
+
+    Example:
+        >>> from types import SimpleNamespace as S
+        >>> stage_notes([("input", S(notes={})), ("quantize", S(notes={"quantize": "W8A8"}))])
+        [{'stage': 'quantize', 'key': 'quantize', 'text': 'W8A8'}]
+    """
+    out, seen = [], {}
+    for name, st in history:
+        for k, v in st.notes.items():
+            if isinstance(v, str) and seen.get(k) != v:
+                out.append({"stage": name, "key": k, "text": v})
+        seen = {k: v for k, v in st.notes.items() if isinstance(v, str)}
+    return out
+
+
 def _compress(loaded: LoadedRecipe, out_dir: Path, progress: bool) -> dict:
     history = run_stages(loaded, out_dir, progress=progress)
     tqdm.write("measuring every stage (accuracy, size, interleaved latency)")
@@ -83,6 +101,7 @@ def _compress(loaded: LoadedRecipe, out_dir: Path, progress: bool) -> dict:
         "targets": check_targets(stages, loaded.recipe),
         "layers": _with_latency(layer_rows(history), last, loaded.recipe),
         "summary": summarize(stages),
+        "notes": stage_notes(history),
         "search": next(
             (st.notes.get("search") for _, st in history if st.notes.get("search")), None
         ),

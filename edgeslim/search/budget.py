@@ -114,8 +114,7 @@ def search(
 
         def apply_and_measure(sol: Solution) -> tuple[Policy, nn.Module, dict[str, float]]:
             policy = Policy(
-                tuple(cands.ratios[i] for i in sol.choice),
-                tuple(la for la, on in zip(cands.fallback_layers, sol.fallback, strict=True) if on),
+                tuple(cands.ratios[i] for i in sol.choice), *cands.switches(sol.fallback)
             )
             pruned = copy.deepcopy(model)
             apply_(pruned, example, cfg.candidates.prune, cands.decisions, policy, data)
@@ -226,7 +225,7 @@ def _measure(
     """
     out: dict[str, float] = {"macs": float(count_macs(model, ex1)[0])}
     if budgets.keys() & {"latency_ms", "size_bytes"}:
-        path = deploy.export(model, work_dir / "policy.onnx", policy.float_layers)
+        path = deploy.export(model, work_dir / "policy.onnx", policy.float_layers, policy.low_bits)
         t = deploy.time({"policy": path, "dense": dense_file})
         dense_seen.append(t["dense"])
         out["latency_ms"] = float(np.median(dense_seen)) * t["policy"] / t["dense"]
@@ -259,6 +258,7 @@ def _notes(
             f"predicted {_describe(chosen.solution.predicted, budgets)}; "
             f"{sum(r > 0 for r in pol.ratios)} of {len(pol.ratios)} groups pruned, "
             f"{len(pol.float_layers)} layers kept in float"
+            + (f", {len(pol.low_bits)} at fewer weight bits" if pol.low_bits else "")
         )
     else:
         assert floors  # noqa: S101 - nothing met: the most compressed policies were measured
@@ -304,6 +304,7 @@ def _notes(
             for d, r in zip(cands.decisions, pol.ratios, strict=True)
         },
         "float_layers": list(pol.float_layers),
+        "low_bits": dict(pol.low_bits),
         "accuracy": {
             "dense_top1": cands.dense["top1"],
             "top1_before_finetune": top1,
@@ -319,11 +320,13 @@ def _notes(
                 "met": p.met,
                 "policy": _policy(cands, p.policy),
                 "float_layers": list(p.policy.float_layers),
+                "low_bits": dict(p.policy.low_bits),
             }
             for p in points
         ],
         "candidates": cands.table,
         "fallback_candidates": cands.fallback_table,
+        "low_bit_candidates": cands.low_bit_table,
     }
 
 

@@ -72,6 +72,8 @@ class CandidateConfig:
     fallback_min_loss: float = 0.01  # ... each raising the val loss by at least this (nats) in INT8
     max_probes: int = 48  # deployed files timed at most
     task: str = "classification"  # what the batches are: loss and metric of the damage
+    low_bits: int | None = None  # INT8 only: weight bits a layer may take instead of 8
+    low_bit_layers: int = 8  # ... offered to this many layers, the largest first
 
 
 @dataclass
@@ -86,6 +88,16 @@ class Candidates:
     table: list[dict]  # one row per (decision, ratio)
     fallback_table: list[dict]
     quant_drop: dict[str, float] = field(default_factory=dict)  # layer -> metric drop, points
+    low_bit_table: list[dict] = field(default_factory=list)  # switches after the float ones
+
+    def switches(self, on: tuple[bool, ...]) -> tuple[tuple[str, ...], tuple[tuple[str, int], ...]]:
+        """The MILP's layer switches as (layers kept in float, (layer, weight bits))."""
+        n = len(self.fallback_layers)
+        floats = tuple(la for la, o in zip(self.fallback_layers, on[:n], strict=True) if o)
+        low = tuple(
+            (r["layer"], r["bits"]) for r, o in zip(self.low_bit_table, on[n:], strict=True) if o
+        )
+        return floats, low
 
 
 def damage(
@@ -194,15 +206,37 @@ def measure_candidates(
         fb_rows = [r for r in fb_rows if r["loss"] >= cfg.fallback_min_loss and r["loss"] > 0]
         fb_rows = fb_rows[: cfg.float_fallback]
     fb_layers = tuple(r["layer"] for r in fb_rows)
-    gain = np.array([r["loss"] for r in fb_rows], dtype=float)
+    lb_rows: list[dict] = []
+    if deploy.int8 and calib is not None and cfg.low_bits:
+        from edgeslim.search.low_bits import low_bit_rows
+
+        lb_rows = low_bit_rows(
+            work,
+            batches,
+            list(calib),
+            deploy,
+            cfg.low_bits,
+            cfg.low_bit_layers,
+            lambda m, b: damage(m, b, task),
+            lambda before, after: _drop(task, before, after),
+            progress,
+        )
+    n_sw = len(fb_layers) + len(lb_rows)
+    gain = np.array([r["loss"] for r in fb_rows] + [-r["loss"] for r in lb_rows], dtype=float)
+    exclusive = tuple(
+        (i, len(fb_layers) + j)
+        for i, la in enumerate(fb_layers)
+        for j, r in enumerate(lb_rows)
+        if r["layer"] == la
+    )
 
     dense = {"loss": loss0, "top1": top0, "macs": macs0, "params": params0}
     costs: dict[str, Cost] = {}
     if "macs" in cfg.needs:
-        costs["macs"] = Cost(float(macs0), macs, pair_macs, np.zeros(len(fb_layers)))
+        costs["macs"] = Cost(float(macs0), macs, pair_macs, np.zeros(n_sw))
     lat = size = None
     if cfg.needs & {"latency_ms", "size_bytes"}:
-        probes = _choose_probes(macs, cfg.max_probes - len(fb_layers) - 1, same)
+        probes = _choose_probes(macs, cfg.max_probes - n_sw - 1, same)
         files = {"dense": deploy.export(work, work_dir / "dense.onnx")}
         for d, r in tqdm(probes, desc="search: deploy candidates", disable=not progress):
             rs = [0.0] * n_d
@@ -210,6 +244,9 @@ def measure_candidates(
             files[f"{d}:{r}"] = deploy.export(pruned(rs), work_dir / f"cand-{d}-{r}.onnx")
         for i, layer in enumerate(fb_layers):
             files[f"fb:{i}"] = deploy.export(work, work_dir / f"float-{i}.onnx", (layer,))
+        for i, row in enumerate(lb_rows):
+            low = ((row["layer"], row["bits"]),)
+            files[f"lb:{i}"] = deploy.export(work, work_dir / f"low-{i}.onnx", low_bits=low)
         # time each decision's files in a short loop of their own with the dense model:
         # a delta never spans a change of machine load, and caches stay as warm as when
         # one model is benchmarked alone
@@ -233,9 +270,10 @@ def measure_candidates(
             pair_params,
             same,
         )
-        fb_ms = np.array([delta[f"fb:{i}"] for i in range(len(fb_layers))])
-        fb_b = np.array([nbytes[f"fb:{i}"] - nbytes["dense"] for i in range(len(fb_layers))])
-        for row, m, b in zip(fb_rows, fb_ms, fb_b, strict=True):
+        keys = [f"fb:{i}" for i in range(len(fb_layers))] + [f"lb:{i}" for i in range(len(lb_rows))]
+        fb_ms = np.array([delta[k] for k in keys])
+        fb_b = np.array([nbytes[k] - nbytes["dense"] for k in keys])
+        for row, m, b in zip(fb_rows + lb_rows, fb_ms, fb_b, strict=True):
             row.update(latency_ms=float(m), size_bytes=int(b))
         if "latency_ms" in cfg.needs:
             costs["latency_ms"] = Cost(dense_ms, lat[0], lat[1], fb_ms)
@@ -263,8 +301,8 @@ def measure_candidates(
                     "timed": (d, r) in measured,
                 }
             )
-    problem = Problem(loss, costs, gain)
-    return Candidates(problem, ds, ratios, fb_layers, dense, table, fb_rows, quant_drop)
+    problem = Problem(loss, costs, gain, exclusive)
+    return Candidates(problem, ds, ratios, fb_layers, dense, table, fb_rows, quant_drop, lb_rows)
 
 
 def _pairs(graph, ds, ratios, pruned, ex1, macs, params, macs0, params0):

@@ -37,8 +37,18 @@ class Deployment:
     runs: int = 20
     runtime: str = "onnxruntime"  # an ONNX runtime of edgeslim.export.runtimes
 
-    def export(self, model: nn.Module, path: Path, float_layers: tuple[str, ...] = ()) -> Path:
-        """Write ``model`` as deployed (INT8 QDQ with ``float_layers`` kept in float, or FP32)."""
+    def export(
+        self,
+        model: nn.Module,
+        path: Path,
+        float_layers: tuple[str, ...] = (),
+        low_bits: tuple[tuple[str, int], ...] = (),
+    ) -> Path:
+        """Write ``model`` as deployed (INT8 QDQ with ``float_layers`` kept in float, or FP32).
+
+        ``low_bits``: ``(layer, bits)`` whose weights take fewer bits; those of 4 bits or
+        fewer are stored packed as INT4 (opset 21), as the quantize stage writes them.
+        """
         if not self.int8:
             from edgeslim.export.onnx import export_onnx
 
@@ -56,8 +66,18 @@ class Deployment:
             calib_batches=len(self.calib),
             bias_correction=False,
         )
+        if low_bits and w is not None:
+            low = tuple(
+                (name, w.with_(bits=b, observer="minmax", observer_args=())) for name, b in low_bits
+            )
+            cfg = replace(cfg, overrides=(*low, *cfg.overrides))
         qm = quantize_ptq(model, list(self.calib), cfg, progress=False)
-        return export_qdq(qm.model, self.spec, path).path
+        out = export_qdq(qm.model, self.spec, path).path
+        if any(b <= 4 for _, b in low_bits):
+            from edgeslim.quant.qat.pack import int4_weights
+
+            int4_weights(out, out)
+        return out
 
     def time(self, files: dict[str, Path], progress: bool = False) -> dict[str, float]:
         """Latency (ms) on ``runtime`` at ``batch`` of every file, timed interleaved.

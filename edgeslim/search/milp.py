@@ -11,6 +11,12 @@ subject to, for every budgeted quantity ``k`` (latency, MACs, size),
     base_k + sum single_k[d, r] x[d, r] + sum pair_k[a, b][r, s] y[a, b, r, s]
            + sum fallback_k[l] f[l]  <=  budget_k.
 
+A layer switch ``f[l]`` is either "keep this layer in float" (``gain`` > 0: damage
+avoided, latency and size paid) or "give its weights fewer bits" (``gain`` < 0:
+damage added, size saved), so bit-width is one more decision beside the channel
+ratios (HAWQ-V3's integer program, Yao et al. 2021, joined to the pruning one);
+``exclusive`` sets allow at most one switch per layer.
+
 ``y[a, b, r, s]`` is the product ``x[a, r] x[b, s]`` for decisions that share a
 layer (a conv's input channels belong to one group, its outputs to another, so
 its MACs are bilinear in the two keep fractions). The product is linearised by
@@ -56,7 +62,11 @@ class Problem:
 
     loss: np.ndarray  # [D, R] predicted damage of option r for decision d
     costs: dict[str, Cost]
-    gain: np.ndarray = field(default_factory=lambda: np.zeros(0))  # [L] damage float avoids
+    # [L] damage each layer switch avoids: keeping a layer in float (positive), or giving
+    # it fewer weight bits (negative: damage added, paid for by its size or time saving)
+    gain: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    # sets of switch indices of which at most one may be on (one layer's float and 4-bit)
+    exclusive: tuple[tuple[int, ...], ...] = ()
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -80,6 +90,8 @@ def evaluate(
 ) -> tuple[float, dict[str, float]]:
     """Predicted damage and costs of one policy, straight from the definitions."""
     f = np.asarray(fallback, dtype=bool) if len(fallback) else np.zeros(len(p.gain), bool)
+    if any(f[list(s)].sum() > 1 for s in p.exclusive):
+        raise EdgeslimError("policy turns on two exclusive switches of one layer")
     obj = sum(float(p.loss[d, r]) for d, r in enumerate(choice)) - float(p.gain[f].sum())
     costs = {}
     for k, c in p.costs.items():
@@ -143,14 +155,22 @@ def _structure(p: Problem) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.array(rows), np.array(rhs), integrality
 
 
-def _run(p: Problem, c: np.ndarray, extra: list[LinearConstraint], ub_f: float) -> Solution | None:
+def _run(
+    p: Problem, c: np.ndarray, extra: list[LinearConstraint], ub_f: float | np.ndarray
+) -> Solution | None:
     d, r, _ = p.shape
     nx, ny, nf, _ = _layout(p)
     a_eq, b_eq, integrality = _structure(p)
-    upper = np.concatenate([np.ones(nx + ny), np.full(nf, ub_f)])
+    upper = np.concatenate([np.ones(nx + ny), np.broadcast_to(np.asarray(ub_f, float), (nf,))])
+    constraints = [LinearConstraint(a_eq, b_eq, b_eq), *extra]
+    if p.exclusive:  # sum of each set's switches <= 1
+        rows = np.zeros((len(p.exclusive), nx + ny + nf))
+        for i, s in enumerate(p.exclusive):
+            rows[i, [nx + ny + j for j in s]] = 1
+        constraints.append(LinearConstraint(rows, -np.inf, 1.0))
     res = milp(
         c,
-        constraints=[LinearConstraint(a_eq, b_eq, b_eq), *extra],
+        constraints=constraints,
         integrality=integrality,
         bounds=Bounds(np.zeros(nx + ny + nf), upper),
     )
@@ -184,9 +204,12 @@ def solve(p: Problem, budgets: dict[str, float]) -> Solution | None:
 
 
 def most_compressed(p: Problem, budgets: dict[str, float]) -> Solution:
-    """The policy with the smallest predicted costs (sum of cost/budget), nothing in float."""
+    """The policy with the smallest predicted costs (sum of cost/budget), nothing in float.
+
+    Switches that add damage (fewer weight bits) may be taken: they exist to save cost.
+    """
     c = sum(_cost_row(p, k) / max(abs(b), 1e-12) for k, b in budgets.items())
-    sol = _run(p, np.asarray(c, dtype=float), [], 0.0)
+    sol = _run(p, np.asarray(c, dtype=float), [], (p.gain < 0).astype(float))
     if sol is None:  # cannot happen: every one-hot choice is feasible without budgets
         raise EdgeslimError("the policy solver found no policy at all")
     return sol

@@ -37,10 +37,12 @@ class Decision:
 
 @dataclass(frozen=True)
 class Policy:
-    """Option index per decision (into ``ratios``) and the layers kept in float."""
+    """Option index per decision (into ``ratios``), the layers kept in float, and the layers
+    whose weights take fewer than 8 bits (applied by the quantize stage, not here)."""
 
     ratios: tuple[float, ...]  # one per decision
     float_layers: tuple[str, ...] = ()
+    low_bits: tuple[tuple[str, int], ...] = ()  # (layer, weight bits)
 
 
 def _outs(graph: DependencyGraph, gi: int) -> list[str]:

@@ -72,6 +72,15 @@ def _deploy(d: dict) -> str:
     return f"<h2>Deploy runtime</h2><p>{html.escape(deploy_text(d))}</p>" + rows
 
 
+def _notes(notes: list[dict]) -> str:
+    if not notes:
+        return ""
+    items = "".join(
+        f"<li><b>{html.escape(n['stage'])}</b>: {html.escape(n['text'])}</li>" for n in notes
+    )
+    return f"<h2>Stage notes</h2><ul>{items}</ul>"
+
+
 def render(report: dict) -> str:
     """The whole report as one HTML document (opens offline in any browser)."""
     title = html.escape(f"edgeslim report: {report['model']}")
@@ -88,6 +97,7 @@ def render(report: dict) -> str:
         "<h2>Targets</h2>",
         _targets(report["targets"]),
         _deploy(report["deploy"]) if report.get("deploy") else "",
+        _notes(report.get("notes") or []),
         _search(search) if search else "",
         "<h2>Layers</h2>",
         _img(plots.channels_kept(report["layers"]), "channels kept per layer"),

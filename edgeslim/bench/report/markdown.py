@@ -46,6 +46,9 @@ def render(report: dict) -> str:
         parts += ["", "## Deploy runtime", "", deploy_text(d), ""]
         if d["candidates"]:
             parts.append(table(deploy_rows(d), DEPLOY_HEAD))
+    if report.get("notes"):
+        parts += ["", "## Stage notes", ""]
+        parts += [f"- **{n['stage']}**: {n['text']}" for n in report["notes"]]
     if report.get("search"):
         parts += ["", *search_section(report["search"])]
     parts += ["", "## Layers", table([layer_row(r) for r in report["layers"]], LAYER_HEAD), ""]

@@ -13,11 +13,13 @@ class ExportSettings(Strict):
 
 @register_stage("export", ExportSettings, "write the deployable ONNX model (FP32 or INT8 QDQ)")
 def run(state: PipelineState, s: ExportSettings, ctx: PipelineContext) -> PipelineState:
-    from edgeslim.recipe.deploy import export_deployable, is_fake_quantized
+    from edgeslim.recipe.deploy import export_deployable, is_fake_quantized, pack_low_bits
 
     lm = state.lm
     if is_fake_quantized(lm.model):
         path = export_deployable(lm.model, lm.require_input(), ctx.work_dir / "int8.onnx", s.opset)
+        # layers an earlier stage (search, HAWQ) gave <= 4-bit weights stay packed as INT4
+        pack_low_bits(path, {k: v["bits"] for k, v in state.layers.items() if "bits" in v})
         return PipelineState(lm, path, state.layers, state.notes)
     from edgeslim.export.onnx import export_onnx
 

@@ -52,13 +52,18 @@ class QuantizeSettings(Strict):
     hawq: HawqSettings | None = None  # mixed INT4/INT8/float weights by HAWQ-V3
 
 
-def ptq_config(s: QuantizeSettings, keep_float: tuple[str, ...] = ()):
-    """The :class:`~edgeslim.quant.config.PTQConfig` of these settings (``keep_float`` excluded)."""
+def ptq_config(
+    s: QuantizeSettings, keep_float: tuple[str, ...] = (), low_bits: dict[str, int] | None = None
+):
+    """The :class:`~edgeslim.quant.config.PTQConfig` of these settings (``keep_float`` excluded,
+    ``low_bits`` layers at their own weight bits)."""
     from edgeslim.quant.config import PTQConfig, activation_spec, weight_spec
 
     wmethod = s.calib_method if s.calib_method in WEIGHT_OBSERVERS else "minmax"
+    weight = weight_spec(s.w_bits, wmethod, s.per_channel)
     return PTQConfig(
-        weight=weight_spec(s.w_bits, wmethod, s.per_channel),
+        weight=weight,
+        overrides=tuple((n, weight.with_(bits=b)) for n, b in (low_bits or {}).items()),
         activation=activation_spec(s.a_bits, s.calib_method),
         calib_batches=s.calib_batches,
         bias_correction=s.bias_correction,
@@ -76,13 +81,16 @@ REDUCED_NOTE = (
 def run(state: PipelineState, s: QuantizeSettings, ctx: PipelineContext) -> PipelineState:
     from edgeslim.core.methods import apply
     from edgeslim.quant.qdq import export_qdq
+    from edgeslim.recipe.deploy import pack_low_bits
     from edgeslim.sparsity import squash_loaded
     from edgeslim.workflows.quantize import calibration_loader
 
     data = ctx.require_data("quantize")
     # layers a preceding ``search`` stage chose to keep in float (its latency assumed it)
-    keep_float = tuple((state.notes.get("search") or {}).get("float_layers", ()))
-    cfg = ptq_config(s, keep_float)
+    found = state.notes.get("search") or {}
+    keep_float = tuple(found.get("float_layers", ()))
+    low = {str(k): int(v) for k, v in (found.get("low_bits") or {}).items()}
+    cfg = ptq_config(s, keep_float, low)
     lm = squash_loaded(state.lm)  # sparsity masks: quantize the zeros (PTQ's twins are plain)
     hawq = _hawq(lm, s.hawq, keep_float, ctx) if s.hawq is not None else None
     if hawq is not None:
@@ -91,7 +99,8 @@ def run(state: PipelineState, s: QuantizeSettings, ctx: PipelineContext) -> Pipe
     res = export_qdq(qmodel, lm.require_input(), ctx.work_dir / "int8.onnx")
     quantized = [n for n, c in record.layers.items() if c.weight_spec_for(n) is not None]
     layers = {k: dict(v) for k, v in state.layers.items()}
-    chosen = hawq.bits if hawq is not None else {}
+    chosen = {**low, **(hawq.bits if hawq is not None else {})}
+    packed = pack_low_bits(res.path, {n: chosen.get(n, s.w_bits) for n in quantized})
     for name in quantized:
         layers.setdefault(name, {})["bits"] = chosen.get(name, s.w_bits)
     if s.sensitivity_batches:
@@ -102,7 +111,13 @@ def run(state: PipelineState, s: QuantizeSettings, ctx: PipelineContext) -> Pipe
         "quantize": f"W{s.w_bits}A{s.a_bits} {s.calib_method}, {len(quantized)} layers"
         + (f", {len(keep_float)} kept in float by search" if keep_float else "")
         + (REDUCED_NOTE if cfg.reduce_range and s.w_bits == 8 else "")
-        + (hawq_note(hawq) if hawq is not None else ""),
+        + (hawq_note(hawq) if hawq is not None else "")
+        + (
+            f"; search gave {len(low)} layers {sorted(set(low.values()))}-bit weights"
+            if low
+            else ""
+        )
+        + packed,
     }
     methods = [*lm.methods, record.to_dict()]
     new = LoadedModel(qmodel, lm.source, lm.input, lm.name, lm.meta, methods)

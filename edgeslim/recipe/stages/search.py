@@ -5,7 +5,10 @@ The budget is the recipe's ``targets``: ``latency_ms`` (ONNX Runtime median at
 stage measures every candidate, solves an MILP, prunes physically and measures
 the result as it will be deployed (INT8 QDQ when a ``quantize`` stage follows);
 see :mod:`edgeslim.search`. Layers it keeps in float are recorded in
-``notes["search"]["float_layers"]``, which the ``quantize`` stage honours. An
+``notes["search"]["float_layers"]``, and layers it gives fewer weight bits
+(``low_bits``: bit-width as one more decision of the same MILP, see
+:mod:`edgeslim.search.low_bits`) in ``notes["search"]["low_bits"]``; the
+``quantize`` stage honours both. An
 impossible budget is reported (``impossible: true``, the reason, the closest
 point) and the pipeline continues with that closest model. Fine-tuning is the
 next stage's job (``distill`` or ``finetune``).
@@ -47,6 +50,10 @@ class SearchSettings(Strict):
     latency_margin: float = Field(0.1, ge=0, lt=0.5, description="aim this fraction under")
     max_probes: int = Field(48, ge=2, description="deployed candidates timed at most")
     max_rounds: int = Field(6, ge=1)  # policies applied and measured at most
+    # bit-width as one more decision (INT8 only): these layers may take ``low_bits``-bit
+    # weights, stored packed as INT4; ORT runs them as float convs (size, not speed)
+    low_bits: Literal[2, 3, 4] | None = None
+    low_bit_layers: int = Field(8, ge=1, description="layers offered low bits, largest first")
 
     @field_validator("round_to")
     @classmethod
@@ -149,6 +156,8 @@ def run(state: PipelineState, s: SearchSettings, ctx: PipelineContext) -> Pipeli
             s.fallback_min_loss,
             s.max_probes,
             ctx.task,
+            s.low_bits if int8 else None,
+            s.low_bit_layers,
         ),
         limits,
         s.latency_margin,
