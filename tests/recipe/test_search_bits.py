@@ -65,3 +65,56 @@ def test_size_budget_only_four_bits_can_meet_is_met_and_deployed(net, tmp_path):
     assert all(bits[n] != 4 for n in ("0", "3", "6", "11") if n not in s["low_bits"])
     deployed = out / "model.onnx"
     assert len(int4_tensors(deployed)) >= len(s["low_bits"])
+
+
+def test_qat_trains_the_configuration_the_search_chose(net, tmp_path):
+    """search (4-bit switches) -> qat {from_search} -> export: the chosen layers train at W4,
+    the rest at W8A8, the file holds them packed, and the stage says who chose the bits."""
+    from edgeslim.core.cpu import int8_pairs_saturate
+    from edgeslim.recipe import parse_recipe
+    from edgeslim.recipe.runner import run_stages
+    from edgeslim.search.deploy import Deployment as D
+
+    w8 = 7 if int8_pairs_saturate() else 8
+    lm = tiny(net)
+    spec = lm.require_input()
+    dep = D(spec, True, PTQConfig(), (spec.example(batch=16),), 8, 1, 5)
+    budget = int(0.45 * D.size(dep.export(lm.model, tmp_path / "d.onnx")))
+    text = f"""
+version: 1
+model: {net}:make
+input_shape: [1, 3, 32, 32]
+data: digits
+stages:
+  - search: {{{BITS}, int8: true}}
+  - qat: {{method: lsq, w_bits: {w8}, a_bits: 8, epochs: 1, lr: 0.005, batch_size: 64,
+           from_search: true}}
+  - export
+targets: {{size_bytes: {budget}}}
+"""
+    history = run_stages(parse_recipe(text), tmp_path / "out", progress=False)
+    search = history[1][1].notes["search"]
+    qat_state, final = history[2][1], history[3][1]
+    assert search["low_bits"]
+    for name, layer in qat_state.layers.items():
+        want = 4 if name in search["low_bits"] else w8
+        assert layer["w_bits"] == want, name
+    assert "chosen by the search" in qat_state.notes["qat"]
+    assert len(int4_tensors(final.onnx)) >= len(search["low_bits"])
+
+
+def test_qat_from_search_without_a_search_is_a_clear_error(net, tmp_path):
+    from edgeslim.core.errors import EdgeslimError
+    from edgeslim.recipe import parse_recipe
+    from edgeslim.recipe.runner import run_stages
+
+    text = f"""
+version: 1
+model: {net}:make
+input_shape: [1, 3, 32, 32]
+data: digits
+stages:
+  - qat: {{method: lsq, epochs: 1, from_search: true}}
+"""
+    with pytest.raises(EdgeslimError, match="from_search needs a 'search' stage"):
+        run_stages(parse_recipe(text), tmp_path / "out", progress=False)

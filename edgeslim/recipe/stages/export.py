@@ -19,7 +19,8 @@ def run(state: PipelineState, s: ExportSettings, ctx: PipelineContext) -> Pipeli
     if is_fake_quantized(lm.model):
         path = export_deployable(lm.model, lm.require_input(), ctx.work_dir / "int8.onnx", s.opset)
         # layers an earlier stage (search, HAWQ) gave <= 4-bit weights stay packed as INT4
-        pack_low_bits(path, {k: v["bits"] for k, v in state.layers.items() if "bits" in v})
+        bits = {k: v.get("w_bits") or v.get("bits") for k, v in state.layers.items()}
+        pack_low_bits(path, {k: b for k, b in bits.items() if b is not None})
         return PipelineState(lm, path, state.layers, state.notes)
     from edgeslim.export.onnx import export_onnx
 

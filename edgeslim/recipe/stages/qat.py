@@ -15,6 +15,7 @@ note says so.
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from typing import Literal
 
@@ -23,6 +24,7 @@ from pydantic import Field
 from edgeslim.models.spec import LoadedModel
 from edgeslim.recipe.registry import register_stage
 from edgeslim.recipe.schema import Strict, TrainSettings
+from edgeslim.recipe.stages.quantize import HawqSettings
 from edgeslim.recipe.state import PipelineContext, PipelineState
 
 
@@ -56,6 +58,11 @@ class QATSettings(TrainSettings):
     steps: tuple[int, int, int] = Field(
         (2, 1, 1), description="learned_bits: epochs of weights, activations, fine-tune"
     )
+    # QAT of a chosen mixed configuration: the layers a preceding ``search`` gave fewer
+    # weight bits take them (and its float layers stay float), or HAWQ-V3 chooses here;
+    # every other layer takes ``w_bits``/``a_bits``
+    from_search: bool = False
+    hawq: HawqSettings | None = None
 
 
 def qat_config(s: QATSettings):
@@ -93,8 +100,14 @@ def run(state: PipelineState, s: QATSettings, ctx: PipelineContext) -> PipelineS
     from edgeslim.workflows.qat import REDUCED, deployment, train_qat
 
     data = ctx.require_data("qat")
-    cfg, overrides = qat_config(s)
     lm = state.lm
+    chosen = chosen_bits(state, s, ctx)
+    if chosen:
+        layer_bits = {
+            re.escape(name): None if b >= 32 else LayerBits(w_bits=b) for name, b in chosen.items()
+        }
+        s = s.model_copy(update={"overrides": {**layer_bits, **s.overrides}})
+    cfg, overrides = qat_config(s)
     model, record, _ = train_qat(
         lm.model,
         cfg,
@@ -122,6 +135,14 @@ def run(state: PipelineState, s: QATSettings, ctx: PipelineContext) -> PipelineS
         if learned
         else f"W{s.w_bits}A{s.a_bits or 'float'}"
     )
+    if chosen:
+        from collections import Counter
+
+        count = Counter(chosen.values())
+        bits += " with " + ", ".join(
+            f"{n} layers {'float' if b >= 32 else f'W{b}'}" for b, n in sorted(count.items())
+        )
+        bits += " chosen by " + ("HAWQ-V3" if s.hawq is not None else "the search")
     notes = {
         **state.notes,
         "qat": f"{s.method} {bits}, {len(record.layers)} layers, "
@@ -130,3 +151,22 @@ def run(state: PipelineState, s: QATSettings, ctx: PipelineContext) -> PipelineS
     methods = [*lm.methods, record.to_dict()]
     new = LoadedModel(model, lm.source, lm.input, lm.name, lm.meta, methods)
     return PipelineState(new, None, layers, notes)
+
+
+def chosen_bits(state: PipelineState, s: QATSettings, ctx: PipelineContext) -> dict[str, int]:
+    """Weight bits per layer (32: float) chosen before QAT: by the search, or by HAWQ-V3."""
+    from edgeslim.core.errors import EdgeslimError
+
+    if s.from_search and s.hawq is not None:
+        raise EdgeslimError("stage 'qat': choose from_search or hawq, not both")
+    if s.from_search:
+        found = state.notes.get("search")
+        if not found:
+            raise EdgeslimError("stage 'qat': from_search needs a 'search' stage before it")
+        bits = {str(k): int(v) for k, v in (found.get("low_bits") or {}).items()}
+        return {**dict.fromkeys(found.get("float_layers") or (), 32), **bits}
+    if s.hawq is not None:
+        from edgeslim.recipe.stages.quantize import hawq_bits_for
+
+        return hawq_bits_for(state.lm, s.hawq, ctx)
+    return {}

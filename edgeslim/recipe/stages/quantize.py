@@ -176,6 +176,11 @@ def _hawq(lm, h: HawqSettings, keep_float: tuple[str, ...], ctx: PipelineContext
     return rec
 
 
+def hawq_bits_for(lm, h: HawqSettings, ctx: PipelineContext) -> dict[str, int]:
+    """HAWQ-V3's weight bits per layer (32: float), for a stage that applies them itself."""
+    return dict(_hawq(lm, h, (), ctx).bits)
+
+
 def hawq_note(rec) -> str:
     """``; HAWQ-V3: 5 layers at 4 bits, 12 at 8, 1 float (avg 6.00 weight bits) ...``."""
     from collections import Counter
