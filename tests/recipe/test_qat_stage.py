@@ -53,3 +53,27 @@ stages:
     x = next(iter(test))[0][:8]
     with torch.no_grad():
         torch.testing.assert_close(final.lm.model(x), reloaded(x), rtol=0, atol=0)
+
+
+def test_qat_of_the_hawq_configuration(tmp_path):
+    """qat {hawq}: HAWQ-V3 picks 4/8/float weight bits under a 6-bit average, and QAT trains
+    exactly that configuration (issue 13: "then QAT fine-tuning of the chosen configuration")."""
+    f = tmp_path / "tiny.py"
+    f.write_text(TINY)
+    text = f"""
+version: 1
+model: {f}:make
+input_shape: [1, 3, 32, 32]
+data: digits
+stages:
+  - qat: {{method: lsq, w_bits: {W8}, a_bits: 8, epochs: 1, lr: 0.005, batch_size: 64,
+           hawq: {{avg_bits: 6, probes: 2, batches: 1, choices: [4, 8]}}}}
+"""
+    history = run_stages(parse_recipe(text), tmp_path / "out", progress=False)
+    st = history[-1][1]
+    assert "chosen by HAWQ-V3" in st.notes["qat"]
+    bits = {n: v["w_bits"] for n, v in st.layers.items()}
+    assert set(bits.values()) <= {4, W8} and 4 in bits.values()
+    sizes = {"0": 8 * 27, "3": 16 * 72, "8": 160}
+    avg = sum(sizes[n] * (8 if b == W8 else b) for n, b in bits.items()) / sum(sizes.values())
+    assert avg <= 6.0 + 1e-9
