@@ -19,6 +19,7 @@ from edgeslim.models.saved import save_model
 from edgeslim.recipe.loader import LoadedRecipe
 from edgeslim.recipe.measure import check_targets, layer_rows, measure_history
 from edgeslim.recipe.runner import run_stages
+from edgeslim.recipe.stages.export import nms_path
 
 
 def _with_latency(rows: list[dict], last, recipe) -> list[dict]:
@@ -118,6 +119,10 @@ def _compress(loaded: LoadedRecipe, out_dir: Path, progress: bool) -> dict:
     chosen = next((st for _, st in history if deploy and str(st.onnx) == deploy.get("onnx")), last)
     with atomic_path(out_dir / "model.onnx") as tmp:
         shutil.copyfile(chosen.onnx, tmp)
+    nms = nms_path(Path(chosen.onnx))  # the export stage's post-processed twin, if any
+    if nms.is_file():
+        with atomic_path(out_dir / "model_nms.onnx") as tmp:
+            shutil.copyfile(nms, tmp)
     save_model(chosen.lm, out_dir / "model")
     write_reports(out_dir, report)
     tqdm.write(format_stages(stages))

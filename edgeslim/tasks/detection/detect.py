@@ -71,7 +71,11 @@ class Detect(nn.Module):
         scores (N, k), classes (N, k) int64)``; ``nms_boxes`` are ``boxes`` shifted by
         :func:`.boxes.class_offsets`, so one single-class NMS is class-aware.
         """
-        rows = decode_outputs(self.model(x))
+        return self.candidates_from(self.model(x))
+
+    def candidates_from(self, raw: object) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """:meth:`candidates` of the model's raw head maps ``raw`` (already computed)."""
+        rows = decode_outputs(raw)
         c = num_classes_of(rows)
         probs = rows[..., 5 : 5 + c].sigmoid() * rows[..., 4:5].sigmoid()
         scores, classes = probs.max(-1)
@@ -107,3 +111,15 @@ class Candidates(nn.Module):
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         return self.detect.candidates(x)
+
+
+class RawCandidates(nn.Module):
+    """:meth:`Detect.candidates_from` as a module of the raw head maps (one input per map):
+    the post-processing alone, to append to an already deployed raw-head graph."""
+
+    def __init__(self, config: NMSConfig | None = None) -> None:
+        super().__init__()
+        self.detect = Detect(nn.Identity(), config)
+
+    def forward(self, *maps: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        return self.detect.candidates_from(list(maps))
