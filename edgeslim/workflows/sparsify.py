@@ -272,6 +272,12 @@ def run_sparsify(
         {**lm.meta, "sparsity": {"method": plan.method, "stages": records}},
         [*lm.methods, sp.record.to_dict()],
     )
+    extra = []
+    if isinstance(plan.config, SharedPatternConfig):
+        from edgeslim.workflows.pattern_deploy import execution_line, pattern_execution
+
+        report["execution"] = pattern_execution(final, spec.example(), threads=threads, runs=runs)
+        extra.append(execution_line(report["execution"]))
     save_model(out, out_dir)
     write_text_atomic(out_dir / "report.json", json.dumps(report, indent=2, default=str) + "\n")
     report["text"] = "\n".join(
@@ -283,6 +289,7 @@ def run_sparsify(
             f"{archive.size_bytes / 1024:.1f} KB ({values} nonzeros + bitmask + zstd), "
             f"{report['storage']['onnx_over_archive']:.2f}x smaller",
             NO_SPEEDUP,
+            *extra,
         ]
     )
     return report

@@ -173,6 +173,9 @@ def test_cli_patterns_method(tmp_path, capsys):
     rep = json.loads((out / "report.json").read_text())
     assert rep["method"] == "patterns" and rep["config"]["entries"] == 2
     assert rep["sparsity"]["masked_layers"] == pytest.approx(1 - 2 / 9)
+    assert set(rep["execution"]["layers"]) == {"0", "3"}  # each kept as dense or pattern
+    assert all(v["kept"] in ("dense", "pattern") for v in rep["execution"]["layers"].values())
+    assert "pattern convs run as PatternConv2d" in capsys.readouterr().out
     back = load_saved(out)
     assert sorted(masked_layers(back.model)) == ["0", "3"]
     assert main([*argv[:-1], "0.5", "-o", str(tmp_path / "q")]) == 2
