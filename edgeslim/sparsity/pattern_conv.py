@@ -6,7 +6,10 @@ In a zero-padded NHWC buffer flattened to ``(rows, C)``, moving the 3×3 window 
 
     out[:, g] += view_at(t) @ W[g, :, t]      # (rows, C_in) @ (C_in, |g|): one sgemm
 
-computed over every padded position (the few rows that fall outside the output are
+computed over every padded position. Adjacent groups that share a tap share its GEMM
+(one GEMM per tap and run of adjacent groups using it: :func:`segments_of`), so the
+order of the groups matters (:func:`edgeslim.sparsity.pattern_groups.order_groups`);
+the output is computed (the few rows that fall outside the output are
 dropped at the end). A stride ``s`` splits the padded input into its ``s × s``
 phases first (one copy of the input in total), after which every tap is again a
 row offset in one phase. The output comes back in channels_last, so a model kept in
@@ -45,10 +48,35 @@ def layout_of(weight: Tensor) -> Layout:
     return out
 
 
+def segments_of(layout: Layout) -> list[tuple[int, int, int]]:
+    """``(tap, start, stop)``: for each tap, each run of adjacent groups using it.
+
+    Example:
+        >>> segments_of([(2, (0, 1)), (3, (1, 4))])
+        [(0, 0, 2), (1, 0, 5), (4, 2, 5)]
+    """
+    bounds = [0]
+    for size, _ in layout:
+        bounds.append(bounds[-1] + size)
+    segs = []
+    for t in range(9):
+        run = None
+        for g, (_, taps) in enumerate(layout):
+            if t in taps:
+                run = (run[0] if run else bounds[g], bounds[g + 1])
+            elif run:
+                segs.append((t, *run))
+                run = None
+        if run:
+            segs.append((t, *run))
+    return segs
+
+
 class PatternConv2d(nn.Module):
     """``Conv2d(C_in, sum(sizes), 3, stride, padding)`` whose filter groups share tap patterns.
 
-    ``weights[g]`` is ``(k_g, C_in, |g|)``: the GEMM right-hand side of each tap.
+    ``weights[i]`` is ``(C_in, stop - start)``: the GEMM right-hand side of segment
+    ``segments[i] = (tap, start, stop)`` (:func:`segments_of`).
 
     Example:
         >>> conv = nn.Conv2d(4, 6, 3, padding=1)
@@ -77,8 +105,9 @@ class PatternConv2d(nn.Module):
             raise EdgeslimError(f"3x3 taps are 0..8, got {layout}")
         self.out_channels = sum(s for s, _ in self.layout)
         self.stride, self.padding = tuple(stride), tuple(padding)
+        self.segments = segments_of(self.layout)
         self.weights = nn.ParameterList(
-            nn.Parameter(torch.zeros(len(taps), in_channels, size)) for size, taps in self.layout
+            nn.Parameter(torch.zeros(in_channels, b - a)) for _, a, b in self.segments
         )
         self.bias = nn.Parameter(torch.zeros(self.out_channels)) if bias else None
 
@@ -93,27 +122,27 @@ class PatternConv2d(nn.Module):
 
     @torch.no_grad()
     def load_dense_(self, weight: Tensor, bias: Tensor | None) -> None:
-        """Fill the tap GEMM weights from a dense ``(out, in, 3, 3)`` weight."""
+        """Fill the segment GEMM weights from a dense ``(out, in, 3, 3)`` weight."""
         flat = weight.reshape(weight.shape[0], weight.shape[1], 9)
-        start = 0
-        for p, (size, taps) in zip(self.weights, self.layout, strict=True):
-            p.copy_(flat[start : start + size, :, list(taps)].permute(2, 1, 0))
-            start += size
+        for p, (t, a, b) in zip(self.weights, self.segments, strict=True):
+            p.copy_(flat[a:b, :, t].T)
         if bias is not None:
             self.bias.copy_(bias)
 
+    def to_dense(self, parts: list[Tensor]) -> Tensor:
+        """``(out, in, 3, 3)`` from one ``(C_in, stop - start)`` tensor per segment."""
+        w = parts[0].new_zeros(self.out_channels, self.in_channels, 9)
+        for p, (t, a, b) in zip(parts, self.segments, strict=True):
+            w[a:b, :, t] = p.T
+        return w.reshape(self.out_channels, self.in_channels, 3, 3)
+
     def dense_weight(self) -> Tensor:
         """The equivalent ``(out, in, 3, 3)`` weight (zeros off the patterns); differentiable."""
-        blocks = []
-        for p, (size, taps) in zip(self.weights, self.layout, strict=True):
-            block = p.new_zeros(9, self.in_channels, size)
-            blocks.append(block.index_copy(0, torch.tensor(taps, device=p.device), p))
-        w = torch.cat(blocks, dim=2).permute(2, 1, 0)
-        return w.reshape(self.out_channels, self.in_channels, 3, 3)
+        return self.to_dense(list(self.weights))
 
     def forward(self, x: Tensor) -> Tensor:
         if torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()):
-            # the GEMMs write into views (out=), which autograd refuses: train through
+            # the GEMMs write into views, which autograd refuses: train through
             # the equivalent dense conv (same values, same gradients on the kept taps)
             return F.conv2d(x, self.dense_weight(), self.bias, self.stride, self.padding)
         n, c, h, w = x.shape
@@ -127,24 +156,17 @@ class PatternConv2d(nn.Module):
             phases[(0, 0)] = xp.reshape(-1, c)  # contiguous: a view
         rows = n * hq * wq
         span = rows - (ey * wq + ex)
-        out = x.new_empty(rows, self.out_channels)
-        start = 0
-        for wg, (size, taps) in zip(self.weights, self.layout, strict=True):
-            o = out[:span, start : start + size]
-            for i, t in enumerate(taps):
-                dy, dx = divmod(t, 3)
-                key = (dy % sy, dx % sx)
-                if key not in phases:  # one copy per phase, shared by its taps
-                    phases[key] = xp[:, key[0] :: sy, key[1] :: sx][:, :hq, :wq].reshape(-1, c)
-                off = (dy // sy) * wq + dx // sx
-                a = phases[key][off : off + span]
-                if i:
-                    o.addmm_(a, wg[i])
-                elif self.bias is not None:
-                    torch.addmm(self.bias[start : start + size], a, wg[0], out=o)
-                else:
-                    torch.mm(a, wg[0], out=o)
-            start += size
+        if self.bias is not None:
+            out = self.bias.expand(rows, self.out_channels).contiguous()
+        else:
+            out = x.new_zeros(rows, self.out_channels)
+        for wseg, (t, a, b) in zip(self.weights, self.segments, strict=True):
+            dy, dx = divmod(t, 3)
+            key = (dy % sy, dx % sx)
+            if key not in phases:  # one copy per phase, shared by its taps
+                phases[key] = xp[:, key[0] :: sy, key[1] :: sx][:, :hq, :wq].reshape(-1, c)
+            off = (dy // sy) * wq + dx // sx
+            out[:span, a:b].addmm_(phases[key][off : off + span], wseg)
         y = out.view(n, hq, wq, self.out_channels)[:, :ho, :wo].permute(0, 3, 1, 2)
         return y.contiguous(memory_format=torch.channels_last)
 

@@ -16,9 +16,14 @@ The choice alternates, as k-means does, and never lowers the kept energy:
 2. every filter joins the group whose patterns keep most of its energy;
 3. every group takes, per conv, the pattern keeping most of its members' energy;
 4. repeat 2-3 until nothing changes.
+
+Last, the groups are ordered so that adjacent groups share taps: the executor runs one
+GEMM per tap and run of adjacent groups using it (:func:`order_groups`).
 """
 
 from __future__ import annotations
+
+import itertools
 
 import torch
 from torch import Tensor
@@ -72,9 +77,37 @@ def group_filters(
                 for c, s in enumerate(scores):
                     chosen[g, c] = int(s[members].sum(0).argmax())
     used = sorted(set(assign.tolist()), key=lambda g: tuple(chosen[g].tolist()))
+    used = [used[i] for i in order_groups([[patterns[int(p)] for p in chosen[g]] for g in used])]
     remap = torch.full((chosen.shape[0],), -1, dtype=torch.long)
     remap[torch.tensor(used)] = torch.arange(len(used))
     return remap[assign], chosen[used]
+
+
+def tap_runs(rows: list[Tensor]) -> int:
+    """GEMMs of groups with 0/1 tap rows ``rows`` in this order: a tap's run of adjacent
+    groups is one GEMM."""
+    runs, prev = 0, torch.zeros(9, dtype=torch.bool)
+    for r in rows:
+        cur = r.bool()
+        runs += int((cur & ~prev).sum())
+        prev = cur
+    return runs
+
+
+def order_groups(rows: list[list[Tensor]], exhaustive: int = 6) -> list[int]:
+    """The order of groups (each with one 0/1 tap row per coupled conv) with fewest GEMMs.
+
+    Every order is tried for up to ``exhaustive`` groups; beyond, the given order stays.
+    """
+    n = len(rows)
+    if n > exhaustive:
+        return list(range(n))
+    convs = len(rows[0]) if rows else 0
+
+    def cost(order: tuple[int, ...]) -> int:
+        return sum(tap_runs([rows[g][c] for g in order]) for c in range(convs))
+
+    return list(min(itertools.permutations(range(n)), key=lambda o: (cost(o), o)))
 
 
 def run_layout(rows: Tensor) -> list[tuple[int, tuple[int, ...]]]:
