@@ -5,7 +5,9 @@ Every kind is a frozen config applied with :func:`edgeslim.core.methods.apply_`
 (importing this package registers them): :class:`MagnitudeConfig` (unstructured,
 layer-wise or global), :class:`TaylorConfig` (unstructured by first-order Taylor
 scores on calibration batches), :class:`NMConfig` (N:M along the reduction axis),
-:class:`RTossConfig` (R-TOSS 3EP / 2EP kernel patterns).
+:class:`RTossConfig` (R-TOSS 3EP / 2EP kernel patterns), :class:`SharedPatternConfig`
+(filter groups sharing one 3×3 pattern, permuted contiguous) and its deployment
+:class:`PatternExecConfig` (:class:`PatternConv2d` where measured faster).
 
 Example:
     >>> from torch import nn
@@ -28,9 +30,12 @@ from edgeslim.sparsity.mask import (
 )
 from edgeslim.sparsity.method import MaskMethod, SparsityConfig, squash_loaded
 from edgeslim.sparsity.nm import NMConfig, nm_mask
+from edgeslim.sparsity.pattern_conv import PatternConv2d
+from edgeslim.sparsity.pattern_exec import PatternExecConfig
 from edgeslim.sparsity.patterns import adjacent_patterns
 from edgeslim.sparsity.rtoss import RTossConfig, rtoss_masks
 from edgeslim.sparsity.schedule import AGPSchedule
+from edgeslim.sparsity.shared import SharedPatternConfig
 from edgeslim.sparsity.sparsifier import Sparsifier
 from edgeslim.sparsity.taylor import TaylorConfig, taylor_scores
 
@@ -39,7 +44,10 @@ __all__ = [
     "MagnitudeConfig",
     "MaskMethod",
     "NMConfig",
+    "PatternConv2d",
+    "PatternExecConfig",
     "RTossConfig",
+    "SharedPatternConfig",
     "SparsityConfig",
     "Sparsifier",
     "TaylorConfig",

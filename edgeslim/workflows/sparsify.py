@@ -34,6 +34,7 @@ from edgeslim.sparsity import (
     MagnitudeConfig,
     NMConfig,
     RTossConfig,
+    SharedPatternConfig,
     Sparsifier,
     SparsityConfig,
     TaylorConfig,
@@ -45,7 +46,8 @@ from edgeslim.sparsity.archive import save_archive
 from edgeslim.train.config import TrainConfig
 from edgeslim.workflows.measure import Stage, measure_stages
 
-METHODS = ("magnitude", "taylor", "agp", "nm", "rtoss-3ep", "rtoss-2ep")
+METHODS = ("magnitude", "taylor", "agp", "nm", "rtoss-3ep", "rtoss-2ep", "patterns")
+PATTERN_GROUPS = 4  # filter groups per conv of --method patterns
 NO_SPEEDUP = (
     "no speed gain is claimed: ONNX Runtime on CPU stores sparse weights densely at load "
     "and has no sparse kernels, so the sparse model runs as fast as the dense one"
@@ -81,6 +83,8 @@ def sparsity_plan(
         if method == "taylor":
             return SparsifyPlan(method, TaylorConfig(sparsity, scope), False)
         return SparsifyPlan(method, MagnitudeConfig(sparsity, scope), method == "agp")
+    if method == "patterns":
+        return SparsifyPlan(method, shared_pattern_config(sparsity), False)
     if method == "nm":
         try:
             n, m = (int(v) for v in nm.split(":"))
@@ -98,6 +102,24 @@ def sparsity_plan(
             f"--sparsity {sparsity} does not apply (omit it)"
         )
     return SparsifyPlan(method, cfg, False)
+
+
+def shared_pattern_config(sparsity: float | None) -> SharedPatternConfig:
+    """``patterns`` at ``sparsity``: ``k = 9 (1 - sparsity)`` taps (2, 3 or 4) of each 3×3 conv.
+
+    Example:
+        >>> shared_pattern_config(0.67).entries
+        3
+    """
+    if sparsity is None:
+        return SharedPatternConfig(3, PATTERN_GROUPS)
+    k = round(9 * (1 - sparsity))
+    if k not in (2, 3, 4) or abs(1 - k / 9 - sparsity) > 0.02:
+        raise EdgeslimError(
+            f"--method patterns keeps 2, 3 or 4 taps of each 3x3 kernel: --sparsity 0.778, "
+            f"0.667 or 0.556 (per masked layer), not {sparsity}"
+        )
+    return SharedPatternConfig(k, PATTERN_GROUPS)
 
 
 def agp_schedule(final: float, total_steps: int) -> AGPSchedule:
@@ -164,6 +186,8 @@ def run_sparsify(
         schedule = agp_schedule(plan.config.sparsity, finetune_epochs * per_epoch)
     sp = Sparsifier(plan.config, schedule=schedule)
     calib = make_loader(load_dataset(data, "train"), 64, shuffle=True) if data else None
+    if calib is None and isinstance(plan.config, SharedPatternConfig):
+        calib = [spec.example()]  # the channel permutation is traced on an example
     sp.prepare(model, calib=calib)
     if not masked_layers(model):
         raise EdgeslimError(f"{lm.name}: no layer can take {plan.method} sparsity")
@@ -248,6 +272,12 @@ def run_sparsify(
         {**lm.meta, "sparsity": {"method": plan.method, "stages": records}},
         [*lm.methods, sp.record.to_dict()],
     )
+    extra = []
+    if isinstance(plan.config, SharedPatternConfig):
+        from edgeslim.workflows.pattern_deploy import execution_line, pattern_execution
+
+        report["execution"] = pattern_execution(final, spec.example(), threads=threads, runs=runs)
+        extra.append(execution_line(report["execution"]))
     save_model(out, out_dir)
     write_text_atomic(out_dir / "report.json", json.dumps(report, indent=2, default=str) + "\n")
     report["text"] = "\n".join(
@@ -259,6 +289,7 @@ def run_sparsify(
             f"{archive.size_bytes / 1024:.1f} KB ({values} nonzeros + bitmask + zstd), "
             f"{report['storage']['onnx_over_archive']:.2f}x smaller",
             NO_SPEEDUP,
+            *extra,
         ]
     )
     return report

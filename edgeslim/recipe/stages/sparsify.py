@@ -24,7 +24,7 @@ from edgeslim.recipe.state import PipelineContext, PipelineState
 class SparsifySettings(Strict):
     """``method`` and, for magnitude / agp, ``sparsity``; ``epochs`` of masked fine-tuning."""
 
-    method: Literal["magnitude", "taylor", "agp", "nm", "rtoss-3ep", "rtoss-2ep"]
+    method: Literal["magnitude", "taylor", "agp", "nm", "rtoss-3ep", "rtoss-2ep", "patterns"]
     sparsity: float | None = Field(None, ge=0, lt=1)
     nm: str = "2:4"
     scope: Literal["layer", "global"] = "layer"
@@ -65,6 +65,8 @@ def run(state: PipelineState, s: SparsifySettings, ctx: PipelineContext) -> Pipe
         schedule = agp_schedule(plan.config.sparsity, steps)
     sp = Sparsifier(plan.config, schedule=schedule, overrides=[(p, None) for p in s.ignore])
     calib = ctx.loader("train", 64) if ctx.recipe.data else None
+    if calib is None and plan.config.kind == "patterns":
+        calib = [lm.require_input().example()]  # the channel permutation is traced on it
     if plan.config.kind == "taylor":
         ctx.require_data("sparsify")
     sp.prepare(lm.model, calib=calib)
