@@ -70,8 +70,15 @@ def successors(model: nn.Module, example: Tensor, names: Iterable[str]) -> dict[
     """``{layer: layers reading its output channels}`` over ``names``, in graph order."""
     names = list(names)
     keep = set(names)
-    with eval_mode(model), torch.no_grad():
-        graph = build_dependency_graph(model, example)
+    try:
+        with eval_mode(model), torch.no_grad():
+            graph = build_dependency_graph(model, example)
+    except Exception as e:  # capture's EdgeslimError and torch.export's own: name the way out
+        raise EdgeslimError(
+            f"R-TOSS parent-child groups: tracing the model on an input of shape "
+            f"{tuple(example.shape)} failed ({type(e).__name__}: {str(e).splitlines()[0]}); "
+            "pass calibration data with the model's input, or RTossConfig(parent_child=False)"
+        ) from e
     out: dict[str, list[str]] = {n: [] for n in names}
     for g in graph.groups:
         writers = [layer for layer, kind in g.spaces if kind == "out" and layer in keep]

@@ -164,6 +164,8 @@ def run_sparsify(
         schedule = agp_schedule(plan.config.sparsity, finetune_epochs * per_epoch)
     sp = Sparsifier(plan.config, schedule=schedule)
     calib = make_loader(load_dataset(data, "train"), 64, shuffle=True) if data else None
+    if calib is None and plan.config.kind == "rtoss":
+        calib = [spec.example()]  # R-TOSS traces its parent-child groups on the model's input
     sp.prepare(model, calib=calib)
     if not masked_layers(model):
         raise EdgeslimError(f"{lm.name}: no layer can take {plan.method} sparsity")

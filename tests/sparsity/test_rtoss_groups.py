@@ -89,3 +89,21 @@ def test_a_child_of_another_shape_is_refused():
     w = {"p": torch.randn(4, 4, 3, 3), "c": torch.randn(4, 2, 3, 3)}
     with pytest.raises(EdgeslimError, match="parent's weight shape"):
         rtoss_masks(w, RTossConfig(entries=2), {"c": "p"})
+
+
+def _fixed_size_net() -> torch.nn.Sequential:
+    torch.manual_seed(0)
+    nn = torch.nn
+    return nn.Sequential(
+        nn.Conv2d(4, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3), nn.Flatten(), nn.Linear(4 * 12 * 12, 2)
+    )
+
+
+def test_groups_trace_on_calib_and_a_wrong_guess_is_a_clear_error():
+    # 16x16 inputs only: the (1, 4, 32, 32) guess cannot run, the calib batch can
+    with pytest.raises(EdgeslimError, match="parent_child=False"):
+        apply_(_fixed_size_net(), RTossConfig(entries=2))
+    calib = [torch.randn(2, 4, 16, 16)]
+    model, rec = apply_(_fixed_size_net(), RTossConfig(entries=2), calib=calib)
+    assert rec.details["parent_child"] == [{"parent": "0", "children": ["2"]}]
+    assert torch.equal(mask_of(model[0]).mask, mask_of(model[2]).mask)

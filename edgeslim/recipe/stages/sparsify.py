@@ -65,6 +65,8 @@ def run(state: PipelineState, s: SparsifySettings, ctx: PipelineContext) -> Pipe
         schedule = agp_schedule(plan.config.sparsity, steps)
     sp = Sparsifier(plan.config, schedule=schedule, overrides=[(p, None) for p in s.ignore])
     calib = ctx.loader("train", 64) if ctx.recipe.data else None
+    if calib is None and plan.config.kind == "rtoss" and lm.input is not None:
+        calib = [lm.input.example()]  # R-TOSS traces its parent-child groups on this input
     if plan.config.kind == "taylor":
         ctx.require_data("sparsify")
     sp.prepare(lm.model, calib=calib)
