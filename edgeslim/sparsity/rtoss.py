@@ -20,6 +20,7 @@ record lists the groups. ``parent_child=False`` chooses patterns on every layer.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -50,7 +51,9 @@ class RTossConfig(SparsityConfig):
         parent_child: children found by a depth-first search over the dependency
             graph reuse their parent's patterns (the paper); False: every layer
             chooses its own. The graph is traced on the first batch of ``calib``,
-            else on a ``(1, C, 32, 32)`` input.
+            else on a ``(1, C, 32, 32)`` input; when that guess does not fit the
+            model, patterns are chosen per layer and the record says why
+            (``parent_child_note``).
 
     Example:
         >>> from torch import nn
@@ -132,12 +135,20 @@ class RTossSparsity(MaskMethod):
         picked = list(layers.select(model, self.supports))
         configs = {n: c for n, _, c in picked}
         weights = self.scores(model, configs, calib)
-        groups = None
+        groups, note = None, None
         kept = [n for n in configs if _patterned(weights[n]) and configs[n].parent_child]
         if kept:
-            succ = successors(model, example_input(model, calib), kept)
-            same = {n: (tuple(weights[n].shape), configs[n]) for n in kept}
-            groups = parent_child_groups(succ, same)
+            try:
+                succ = successors(model, example_input(model, calib), kept)
+            except EdgeslimError as e:
+                if calib is not None:
+                    raise
+                # the guessed input does not fit this model: patterns per layer, said so
+                note = f"no parent-child groups (no calib given and {e})"
+                warnings.warn(note, stacklevel=2)
+            else:
+                same = {n: (tuple(weights[n].shape), configs[n]) for n in kept}
+                groups = parent_child_groups(succ, same)
         masks, details = self._masks(weights, configs, groups.parent_of if groups else {})
         for name, mod, cfg in picked:
             if name in masks:
@@ -146,6 +157,8 @@ class RTossSparsity(MaskMethod):
         details["kind"] = config.kind
         details["sparsity"] = sparsity_of(model, list(layers.applied))
         details["parent_child"] = groups.to_json() if groups is not None else []
+        if note:
+            details["parent_child_note"] = note
         return model, details
 
     def masks(self, weights, configs):

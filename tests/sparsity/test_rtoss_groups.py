@@ -99,11 +99,14 @@ def _fixed_size_net() -> torch.nn.Sequential:
     )
 
 
-def test_groups_trace_on_calib_and_a_wrong_guess_is_a_clear_error():
+def test_groups_trace_on_calib_and_a_wrong_guess_falls_back_with_a_note():
     # 16x16 inputs only: the (1, 4, 32, 32) guess cannot run, the calib batch can
-    with pytest.raises(EdgeslimError, match="parent_child=False"):
-        apply_(_fixed_size_net(), RTossConfig(entries=2))
+    with pytest.warns(UserWarning, match="no parent-child groups"):
+        _, rec = apply_(_fixed_size_net(), RTossConfig(entries=2))
+    assert rec.details["parent_child"] == [] and "32, 32" in rec.details["parent_child_note"]
     calib = [torch.randn(2, 4, 16, 16)]
     model, rec = apply_(_fixed_size_net(), RTossConfig(entries=2), calib=calib)
     assert rec.details["parent_child"] == [{"parent": "0", "children": ["2"]}]
     assert torch.equal(mask_of(model[0]).mask, mask_of(model[2]).mask)
+    with pytest.raises(EdgeslimError, match="parent_child=False"):  # calib of the wrong shape
+        apply_(_fixed_size_net(), RTossConfig(entries=2), calib=[torch.randn(1, 4, 20, 20)])
