@@ -186,8 +186,9 @@ def run_sparsify(
         schedule = agp_schedule(plan.config.sparsity, finetune_epochs * per_epoch)
     sp = Sparsifier(plan.config, schedule=schedule)
     calib = make_loader(load_dataset(data, "train"), 64, shuffle=True) if data else None
-    if calib is None and isinstance(plan.config, SharedPatternConfig):
-        calib = [spec.example()]  # the channel permutation is traced on an example
+    if calib is None and plan.config.kind in ("patterns", "rtoss"):
+        # the channel permutation (patterns) and R-TOSS's parent-child groups are traced on it
+        calib = [spec.example()]
     sp.prepare(model, calib=calib)
     if not masked_layers(model):
         raise EdgeslimError(f"{lm.name}: no layer can take {plan.method} sparsity")

@@ -90,3 +90,20 @@ def test_cli_one_shot_without_data_writes_a_kmeans_archive(tmp_path):
     w = arch["3.weight"]
     assert float((w != 0).float().mean()) == pytest.approx(0.25)
     assert w[w != 0].unique().numel() <= 8
+
+
+@pytest.mark.parametrize(
+    "kind", [["--method", "magnitude", "--sparsity", "0.7"], ["--method", "nm", "--nm", "2:4"]]
+)
+def test_unstructured_and_nm_on_ort_cpu_claim_size_not_speed(tmp_path, capsys, kind):
+    (tmp_path / "tiny.py").write_text(TINY)
+    out = tmp_path / "o"
+    argv = ["sparsify", f"{tmp_path / 'tiny.py'}:make", "--input-shape", "1,3,16,16", *kind]
+    assert main([*argv, "--runs", "2", "--batch", "1", "--threads", "1", "-o", str(out)]) == 0
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["speedup_claimed"] is False and "no speed gain" in rep["speed_note"]
+    assert rep["storage"]["onnx_over_archive"] > 1  # the gain that is claimed: size
+    text = capsys.readouterr().out.lower()
+    assert "no speed gain" in text and "smaller" in text
+    for claim in ("faster", "speed-up", "speedup of", "accelerat"):
+        assert claim not in text.replace("b8 speedup", "")

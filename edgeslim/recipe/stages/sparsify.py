@@ -65,8 +65,9 @@ def run(state: PipelineState, s: SparsifySettings, ctx: PipelineContext) -> Pipe
         schedule = agp_schedule(plan.config.sparsity, steps)
     sp = Sparsifier(plan.config, schedule=schedule, overrides=[(p, None) for p in s.ignore])
     calib = ctx.loader("train", 64) if ctx.recipe.data else None
-    if calib is None and plan.config.kind == "patterns":
-        calib = [lm.require_input().example()]  # the channel permutation is traced on it
+    if calib is None and plan.config.kind in ("patterns", "rtoss") and lm.input is not None:
+        # the channel permutation (patterns) and R-TOSS's parent-child groups are traced on it
+        calib = [lm.input.example()]
     if plan.config.kind == "taylor":
         ctx.require_data("sparsify")
     sp.prepare(lm.model, calib=calib)
