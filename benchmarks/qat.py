@@ -12,6 +12,8 @@ Methods (``--methods``):
 
 * the QAT registry's names (``ste, lsq, lsq_plus, pact, dorefa, dsq``...): 4
   calibration batches, BatchNorm folded in simulation;
+* ``NAME+pc`` / ``NAME+nofold``: the method with per-channel weight scales
+  (LSQ, LSQ+) or with BatchNorm kept as a layer instead of folded in simulation;
 * ``ptq``: edgeslim's post-training quantization (``PTQConfig``: per-channel
   min-max weights, per-tensor asymmetric activations, 16 calibration batches), no
   training; the stem and the classifier keep 8-bit weights;
@@ -38,6 +40,7 @@ Run (1 thread each, ``nice``; the first call trains and caches the FP32 model):
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import math
 import os
@@ -66,8 +69,14 @@ from edgeslim.workflows.quantize import calibration_loader
 
 RESULTS = Path(__file__).parent / "results"
 KEEP_8BIT = ("conv1", "fc")  # first and last layer at W8A8 (Esser et al. 2020, Section 3)
+DEFAULT_EPOCHS = 1
 CALIB_BATCHES = 4  # QAT quantizer initialisation (edgeslim and Brevitas alike)
 PEERS = ("ptq", "brevitas")
+# ``method+option``: a config field changed from the method's default (``lsq+pc``)
+VARIANTS = {
+    "pc": {"per_channel_weights": True},  # one step size per output channel
+    "nofold": {"fold_bn": False},  # BatchNorm stays a layer, as in the LSQ paper and Brevitas
+}
 
 
 def fp32_model(args, train) -> LoadedModel:
@@ -89,8 +98,22 @@ def calib(seed: int):
     return calibration_loader("signs")
 
 
+def parse_method(spec: str) -> tuple[str, dict]:
+    """``lsq+pc+nofold`` -> ``("lsq", {"per_channel_weights": True, "fold_bn": False})``."""
+    name, *opts = spec.split("+")
+    if name not in CONFIGS and name not in PEERS:
+        raise EdgeslimError(f"unknown method {name!r}; choose from {sorted(CONFIGS) + list(PEERS)}")
+    if opts and name not in CONFIGS:
+        raise EdgeslimError(f"{spec!r}: options apply to edgeslim's QAT methods only")
+    for o in opts:
+        if o not in VARIANTS:
+            raise EdgeslimError(f"{spec!r}: unknown option {o!r}; choose from {sorted(VARIANTS)}")
+    return name, {k: v for o in opts for k, v in VARIANTS[o].items()}
+
+
 def quantize_edgeslim(method: str, base, bits: int, seed: int):
-    cfg = CONFIGS[method](w_bits=bits, a_bits=bits, calib_batches=CALIB_BATCHES)
+    name, fields = parse_method(method)
+    cfg = CONFIGS[name](w_bits=bits, a_bits=bits, calib_batches=CALIB_BATCHES, **fields)
     overrides = {name: replace(cfg, w_bits=8, a_bits=8) for name in KEEP_8BIT}
     model, _ = apply(base.model, cfg, overrides=overrides, calib=calib(seed))
     freeze_(model, cfg, 0)
@@ -128,6 +151,7 @@ def run_one(method: str, bits: int, seed: int, base, args, train, test) -> dict:
     top1 = float("nan") if error else primary_value(evaluate_model(model, test))
     return {
         "method": method,
+        "label": label(method, args),
         "bits": bits,
         "seed": seed,
         "top1": round(top1, 4) if math.isfinite(top1) else None,
@@ -137,6 +161,11 @@ def run_one(method: str, bits: int, seed: int, base, args, train, test) -> dict:
         "load_1min": [round(load, 2), round(os.getloadavg()[0], 2)],
         "protocol": protocol(args),
     }
+
+
+def label(method: str, args) -> str:
+    """The name in the tables: ``lsq``, or ``lsq@3ep`` for a longer QAT than the default."""
+    return method if args.epochs == DEFAULT_EPOCHS else f"{method}@{args.epochs}ep"
 
 
 def protocol(args) -> str:
@@ -156,13 +185,15 @@ def merge_save(results_dir: Path, header: dict, runs: dict) -> dict:
     from benchmarks.qat_report import markdown
 
     path = results_dir / "qat.json"
-    merged = load_results(path)
-    commands = merged.get("commands", [])
-    merged.update({k: v for k, v in header.items() if k != "commands"})
-    merged["commands"] = commands + [c for c in header.get("commands", []) if c not in commands]
-    merged["runs"] = {**merged.get("runs", {}), **runs}
-    write_text_atomic(path, json.dumps(merged, indent=2) + "\n")
-    write_text_atomic(results_dir / "qat.md", markdown(merged))
+    with open(results_dir / ".qat.lock", "w") as lock:  # two sweeps may share the file
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        merged = load_results(path)
+        commands = merged.get("commands", [])
+        merged.update({k: v for k, v in header.items() if k != "commands"})
+        merged["commands"] = commands + [c for c in header.get("commands", []) if c not in commands]
+        merged["runs"] = {**merged.get("runs", {}), **runs}
+        write_text_atomic(path, json.dumps(merged, indent=2) + "\n")
+        write_text_atomic(results_dir / "qat.md", markdown(merged))
     return merged
 
 
@@ -179,7 +210,7 @@ def main() -> None:
     p.add_argument("--bits", default="4", help="comma-separated W=A bit widths, e.g. 4,3,2,8")
     p.add_argument("--seeds", default="0", help="comma-separated QAT seeds, e.g. 0,1,2")
     p.add_argument("--pretrain-epochs", type=int, default=8)
-    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
     p.add_argument("--train-samples", type=int, default=10000, help="FP32 training images")
     p.add_argument("--qat-samples", type=int, default=4096, help="QAT training images")
     p.add_argument("--test-samples", type=int, default=2000)
@@ -191,10 +222,7 @@ def main() -> None:
     args = p.parse_args()
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     for m in methods:
-        if m not in CONFIGS and m not in PEERS:
-            raise EdgeslimError(
-                f"unknown method {m!r}; choose from {sorted(CONFIGS) + list(PEERS)}"
-            )
+        parse_method(m)
     bits_list, seeds = parse_ints(args.bits), parse_ints(args.seeds)
     torch.set_num_threads(args.threads)
 
@@ -227,7 +255,7 @@ def main() -> None:
     for bits in bits_list:
         for method in methods:
             for seed in seeds:
-                key = f"{method}_W{bits}A{bits}_s{seed}"
+                key = f"{label(method, args)}_W{bits}A{bits}_s{seed}"
                 old = load_results(results_dir / "qat.json").get("runs", {}).get(key, {})
                 if not args.force and old.get("protocol") == protocol(args):
                     print(f"{key}: recorded, skipped")

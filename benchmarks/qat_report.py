@@ -8,13 +8,26 @@ from collections import defaultdict
 from edgeslim.bench.machine import machine_line
 
 EDGESLIM_QAT = ("ste", "lsq", "lsq_plus", "pact", "dorefa", "dsq")
+PEERS = ("ptq", "brevitas")
+
+
+def ours(by) -> list[str]:
+    """edgeslim's QAT methods and variants (``lsq+pc``) present, in table order."""
+    names = {m for m, _ in by if m not in PEERS}
+    rank = {m: i for i, m in enumerate(EDGESLIM_QAT)}
+    return sorted(names, key=lambda m: (rank.get(base(m), 99), m))
+
+
+def base(label: str) -> str:
+    """``lsq+pc@3ep`` -> ``lsq``."""
+    return label.split("@")[0].split("+")[0]
 
 
 def groups(runs: dict) -> dict[tuple[str, int], list[dict]]:
     """Runs by (method, bits)."""
     by: dict[tuple[str, int], list[dict]] = defaultdict(list)
     for r in runs.values():
-        by[(r["method"], r["bits"])].append(r)
+        by[(r.get("label", r["method"]), r["bits"])].append(r)
     return by
 
 
@@ -35,7 +48,7 @@ def _table(by, fp32: float) -> list[str]:
         "| method | bits | seeds | top-1 mean | std (pts) | vs FP32 (pts) | s/run | notes |",
         "|---|---|---:|---:|---:|---:|---:|---|",
     ]
-    order = {m: i for i, m in enumerate((*EDGESLIM_QAT, "ptq", "brevitas"))}
+    order = {m: i for i, m in enumerate((*ours(by), *PEERS))}
     for (method, bits), rs in sorted(
         by.items(), key=lambda kv: (-kv[0][1], order.get(kv[0][0], 99))
     ):
@@ -58,7 +71,7 @@ def _matrix(by) -> list[str]:
         "| method | " + " | ".join(f"W{b}A{b}" for b in bits) + " |",
         "|---|" + "---:|" * len(bits),
     ]
-    for m in (*EDGESLIM_QAT, "brevitas"):
+    for m in (*ours(by), "brevitas"):
         if any((m, b) in by for b in bits):
             cells = []
             for b in bits:
@@ -71,12 +84,11 @@ def _matrix(by) -> list[str]:
 def targets(by, fp32: float) -> list[str]:
     """Issue 13's checks that these runs can answer, each met / missed / not run."""
     out = []
-    lsq4 = by.get(("lsq", 4))
-    if lsq4:
-        mean, _, n = stats(lsq4)
+    for m in [m for m in ours(by) if base(m) == "lsq" and (m, 4) in by]:
+        mean, _, n = stats(by[(m, 4)])
         ok = mean >= fp32 - 0.01
         out.append(
-            f"- W4A4 LSQ within 1.0 point of FP32 (mean of {n} seed(s)): "
+            f"- W4A4 {m} within 1.0 point of FP32 (mean of {n} seed(s)): "
             f"{pct(mean)} vs {pct(fp32)}, {100 * (mean - fp32):+.2f} pts: "
             f"**{'met' if ok else 'missed'}**{'' if n >= 3 else ' (fewer than 3 seeds)'}."
         )
@@ -87,7 +99,7 @@ def targets(by, fp32: float) -> list[str]:
         )
     if ("ptq", 8) in by:
         ptq = stats(by[("ptq", 8)])[0]
-        for m in EDGESLIM_QAT:
+        for m in ours(by):
             if (m, 8) in by:
                 qat = stats(by[(m, 8)])[0]
                 out.append(
@@ -96,9 +108,9 @@ def targets(by, fp32: float) -> list[str]:
                 )
     for bits in sorted({b for m, b in by if m == "brevitas"}, reverse=True):
         peer = stats(by[("brevitas", bits)])[0]
-        ours = [(stats(by[(m, bits)])[0], m) for m in EDGESLIM_QAT if (m, bits) in by]
-        if ours:
-            best, name = max(ours, key=lambda t: -1 if t[0] != t[0] else t[0])
+        mine = [(stats(by[(m, bits)])[0], m) for m in ours(by) if (m, bits) in by]
+        if mine:
+            best, name = max(mine, key=lambda t: -1 if t[0] != t[0] else t[0])
             out.append(
                 f"- W{bits}A{bits}: edgeslim's best ({name}, {pct(best)}) at least as "
                 f"accurate as Brevitas ({pct(peer)}): **{'met' if best >= peer else 'missed'}**."
