@@ -1,27 +1,51 @@
-"""QAT methods side by side: STE, LSQ, PACT, DoReFa and DSQ at W4A4 on ResNet-20 / signs.
+"""QAT methods side by side on ResNet-20 / signs: edgeslim's methods, PTQ, and Brevitas 0.13.4.
 
-A *short* comparison sized for a shared 2-core box (issue 13's protocol is a
-fully trained FP32 model, 3 seeds and longer QAT): the FP32 ResNet-20 is trained
-for ``--pretrain-epochs`` on the first ``--train-samples`` training images
-(cached under ``--cache``), then each method fine-tunes it for ``--epochs`` on
-the same images (SGD, cosine, one seed), the stem and the classifier at W8A8 as
-in the LSQ paper.
-Accuracy is the simulated model's top-1 on the first ``--test-samples`` test images; W4A4 is
-simulated only (no ONNX Runtime CPU kernel for 4-bit activations).
+Issue 13's "accuracy at low bits" and "against a peer", sized for a shared 2-core
+box. The FP32 ResNet-20 trains for ``--pretrain-epochs`` on the first
+``--train-samples`` training images (seed 0, cached under ``--cache``, so every
+run starts from the same weights); then each run fine-tunes a quantized copy for
+``--epochs`` on the first ``--qat-samples`` of those images (SGD, lr ``--lr``,
+cosine, batch 128), with the stem (``conv1``) and the classifier (``fc``) at
+W8A8 as in the LSQ paper. W=A=``bits`` for every other layer.
 
-Run (2 cores; the FP32 model and each method alone stay under about 3 minutes,
-results merge):
+Methods (``--methods``):
 
-    nice -n 10 python benchmarks/qat.py --methods ste     # trains and caches FP32 first
-    for m in lsq pact dorefa dsq; do nice -n 10 python benchmarks/qat.py --methods $m; done
+* the QAT registry's names (``ste, lsq, lsq_plus, pact, dorefa, dsq``...): 4
+  calibration batches, BatchNorm folded in simulation;
+* ``NAME+pc`` / ``NAME+nofold``: the method with per-channel weight scales
+  (LSQ, LSQ+) or with BatchNorm kept as a layer instead of folded in simulation;
+* ``ptq``: edgeslim's post-training quantization (``PTQConfig``: per-channel
+  min-max weights, per-tensor asymmetric activations, 16 calibration batches), no
+  training; the stem and the classifier keep 8-bit weights;
+* ``brevitas``: the same model, data, starting weights, calibration batches,
+  trainer and schedule, quantized by Brevitas 0.13.4 (``benchmarks/qat_brevitas.py``;
+  ``pip install brevitas==0.13.4``; a peer, never a package dependency).
 
-Writes ``benchmarks/results/qat.json`` and ``qat.md`` with the CPU model.
+Each (method, bits, seed) is one run, keyed ``method_WbAb_sN``; results merge into
+``--results/qat.json`` run by run and a run already recorded with the same protocol
+is skipped (``--force`` reruns it), so the sweep resumes where it stopped.
+``qat.md`` reports the mean and standard deviation over seeds (the seed drives the
+QAT run: data order, augmentation, calibration batches; the FP32 model is the same).
+Accuracy is the simulated model's top-1 on the first ``--test-samples`` test images.
+Activations below 8 bits are simulated only (no ONNX Runtime CPU kernel for them).
+
+Run (1 thread each, ``nice``; the first call trains and caches the FP32 model):
+
+    nice -n 10 python benchmarks/qat.py --methods lsq --bits 4 --seeds 0,1,2
+    nice -n 10 python benchmarks/qat.py --methods lsq,ptq --bits 8
+    nice -n 10 python benchmarks/qat.py --methods ste,lsq_plus,pact,dorefa,dsq --bits 4,3
+    nice -n 10 python benchmarks/qat.py --methods brevitas --bits 4,3
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
+import math
+import os
+import shlex
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -30,12 +54,14 @@ import torch
 from torch.utils.data import Subset
 
 from edgeslim.bench.accuracy import evaluate_model, primary_value
+from edgeslim.bench.machine import machine_info
 from edgeslim.core.atomic import write_text_atomic
-from edgeslim.core.cpu import cpu_model
+from edgeslim.core.errors import EdgeslimError
 from edgeslim.core.methods import apply
 from edgeslim.data import dataset_info, load_dataset, make_loader
 from edgeslim.models.saved import is_saved_model, load_saved, save_model
 from edgeslim.models.spec import LoadedModel, load_model
+from edgeslim.quant.config import PTQConfig, activation_spec, weight_spec
 from edgeslim.quant.qat import CONFIGS, freeze_
 from edgeslim.train.config import TrainConfig
 from edgeslim.train.trainer import Trainer
@@ -43,89 +69,200 @@ from edgeslim.workflows.quantize import calibration_loader
 
 RESULTS = Path(__file__).parent / "results"
 KEEP_8BIT = ("conv1", "fc")  # first and last layer at W8A8 (Esser et al. 2020, Section 3)
+DEFAULT_EPOCHS = 1
+CALIB_BATCHES = 4  # QAT quantizer initialisation (edgeslim and Brevitas alike)
+PEERS = ("ptq", "brevitas")
+# ``method+option``: a config field changed from the method's default (``lsq+pc``)
+VARIANTS = {
+    "pc": {"per_channel_weights": True},  # one step size per output channel
+    "nofold": {"fold_bn": False},  # BatchNorm stays a layer, as in the LSQ paper and Brevitas
+}
 
 
 def fp32_model(args, train) -> LoadedModel:
-    """ResNet-20 trained on ``train`` (cached: every method starts from the same weights)."""
+    """ResNet-20 trained on ``train`` (cached: every run starts from the same weights)."""
     path = Path(args.cache) / f"resnet20-signs-{args.train_samples}-{args.pretrain_epochs}ep"
     if is_saved_model(path):
         return load_saved(path)
     lm = load_model("resnet20", num_classes=dataset_info("signs").num_classes)
-    torch.manual_seed(args.seed)
-    cfg = TrainConfig(epochs=args.pretrain_epochs, lr=0.1, batch_size=128, seed=args.seed)
-    Trainer(lm.model, cfg, progress=True).fit(train)
+    torch.manual_seed(0)
+    cfg = TrainConfig(epochs=args.pretrain_epochs, lr=0.1, batch_size=128, seed=0)
+    Trainer(lm.model, cfg, progress=True, ckpt_dir=f"{path}.ckpt").fit(train)
     save_model(lm, path)
     return load_saved(path)
 
 
-def run_method(method: str, base, args, train, test) -> dict:
-    torch.manual_seed(args.seed)
-    cfg = CONFIGS[method](w_bits=args.bits, a_bits=args.bits, calib_batches=4)
+def calib(seed: int):
+    """The calibration batches (the training split, shuffled by ``seed``)."""
+    torch.manual_seed(seed)
+    return calibration_loader("signs")
+
+
+def parse_method(spec: str) -> tuple[str, dict]:
+    """``lsq+pc+nofold`` -> ``("lsq", {"per_channel_weights": True, "fold_bn": False})``."""
+    name, *opts = spec.split("+")
+    if name not in CONFIGS and name not in PEERS:
+        raise EdgeslimError(f"unknown method {name!r}; choose from {sorted(CONFIGS) + list(PEERS)}")
+    if opts and name not in CONFIGS:
+        raise EdgeslimError(f"{spec!r}: options apply to edgeslim's QAT methods only")
+    for o in opts:
+        if o not in VARIANTS:
+            raise EdgeslimError(f"{spec!r}: unknown option {o!r}; choose from {sorted(VARIANTS)}")
+    return name, {k: v for o in opts for k, v in VARIANTS[o].items()}
+
+
+def quantize_edgeslim(method: str, base, bits: int, seed: int):
+    name, fields = parse_method(method)
+    cfg = CONFIGS[name](w_bits=bits, a_bits=bits, calib_batches=CALIB_BATCHES, **fields)
     overrides = {name: replace(cfg, w_bits=8, a_bits=8) for name in KEEP_8BIT}
-    t0 = time.perf_counter()
-    model, _ = apply(base.model, cfg, overrides=overrides, calib=calibration_loader("signs"))
+    model, _ = apply(base.model, cfg, overrides=overrides, calib=calib(seed))
     freeze_(model, cfg, 0)
-    Trainer(
-        model,
-        TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=128, seed=args.seed),
-        progress=False,
-        on_epoch=lambda h: freeze_(model, cfg, len(h)),
-    ).fit(train)
-    after = primary_value(evaluate_model(model, test))
+    return model, lambda h: freeze_(model, cfg, len(h))
+
+
+def quantize_ptq(base, bits: int, seed: int):
+    cfg = PTQConfig(weight=weight_spec(bits), activation=activation_spec(bits))
+    eight = PTQConfig(weight=weight_spec(8), activation=activation_spec(bits))
+    overrides = {name: eight for name in KEEP_8BIT} if bits != 8 else None
+    model, _ = apply(base.model, cfg, overrides=overrides, calib=calib(seed))
+    return model
+
+
+def run_one(method: str, bits: int, seed: int, base, args, train, test) -> dict:
+    torch.manual_seed(seed)
+    t0 = time.perf_counter()
+    load = os.getloadavg()[0]
+    on_epoch, history = None, []
+    if method == "ptq":
+        model = quantize_ptq(base, bits, seed)
+    elif method == "brevitas":
+        from benchmarks.qat_brevitas import brevitas_resnet
+
+        model = brevitas_resnet(base.model, bits, calib(seed), CALIB_BATCHES)
+    else:
+        model, on_epoch = quantize_edgeslim(method, base, bits, seed)
+    error = None
+    if method != "ptq":
+        cfg = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=128, seed=seed)
+        try:
+            history = Trainer(model, cfg, progress=False, on_epoch=on_epoch).fit(train)
+        except EdgeslimError as exc:  # the trainer stops on a NaN loss
+            error = str(exc)
+    top1 = float("nan") if error else primary_value(evaluate_model(model, test))
     return {
         "method": method,
-        "bits": f"W{args.bits}A{args.bits}",
-        "top1": round(after, 4),
+        "label": label(method, args),
+        "bits": bits,
+        "seed": seed,
+        "top1": round(top1, 4) if math.isfinite(top1) else None,
+        "train_top1_last_epoch": round(history[-1]["train_top1"], 4) if history else None,
+        "error": error,
         "seconds": round(time.perf_counter() - t0, 1),
+        "load_1min": [round(load, 2), round(os.getloadavg()[0], 2)],
+        "protocol": protocol(args),
     }
+
+
+def label(method: str, args) -> str:
+    """The name in the tables: ``lsq``, or ``lsq@3ep`` for a longer QAT than the default."""
+    return method if args.epochs == DEFAULT_EPOCHS else f"{method}@{args.epochs}ep"
+
+
+def protocol(args) -> str:
+    return (
+        f"FP32 {args.pretrain_epochs} epochs on {args.train_samples} images; "
+        f"QAT {args.epochs} epoch(s) on {args.qat_samples} images, SGD lr {args.lr} cosine, "
+        f"batch 128; top-1 on {args.test_samples} test images"
+    )
+
+
+def load_results(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def merge_save(results_dir: Path, header: dict, runs: dict) -> dict:
+    """Merge ``header`` and ``runs`` into what is on disk now (runs of other processes stay)."""
+    from benchmarks.qat_report import markdown
+
+    path = results_dir / "qat.json"
+    with open(results_dir / ".qat.lock", "w") as lock:  # two sweeps may share the file
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        merged = load_results(path)
+        commands = merged.get("commands", [])
+        merged.update({k: v for k, v in header.items() if k != "commands"})
+        merged["commands"] = commands + [c for c in header.get("commands", []) if c not in commands]
+        merged["runs"] = {**merged.get("runs", {}), **runs}
+        write_text_atomic(path, json.dumps(merged, indent=2) + "\n")
+        write_text_atomic(results_dir / "qat.md", markdown(merged))
+    return merged
+
+
+def parse_ints(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError as exc:
+        raise EdgeslimError(f"expected comma-separated integers, got {text!r}") from exc
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--methods", default="ste,lsq,pact,dorefa,dsq")
-    p.add_argument("--bits", type=int, default=4)
-    p.add_argument("--pretrain-epochs", type=int, default=2)
-    p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--train-samples", type=int, default=2048)
-    p.add_argument("--test-samples", type=int, default=500)
+    p.add_argument("--methods", default="ste,lsq,lsq_plus,pact,dorefa,dsq")
+    p.add_argument("--bits", default="4", help="comma-separated W=A bit widths, e.g. 4,3,2,8")
+    p.add_argument("--seeds", default="0", help="comma-separated QAT seeds, e.g. 0,1,2")
+    p.add_argument("--pretrain-epochs", type=int, default=8)
+    p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
+    p.add_argument("--train-samples", type=int, default=10000, help="FP32 training images")
+    p.add_argument("--qat-samples", type=int, default=4096, help="QAT training images")
+    p.add_argument("--test-samples", type=int, default=2000)
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--cache", default="/tmp/edgeslim-qat-bench")
     p.add_argument("--results", default=str(RESULTS), help="where qat.json / qat.md go")
-    p.add_argument("--lr", type=float, default=0.01)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force", action="store_true", help="rerun runs already recorded")
     args = p.parse_args()
-    train = Subset(load_dataset("signs", "train", augment=True), range(args.train_samples))
-    base = fp32_model(args, train)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    for m in methods:
+        parse_method(m)
+    bits_list, seeds = parse_ints(args.bits), parse_ints(args.seeds)
+    torch.set_num_threads(args.threads)
+
+    train_all = load_dataset("signs", "train", augment=True)
+    base = fp32_model(args, Subset(train_all, range(args.train_samples)))
+    train = Subset(train_all, range(args.qat_samples))
     test_set = Subset(load_dataset("signs", "test"), range(args.test_samples))
     test = make_loader(test_set, 250, shuffle=False)
     results_dir = Path(args.results)
     results_dir.mkdir(parents=True, exist_ok=True)
-    out = results_dir / "qat.json"
-    results = json.loads(out.read_text()) if out.is_file() else {}
-    results["fp32_top1"] = round(primary_value(evaluate_model(base.model, test)), 4)
-    results["protocol"] = (
-        f"ResNet-20/signs, {args.train_samples} training images: FP32 {args.pretrain_epochs} "
-        f"epochs, then QAT {args.epochs} epoch(s), SGD lr {args.lr} cosine, seed {args.seed}, "
-        f"conv1 and fc at W8A8; simulated top-1 on the first {args.test_samples} test images"
-    )
-    results["cpu"] = cpu_model()
-    runs = results.setdefault("runs", {})
-    for method in args.methods.split(","):
-        r = run_method(method, base, args, train, test)
-        runs[f"{method}_{r['bits']}"] = r
-        print(json.dumps(r))
-        write_text_atomic(out, json.dumps(results, indent=2) + "\n")
-    lines = [
-        "# QAT at low bits (short run)",
-        "",
-        f"{results['protocol']}. CPU: {results['cpu']}. FP32 top-1 {results['fp32_top1']:.4f}.",
-        "Activations below 8 bits are simulated only: ONNX Runtime on CPU has no kernel for them.",
-        "",
-        "| method | bits | top-1 after QAT | seconds (calibrate + train + evaluate) |",
-        "|---|---|---|---|",
-    ]
-    for r in runs.values():
-        lines.append(f"| {r['method']} | {r['bits']} | {r['top1']:.4f} | {r['seconds']} |")
-    write_text_atomic(results_dir / "qat.md", "\n".join(lines) + "\n")
+    recorded = load_results(results_dir / "qat.json")
+    fp32 = {
+        "top1": round(primary_value(evaluate_model(base.model, test)), 4),
+        "pretrain_epochs": args.pretrain_epochs,
+        "train_samples": args.train_samples,
+        "test_samples": args.test_samples,
+    }
+    if recorded.get("fp32", fp32) != fp32:
+        raise EdgeslimError(f"{results_dir / 'qat.json'} holds another FP32 model; use --results")
+    header = {
+        "fp32": fp32,
+        "machine": machine_info(threads=args.threads),
+        "commands": ["nice -n 10 python " + " ".join(shlex.quote(a) for a in sys.argv)],
+    }
+    if "brevitas" in methods:
+        from benchmarks.qat_brevitas import brevitas_version
+
+        header["brevitas"] = brevitas_version()
+    merge_save(results_dir, header, {})
+    for bits in bits_list:
+        for method in methods:
+            for seed in seeds:
+                key = f"{label(method, args)}_W{bits}A{bits}_s{seed}"
+                old = load_results(results_dir / "qat.json").get("runs", {}).get(key, {})
+                if not args.force and old.get("protocol") == protocol(args):
+                    print(f"{key}: recorded, skipped")
+                    continue
+                run = run_one(method, bits, seed, base, args, train, test)
+                print(key, json.dumps(run), flush=True)
+                merge_save(results_dir, header, {key: run})
 
 
 if __name__ == "__main__":
