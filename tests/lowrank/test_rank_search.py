@@ -193,3 +193,21 @@ input_shape: [1, 3, 12, 12]
 stages:
   - lowrank: {{method: spatial, {bad}}}
 """)
+
+
+def test_a_loss_that_falls_is_not_spent_on_compressing_more():
+    def lucky(model):  # every factorization "improves" the loss on the damage batches
+        return -1.0
+
+    rs = RankSearch(target_macs=0.9, timing=MeasuredRule(time_pair=timer(set())))
+    _, rec = search_ranks(convs(), SpatialSVDConfig(), X, lucky, rs)
+    s = rec.details["search"]
+    opts = [o for t in s["layers"].values() for o in t["options"][1:]]
+    assert all(o["damage"] >= 0 and o["measured_damage"] == -1.0 for o in opts)
+    # the least compression that meets the budget, not the most the MACs allow
+    assert s["predicted"]["macs"] <= s["budgets"]["macs"]
+    full = s["base"]["macs"]
+    least = min(
+        full + sum(min(o["macs"] for o in t["options"][1:]) for t in s["layers"].values()), full
+    )
+    assert s["predicted"]["macs"] > least
