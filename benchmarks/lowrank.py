@@ -11,6 +11,11 @@ No fine-tuning: this measures speed, not accuracy. Writes
         [--macs 0.5] [--runs 20] [--threads 2]
 
 CP (ALS on every 3x3 kernel) takes minutes on ResNet-18: add it with ``--methods cp``.
+
+The rank search (``decompose --search``: per-layer ranks by the MILP over measured ORT
+latency and damage) against channel pruning, speed and accuracy, is
+``benchmarks/lowrank_search.py``; run it through this script with
+``--search speed|accuracy|report [its options]``.
 """
 
 from __future__ import annotations
@@ -34,6 +39,14 @@ OUT = Path(__file__).parent / "results"
 
 
 def main() -> None:
+    import sys
+
+    if len(sys.argv) > 2 and sys.argv[1] == "--search":
+        sys.path.insert(0, str(Path(__file__).parent))
+        from lowrank_search import main as search_main
+
+        search_main(sys.argv[2:])
+        return
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--model", default="resnet18")
     ap.add_argument("--methods", default="tucker2,spatial,dws")

@@ -39,6 +39,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=float,
         help="MACs of the result (e.g. 2e7), or a fraction <= 1 of the input's",
     )
+    rule.add_argument(
+        "--latency-budget",
+        type=float,
+        metavar="F",
+        help="with --search: the factorizable layers' ONNX Runtime ms, as a fraction of "
+        "their dense ms",
+    )
+    p.add_argument(
+        "--search",
+        action="store_true",
+        help="choose each layer's rank (or keep it dense) by the budget search's MILP: "
+        "measured damage (validation loss with --data, else the output's error) and "
+        "measured ONNX Runtime ms of a few candidate ranks; a form not measured "
+        "--margin faster than the dense layer is never chosen. Needs --target-macs or "
+        "--latency-budget",
+    )
     p.add_argument(
         "--layers",
         nargs="*",
@@ -56,7 +72,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--margin",
         type=float,
         default=0.05,
-        help="with --measured: how much faster, as a fraction of the dense layer's ms",
+        help="with --measured / --search: how much faster, as a fraction of the dense layer's ms",
     )
     p.add_argument("--data", default=None, help="evaluate both models on this dataset")
     p.add_argument("--batch", type=batches_arg, default=(1, 8), help="latency batch sizes")
@@ -66,13 +82,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from edgeslim.core.errors import EdgeslimError
     from edgeslim.core.select import matches_any
     from edgeslim.lowrank import RankRule, config_for
     from edgeslim.workflows.decompose import run_decompose
     from edgeslim.workflows.lowrank_measured import MeasuredRule
+    from edgeslim.workflows.rank_search import RankSearch
 
     refuse_overwrite(args.model, args.output)
-    if args.target_macs is not None:
+    if args.latency_budget is not None and not args.search:
+        raise EdgeslimError("--latency-budget is the rank search's budget: add --search")
+    if args.search and args.measured:
+        raise EdgeslimError("--search times every candidate itself: drop --measured")
+    if args.search and args.target_macs is None and args.latency_budget is None:
+        raise EdgeslimError("--search spends a budget: give --target-macs or --latency-budget")
+    if args.target_macs is not None or args.latency_budget is not None:
         rule = RankRule(ratio=1.0)  # replaced by the ratio that reaches the target
     else:
         rule = RankRule(rank=args.rank, energy=args.energy, ratio=args.ratio, vbmf=args.vbmf)
@@ -82,14 +106,18 @@ def run(args: argparse.Namespace) -> int:
         from edgeslim.lowrank import LayerSharingConfig
 
         share = LayerSharingConfig(groups=args.share_groups)
-    measured = None
+    measured = rank_search = None
+    timing = MeasuredRule(margin=args.margin, runs=args.runs, threads=args.threads)
     if args.measured:
-        measured = MeasuredRule(margin=args.margin, runs=args.runs, threads=args.threads)
+        measured = timing
+    if args.search:
+        rank_search = RankSearch(args.target_macs, args.latency_budget, timing=timing)
     report = run_decompose(
         model_from_args(args),
         config_for(args.method, rule),
         args.output,
-        target_macs=args.target_macs,
+        target_macs=None if args.search else args.target_macs,
+        rank_search=rank_search,
         filter_fn=(lambda m, n: matches_any(n, patterns)) if patterns else None,
         measured=measured,
         share=share,

@@ -26,6 +26,11 @@ continuous. Costs that are at most bilinear across decisions (MACs, parameters)
 are therefore modelled exactly, not approximated (as in AMC/NetAdapt-style
 budgets, He et al. 2018, Yang et al. 2018, but solved to optimality instead of
 greedily).
+
+``allowed[d, r]`` (optional) says which options exist: a decision with fewer
+options than the others (a layer with fewer rank candidates), or an option ruled
+out before the solve (a factorized form measured slower than the dense layer),
+has ``x[d, r]`` bounded to 0 there.
 """
 
 from __future__ import annotations
@@ -67,6 +72,16 @@ class Problem:
     gain: np.ndarray = field(default_factory=lambda: np.zeros(0))
     # sets of switch indices of which at most one may be on (one layer's float and 4-bit)
     exclusive: tuple[tuple[int, ...], ...] = ()
+    allowed: np.ndarray | None = None  # [D, R] bool; False: option r is not open to decision d
+
+    def __post_init__(self) -> None:
+        if self.allowed is not None:
+            if self.allowed.shape != self.loss.shape:
+                raise EdgeslimError(
+                    f"allowed has shape {self.allowed.shape}, the options {self.loss.shape}"
+                )
+            if not self.allowed.any(axis=1).all():
+                raise EdgeslimError("every decision needs at least one allowed option")
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -161,7 +176,9 @@ def _run(
     d, r, _ = p.shape
     nx, ny, nf, _ = _layout(p)
     a_eq, b_eq, integrality = _structure(p)
-    upper = np.concatenate([np.ones(nx + ny), np.broadcast_to(np.asarray(ub_f, float), (nf,))])
+    open_x = np.ones(nx) if p.allowed is None else p.allowed.ravel().astype(float)
+    ub = np.broadcast_to(np.asarray(ub_f, float), (nf,))
+    upper = np.concatenate([open_x, np.ones(ny), ub])
     constraints = [LinearConstraint(a_eq, b_eq, b_eq), *extra]
     if p.exclusive:  # sum of each set's switches <= 1
         rows = np.zeros((len(p.exclusive), nx + ny + nf))

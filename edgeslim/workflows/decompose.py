@@ -10,6 +10,10 @@ stage follows in a recipe.
 With ``measured`` (``--measured``), each factorized layer is kept only where it is
 measured faster than the dense layer on ONNX Runtime at its real input shape
 (:mod:`edgeslim.workflows.lowrank_measured`).
+
+With ``search`` (``--search``), each layer's rank is chosen among a few candidates
+by the channel search's MILP from measured damage and measured ONNX Runtime
+latency, under a MAC or latency budget (:mod:`edgeslim.workflows.rank_search`).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from pathlib import Path
 from edgeslim.bench.stages import format_stages
 from edgeslim.core.atomic import write_text_atomic
 from edgeslim.core.configs import to_json
+from edgeslim.core.errors import EdgeslimError
 from edgeslim.core.methods import FilterFn, MethodConfig, apply
 from edgeslim.lowrank.ranks import RankRule
 from edgeslim.lowrank.sharing import LayerSharingConfig
@@ -29,6 +34,7 @@ from edgeslim.models.saved import save_model
 from edgeslim.models.spec import LoadedModel
 from edgeslim.workflows.lowrank_measured import MeasuredRule, keep_faster
 from edgeslim.workflows.measure import Stage, measure_stages
+from edgeslim.workflows.rank_search import Damage, RankSearch, output_damage, search_ranks
 
 
 def decompose(
@@ -39,6 +45,8 @@ def decompose(
     filter_fn: FilterFn | None = None,
     measured: MeasuredRule | None = None,
     share: LayerSharingConfig | None = None,
+    rank_search: RankSearch | None = None,
+    damage: Damage | None = None,
 ) -> tuple[LoadedModel, dict]:
     """A factorized copy of ``lm`` (its record appended to ``methods``) and what was done.
 
@@ -51,11 +59,26 @@ def decompose(
     (the MAC target is then an upper bound on what is kept, not met exactly);
     ``info["measured"]`` holds each layer's dense and factorized ms.
 
+    With ``rank_search`` (instead of ``target_macs`` and ``measured``), the MILP picks
+    each layer's rank from its measured ``damage`` (default: the relative error of
+    the model's output on 4 random example inputs) and ONNX Runtime timings;
+    ``info["search"]`` holds every candidate and the choice.
+
     Example:
         >>> # new, info = decompose(load_model("resnet20"), Tucker2Config(), target_macs=0.5)
     """
     search = None
-    if target_macs is not None:
+    if rank_search is not None and (target_macs is not None or measured is not None):
+        raise EdgeslimError("the rank search sets its own budget and timing: drop target_macs")
+    if rank_search is not None:
+        spec = lm.require_input()
+        if damage is None:
+            damage = output_damage([spec.example(batch=1, seed=i) for i in range(4)])
+        applied = search_ranks(
+            lm.model, config, spec.example(batch=1), damage, rank_search, filter_fn=filter_fn
+        )
+        search = applied.record.details.pop("search")
+    elif target_macs is not None:
         example = lm.require_input().example(batch=1)
         found = ratio_for_macs(lm.model, example, config, target_macs, filter_fn=filter_fn)
         config = replace(config, rule=RankRule(ratio=found.ratio))
@@ -66,7 +89,8 @@ def decompose(
             "input_macs": found.input_macs,
             "steps": [list(s) for s in found.steps],
         }
-    applied = apply(lm.model, config, filter_fn=filter_fn)
+    if rank_search is None:
+        applied = apply(lm.model, config, filter_fn=filter_fn)
     if measured is not None:
         example = lm.require_input().example(batch=1)
         applied = keep_faster(lm.model, applied, example, measured)
@@ -100,6 +124,7 @@ def run_decompose(
     filter_fn: FilterFn | None = None,
     measured: MeasuredRule | None = None,
     share: LayerSharingConfig | None = None,
+    rank_search: RankSearch | None = None,
     data: str | None = None,
     batches: tuple[int, ...] = (1, 8),
     runs: int = 30,
@@ -115,8 +140,18 @@ def run_decompose(
 
     spec = lm.require_input().with_batch(1)
     out_dir = Path(out_dir)
+    damage = None
+    if rank_search is not None and data:
+        damage = data_damage(data)
     new, info = decompose(
-        lm, config, target_macs=target_macs, filter_fn=filter_fn, measured=measured, share=share
+        lm,
+        config,
+        target_macs=target_macs,
+        filter_fn=filter_fn,
+        measured=measured,
+        share=share,
+        rank_search=rank_search,
+        damage=damage,
     )
     test = make_loader(load_dataset(data, "test"), 256, shuffle=False) if data else None
     task = dataset_info(data).task if data else "classification"
@@ -150,9 +185,38 @@ def run_decompose(
         + format_sharing(info.get("sharing"))
         + size_only(info["method"], info.get("sharing"))
         + format_measured(info.get("measured"))
+        + format_search(info["search"] if rank_search is not None else None)
         + format_stages(records)
     )
     return report
+
+
+def data_damage(data: str, batches: int = 4, batch_size: int = 128) -> Damage:
+    """The rank search's damage on ``data``: the validation loss increase on a few batches."""
+    from edgeslim.data import dataset_info, load_dataset, make_loader
+    from edgeslim.workflows.rank_search import first_batches, loss_damage
+
+    val = make_loader(load_dataset(data, "val"), batch_size, shuffle=False)
+    return loss_damage(first_batches(val, batches), dataset_info(data).task)
+
+
+def format_search(search: dict | None) -> str:
+    """One line per layer of the rank search: the choice and how many forms were faster."""
+    if not search:
+        return ""
+    p = search["predicted"]
+    lines = [
+        f"rank search (MILP) within {search['budgets']}: predicted MACs {p.get('macs', 0):.4g}, "
+        f"timed layers {p.get('latency_ms', 0):.3f} ms of {search['base']['latency_ms']:.3f} "
+        f"dense, damage {search['predicted_damage']:.4g}"
+    ]
+    for name, t in search["layers"].items():
+        fast = sum(o["faster"] for o in t["options"][1:])
+        lines.append(
+            f"  {name}: {t['chosen']} ({fast} of {len(t['options']) - 1} candidates "
+            "measured faster)"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def format_measured(measured: dict | None) -> str:

@@ -10,6 +10,12 @@ With ``measured: true``, a layer stays factorized only where ONNX Runtime times 
 factorized form at least ``margin`` faster than the dense layer at its real input
 shape (:mod:`edgeslim.workflows.lowrank_measured`); both timings go into the layer
 table (``dense_ms``, ``factorized_ms``).
+
+With ``search: true`` and ``macs_fraction`` or ``latency_fraction``, each layer's
+rank (or keeping it dense) is chosen by the channel search's MILP from measured
+damage (validation-loss increase on the recipe's data) and measured ONNX Runtime
+latency of a few candidate ranks (:mod:`edgeslim.workflows.rank_search`); a form not
+measured ``margin`` faster than the dense layer is never chosen.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from edgeslim.recipe.registry import register_stage
 from edgeslim.recipe.schema import Strict
 from edgeslim.recipe.state import PipelineContext, PipelineState
 
-RULES = ("rank", "energy", "ratio", "vbmf", "macs_fraction")
+RULES = ("rank", "energy", "ratio", "vbmf", "macs_fraction", "latency_fraction")
 
 
 class LowRankSettings(Strict):
@@ -38,6 +44,10 @@ class LowRankSettings(Strict):
     ratio: float | None = Field(None, gt=0, le=1)
     vbmf: bool = False
     macs_fraction: float | None = Field(None, gt=0, le=1)
+    latency_fraction: float | None = Field(
+        None, gt=0, le=1, description="with search: the timed layers' ms kept, a fraction"
+    )
+    search: bool = False  # ranks by the MILP over measured damage and latency
     layers: list[str] = Field(default_factory=list)  # names or regexes; empty: every layer
     exclude: list[str] = Field(default_factory=list)
     measured: bool = False  # keep only the layers ONNX Runtime times faster factorized
@@ -51,6 +61,12 @@ class LowRankSettings(Strict):
         given = [k for k in RULES if getattr(self, k) not in (None, False)]
         if len(given) != 1:
             raise ValueError(f"give exactly one of {', '.join(RULES)} (got {given or 'none'})")
+        if self.search and given[0] not in ("macs_fraction", "latency_fraction"):
+            raise ValueError("search spends a budget: give macs_fraction or latency_fraction")
+        if self.latency_fraction is not None and not self.search:
+            raise ValueError("latency_fraction is the rank search's budget: set search: true")
+        if self.search and self.measured:
+            raise ValueError("search times every candidate itself: drop measured")
         return self
 
 
@@ -63,7 +79,7 @@ def run(state: PipelineState, s: LowRankSettings, ctx: PipelineContext) -> Pipel
     from edgeslim.workflows.decompose import decompose
     from edgeslim.workflows.lowrank_measured import MeasuredRule
 
-    if s.macs_fraction is not None:
+    if s.macs_fraction is not None or s.latency_fraction is not None:
         rule = RankRule(ratio=1.0)  # replaced by the ratio that reaches the target
     else:
         rule = RankRule(rank=s.rank, energy=s.energy, ratio=s.ratio, vbmf=s.vbmf)
@@ -72,16 +88,24 @@ def run(state: PipelineState, s: LowRankSettings, ctx: PipelineContext) -> Pipel
         inside = not s.layers or matches_any(name, s.layers)
         return inside and not matches_any(name, s.exclude)
 
-    measured = None
-    if s.measured:
-        m = ctx.recipe.measure
-        measured = MeasuredRule(margin=s.margin, runs=m.runs, threads=m.threads)
+    m = ctx.recipe.measure
+    timing = MeasuredRule(margin=s.margin, runs=m.runs, threads=m.threads)
+    measured = timing if s.measured else None
+    rank_search = damage = None
+    if s.search:
+        from edgeslim.workflows.decompose import data_damage
+        from edgeslim.workflows.rank_search import RankSearch
+
+        rank_search = RankSearch(s.macs_fraction, s.latency_fraction, timing=timing)
+        damage = data_damage(ctx.recipe.data) if ctx.recipe.data else None
     new, info = decompose(
         state.lm,
         config_for(s.method, rule),
-        target_macs=s.macs_fraction,
+        target_macs=None if s.search else s.macs_fraction,
         filter_fn=chosen,
         measured=measured,
+        rank_search=rank_search,
+        damage=damage,
         share=None if s.share_groups is None else LayerSharingConfig(groups=s.share_groups),
     )
     layers = {k: dict(v) for k, v in state.layers.items()}
@@ -90,6 +114,12 @@ def run(state: PipelineState, s: LowRankSettings, ctx: PipelineContext) -> Pipel
     for name, t in info.get("measured", {}).get("layers", {}).items():
         row = layers.setdefault(name, {})
         row["dense_ms"], row["factorized_ms"] = t["dense_ms"], t["factorized_ms"]
+    searched = info["search"]["layers"] if s.search else {}
+    for name, t in searched.items():
+        opt = next(o for o in t["options"] if o["label"] == t["chosen"])
+        if "dense_ms" in opt:
+            row = layers.setdefault(name, {})
+            row["dense_ms"], row["factorized_ms"] = opt["dense_ms"], opt["factorized_ms"]
     notes = {
         **state.notes,
         "lowrank": f"{s.method}: {len(info['layers'])} layers factorized, "
