@@ -29,13 +29,6 @@ FAST = (
 )
 
 
-@pytest.fixture
-def net(tmp_path):
-    f = tmp_path / "net.py"
-    f.write_text(NET)
-    return f
-
-
 def recipe(net, targets: str, quantize: bool = False, search: str = FAST):
     q = "  - quantize: {calib_batches: 2}\n" if quantize else ""
     return parse_recipe(f"""

@@ -15,15 +15,6 @@ BITS = (
 )
 
 
-@pytest.fixture
-def net(tmp_path):
-    from test_search import NET
-
-    f = tmp_path / "net.py"
-    f.write_text(NET)
-    return f
-
-
 def int4_tensors(path) -> set[str]:
     g = onnx.load(str(path)).graph
     return {i.name for i in g.initializer if i.data_type == TensorProto.INT4}
