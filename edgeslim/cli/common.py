@@ -135,6 +135,19 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--schedule", default="cosine", choices=("cosine", "step", "constant"))
     p.add_argument("--label-smoothing", type=float, default=0.0)
     p.add_argument("--no-augment", action="store_true")
+    p.add_argument(
+        "--augment",
+        choices=("default", "strong"),
+        default="default",
+        help="strong (detectors): YOLOv5's mosaic, scale, HSV and flip via albumentations",
+    )
+    p.add_argument(
+        "--ema",
+        type=float,
+        default=None,
+        metavar="DECAY",
+        help="evaluate and keep a moving average of the weights (YOLOv5: 0.9999)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     add_speed_args(p)
@@ -163,7 +176,8 @@ def train_config(args: argparse.Namespace):
         weight_decay=args.weight_decay,
         schedule=args.schedule,
         label_smoothing=args.label_smoothing,
-        augment=not args.no_augment,
+        augment=False if args.no_augment else ("strong" if args.augment == "strong" else True),
+        ema=args.ema,
         seed=args.seed,
         device=args.device,
         amp=args.amp,

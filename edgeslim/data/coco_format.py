@@ -166,12 +166,14 @@ def _resolve(arg: str) -> tuple[str, int]:
     return str(Path(path).expanduser().resolve()), size
 
 
-def _load(arg: str, split: str, augment: bool) -> DetectionDataset:
+def _load(arg: str, split: str, augment: bool | str) -> DetectionDataset:
     path, size = _resolve(arg)
     splits = _load_all(path, size)
     rows = max(max((len(b) for b in bs), default=0) for _, bs in splits.values())
     images, boxes = splits[split]
-    return DetectionDataset(images, pad_boxes(boxes, max(rows, 1)), augment and split == "train")
+    return DetectionDataset(
+        images, pad_boxes(boxes, max(rows, 1)), augment if split == "train" else False
+    )
 
 
 def _info(arg: str) -> DatasetInfo:

@@ -46,8 +46,10 @@ class DetectionDataset(Dataset):
         images: ``N,H,W,3`` uint8 (may be a memory map) or a sequence of ``H,W,3`` arrays
             of one size.
         boxes: ``(N, M, 5)`` padded rows ``[class, x1, y1, x2, y2]`` (see :func:`pad_boxes`).
-        augment: mirror left-right with probability 1/2 on access, boxes included
-            (torch's global RNG, so seeding repeats it).
+        augment: ``True``: mirror left-right with probability 1/2 on access, boxes
+            included (torch's global RNG, so seeding repeats it); ``"strong"``: YOLOv5's
+            mosaic, scale, colour and flip through albumentations
+            (:mod:`edgeslim.data.det_augment`); a sample then has up to 4x the rows.
 
     Example:
         >>> ds = DetectionDataset(np.zeros((1, 8, 8, 3), np.uint8), pad_boxes([np.ones((1, 5))]))
@@ -55,15 +57,21 @@ class DetectionDataset(Dataset):
         [(3, 8, 8), (1, 5)]
     """
 
-    def __init__(self, images, boxes: np.ndarray, augment: bool = False) -> None:
+    def __init__(self, images, boxes: np.ndarray, augment: bool | str = False) -> None:
         if len(images) != len(boxes):
             raise EdgeslimError(f"{len(images)} images but {len(boxes)} label sets")
-        self.images, self.boxes, self.augment = images, np.asarray(boxes, np.float32), augment
+        if augment not in (True, False, "strong", "flip", "none"):
+            raise EdgeslimError(f"augment {augment!r}: choose none, flip or strong")
+        self.images, self.boxes = images, np.asarray(boxes, np.float32)
+        self.augment = {"flip": True, "none": False}.get(augment, augment)  # type: ignore[arg-type]
+        self._pipeline = None
 
     def __len__(self) -> int:
         return len(self.images)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.augment == "strong":
+            return self._strong(i)
         img = torch.from_numpy(np.array(self.images[i])).permute(2, 0, 1)  # copy: may be a memmap
         x = img.float().div_(255.0)
         t = torch.from_numpy(self.boxes[i].copy())
@@ -72,6 +80,23 @@ class DetectionDataset(Dataset):
             x = x.flip(-1)
             real = t[:, 0] >= 0
             t[real, 1], t[real, 3] = w - t[real, 3], w - t[real, 1]
+        return x, t
+
+    def _strong(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        from edgeslim.data.det_augment import apply_strong, strong_pipeline
+
+        image = np.array(self.images[i])
+        if self._pipeline is None:
+            self._pipeline = strong_pipeline(image.shape[:2])
+        picks = torch.randint(0, len(self), (3,)).tolist()
+        others = [(np.array(self.images[j]), self.boxes[j]) for j in picks]
+        out, rows = apply_strong(self._pipeline, image, self.boxes[i], others)
+        m = 4 * self.boxes.shape[1]  # a mosaic holds up to four images' boxes
+        if len(rows) > m:  # keep the largest (cannot happen unless a box was split)
+            area = (rows[:, 3] - rows[:, 1]) * (rows[:, 4] - rows[:, 2])
+            rows = rows[np.argsort(-area)[:m]]
+        t = torch.from_numpy(pad_boxes([rows], m)[0])
+        x = torch.from_numpy(np.ascontiguousarray(out)).permute(2, 0, 1).float().div_(255.0)
         return x, t
 
 

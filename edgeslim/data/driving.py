@@ -128,9 +128,9 @@ def parse_options(arg: str) -> DrivingOptions:
     return opt
 
 
-def _load(arg: str, split: str, augment: bool) -> DetectionDataset:
+def _load(arg: str, split: str, augment: bool | str) -> DetectionDataset:
     images, boxes = load_driving_split(split, parse_options(arg))
-    return DetectionDataset(images, boxes, augment=augment and split == "train")
+    return DetectionDataset(images, boxes, augment=augment if split == "train" else False)
 
 
 def _info(arg: str) -> DatasetInfo:

@@ -113,12 +113,14 @@ def _load_all(root: str, size: int) -> dict[str, tuple[np.ndarray, list[np.ndarr
             for s, v in out.items()}  # fmt: skip
 
 
-def _load(arg: str, split: str, augment: bool) -> DetectionDataset:
+def _load(arg: str, split: str, augment: bool | str) -> DetectionDataset:
     root, size = split_path_option(arg, DEFAULT_SIZE)
     splits = _load_all(str(Path(root).expanduser().resolve()), size)
     rows = max(max((len(b) for b in bs), default=0) for _, bs in splits.values())
     images, boxes = splits[split]
-    return DetectionDataset(images, pad_boxes(boxes, max(rows, 1)), augment and split == "train")
+    return DetectionDataset(
+        images, pad_boxes(boxes, max(rows, 1)), augment if split == "train" else False
+    )
 
 
 def _info(arg: str) -> DatasetInfo:

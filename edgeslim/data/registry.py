@@ -85,7 +85,7 @@ def parse_data_spec(spec: str) -> tuple[str, str]:
 def load_dataset(
     spec: str,
     split: str = "train",
-    augment: bool = False,
+    augment: bool | str = False,
     normalization: Normalization | None = None,
 ) -> Dataset:
     """Load split ``split`` of the dataset named by ``spec``.

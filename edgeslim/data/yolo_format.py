@@ -128,10 +128,10 @@ def _load_split(yaml_path: str, split: str, size: int) -> tuple[np.ndarray, list
     return np.stack(images), boxes
 
 
-def _load(arg: str, split: str, augment: bool) -> DetectionDataset:
+def _load(arg: str, split: str, augment: bool | str) -> DetectionDataset:
     path, size = split_path_option(arg, DEFAULT_SIZE)
     images, boxes = _load_split(str(Path(path).expanduser().resolve()), split, size)
-    return DetectionDataset(images, pad_boxes(boxes), augment and split == "train")
+    return DetectionDataset(images, pad_boxes(boxes), augment if split == "train" else False)
 
 
 def _info(arg: str) -> DatasetInfo:

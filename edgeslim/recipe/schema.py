@@ -48,6 +48,9 @@ class TrainSettings(Strict):
     )
     amp: bool = Field(False, description="bf16 autocast (CPUs with AVX512-BF16/AMX, CUDA)")
     channels_last: bool = Field(False, description="NHWC training (faster convs on CPU)")
+    ema: float | None = Field(
+        None, gt=0, lt=1, description="moving average of the weights (YOLOv5: 0.9999), kept"
+    )
 
     def train_config(self, seed: int):
         from edgeslim.train.config import TrainConfig
@@ -61,6 +64,7 @@ class TrainSettings(Strict):
             warmup_epochs=self.warmup_epochs,
             amp=self.amp,
             channels_last=self.channels_last,
+            ema=self.ema,
             seed=seed,
         )
 

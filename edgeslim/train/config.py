@@ -32,7 +32,8 @@ class TrainConfig:
     warmup_epochs: float | None = None  # linear warm-up; None: 15% of the run, <= 3 epochs
     label_smoothing: float = 0.0
     grad_clip: float | None = None  # max global grad norm
-    augment: bool = True
+    augment: bool | str = True  # "strong": detectors' mosaic, scale, colour (albumentations)
+    ema: float | None = None  # moving average of the weights (YOLOv5: 0.9999), evaluated/kept
     patience: int | None = None  # early stopping on val top-1, in epochs
     seed: int = 0
     device: str = "cpu"
@@ -58,6 +59,7 @@ class TrainConfig:
     def fingerprint(self) -> str:
         """Hash of the fields that change results; a checkpoint resumes only under the same one."""
         d = {k: v for k, v in asdict(self).items() if k not in ("patience", "device")}
-        if not d["channels_last"]:  # added later: keeps the identity of older checkpoints
-            del d["channels_last"]
+        for k in ("channels_last", "ema"):  # added later: keeps older checkpoints' identity
+            if not d[k]:
+                del d[k]
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]

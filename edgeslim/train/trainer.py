@@ -132,6 +132,7 @@ class Trainer:
         self.on_epoch = on_epoch
         self.on_step = on_step
         self.lr_range = None  # the LR range test's result when config.lr == "auto"
+        self.ema = None  # the weights' moving average when config.ema (set by fit())
 
     def _params(self) -> list[nn.Parameter]:
         mods = [self.model] + ([self.extra] if self.extra is not None else [])
@@ -184,9 +185,16 @@ class Trainer:
         opt = self._optimizer()
         history: list[dict] = []
         start, best = 0, -math.inf
+        ema_state = None
         if self.ckpt_dir is not None:
-            start, history, best = self._resume(opt)
+            start, history, best, ema_state = self._resume(opt)
         layout = ChannelsLast([self.model, self.extra]) if c.channels_last else None
+        if c.ema:
+            from edgeslim.train.ema import ema_model
+
+            self.ema = ema_model(self.model, c.ema)
+            if ema_state is not None:
+                self.ema.load_state_dict(ema_state)
         objective: nn.Module = _Objective(self.model, self.extra, self.loss_fn)
         if ctx.distributed:
             ids = [ctx.device.index] if ctx.device.type == "cuda" else None
@@ -221,6 +229,8 @@ class Trainer:
                 if c.patience and not improved and _stalled(scores, c.patience):
                     self._say(f"early stop: no val improvement in {c.patience} epochs")
                     break
+            if self.ema is not None:  # the averaged weights are the result, as YOLOv5 ships
+                self.model.load_state_dict(self.ema.module.state_dict())
         finally:
             modes.restore(self.model)
             if layout is not None:
@@ -304,6 +314,8 @@ class Trainer:
                 scaler.update()
             else:
                 opt.step()
+            if self.ema is not None:
+                self.ema.update_parameters(self.model)
             if self.on_step is not None:
                 self.on_step()
             b = batch_len(y)
@@ -337,10 +349,11 @@ class Trainer:
         task = self.task
         loader = DataLoader(Subset(ds, ctx.shard(len(ds))), batch_size=256, collate_fn=task.collate)
         metrics = task.new_metrics()
-        with eval_mode(self.model), torch.inference_mode():
+        model = self.ema.module if self.ema is not None else self.model
+        with eval_mode(model), torch.inference_mode():
             for batch in loader:
                 x, y = task.split(batch)
-                out = task.forward(self.model, move(x, ctx.device))
+                out = task.forward(model, move(x, ctx.device))
                 metrics.update(out.float().cpu(), y)
         if ctx.all_sum([metrics.count])[0] == 0:
             raise EdgeslimError("the validation split is empty")
@@ -360,14 +373,16 @@ class Trainer:
                 "fingerprint": self.config.fingerprint(),
                 "extra": self.extra.state_dict() if self.extra is not None else {},
             }
+            if self.ema is not None:
+                state["ema"] = {k: v.contiguous() for k, v in self.ema.state_dict().items()}
             save_checkpoint(self.ckpt_dir, self.model, state)
         self.ctx.barrier()  # nobody runs ahead of a checkpoint that is still being written
 
-    def _resume(self, opt) -> tuple[int, list[dict], float]:
+    def _resume(self, opt) -> tuple[int, list[dict], float, dict | None]:
         assert self.ckpt_dir is not None  # noqa: S101 - callers check ckpt_dir first
         state = load_checkpoint(self.ckpt_dir, self.model)
         if state is None:
-            return 0, [], -math.inf
+            return 0, [], -math.inf, None
         if state.get("fingerprint") != self.config.fingerprint():
             raise EdgeslimError(
                 f"checkpoint in {self.ckpt_dir} was made with other training "
@@ -377,7 +392,8 @@ class Trainer:
         if self.extra is not None and state.get("extra"):
             self.extra.load_state_dict(state["extra"])
         self._say(f"resuming from {self.ckpt_dir} after epoch {state['epoch'] + 1}")
-        return state["epoch"] + 1, list(state["history"]), float(state["best"])
+        epoch, best = state["epoch"] + 1, float(state["best"])
+        return epoch, list(state["history"]), best, state.get("ema")
 
 
 def cpu_has_bf16() -> bool:

@@ -138,13 +138,14 @@ def test_channels_last_and_bf16_train_checkpoint_and_hand_back_a_standard_model(
 
 
 def test_old_checkpoints_keep_their_identity():
-    # channels_last was added later; leaving it off must not change the fingerprint
+    # channels_last and ema were added later; leaving them off must not change the fingerprint
     assert TrainConfig().fingerprint() != TrainConfig(channels_last=True).fingerprint()
+    assert TrainConfig().fingerprint() != TrainConfig(ema=0.999).fingerprint()
     import hashlib
     import json
     from dataclasses import asdict
 
     d = {k: v for k, v in asdict(TrainConfig()).items() if k not in ("patience", "device")}
-    del d["channels_last"]
+    del d["channels_last"], d["ema"]
     old = hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
     assert TrainConfig().fingerprint() == old
