@@ -16,6 +16,7 @@ SUBCOMMANDS = (
     "analyze",
     "bench",
     "evaluate",
+    "predict",
     "export",
     "train",
     "prune",
