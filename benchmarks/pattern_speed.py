@@ -186,6 +186,7 @@ def render(res: dict) -> str:
                 f"| {r['model']} | {100 * r['sparsity_3x3']:.1f}% | "
                 f"{100 * r['one_shot_top1']:.2f} | {100 * r['finetuned_top1']:.2f} |"
             )
+        lines += ["", a.get("note", "")]
     return "\n".join(lines) + "\n"
 
 
