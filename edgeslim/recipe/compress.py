@@ -12,7 +12,7 @@ from edgeslim.bench.machine import machine_info, machine_line
 from edgeslim.bench.report import summarize, write_reports
 from edgeslim.bench.report.rows import target_line
 from edgeslim.bench.stages import format_stages
-from edgeslim.core.atomic import atomic_path, sweep_temporaries
+from edgeslim.core.atomic import atomic_path, sweep_temporaries, write_bytes_atomic
 from edgeslim.core.errors import EdgeslimError
 from edgeslim.core.lock import output_lock
 from edgeslim.models.saved import save_model
@@ -20,6 +20,7 @@ from edgeslim.recipe.loader import LoadedRecipe
 from edgeslim.recipe.measure import check_targets, layer_rows, measure_history
 from edgeslim.recipe.runner import run_stages
 from edgeslim.recipe.stages.export import nms_path
+from edgeslim.tasks.detection.detect import NMSConfig
 
 
 def _with_latency(rows: list[dict], last, recipe) -> list[dict]:
@@ -86,6 +87,23 @@ def stage_notes(history) -> list[dict]:
     return out
 
 
+def _detections_png(history, chosen, loaded: LoadedRecipe) -> bytes | None:
+    """A detector's detections before (the input model) and after (the deployed file)."""
+    from edgeslim.recipe.measure import recipe_task
+
+    r = loaded.recipe
+    if not r.data or recipe_task(r).name != "detection" or chosen.onnx is None:
+        return None
+    from edgeslim.data import dataset_info, load_dataset
+    from edgeslim.workflows.predict import OnnxDetector, before_after_png, torch_detector
+
+    cfg = NMSConfig()
+    before = torch_detector(history[0][1].lm.model, cfg)
+    after = OnnxDetector(Path(chosen.onnx), cfg)
+    names = dataset_info(r.data).class_names
+    return before_after_png(before, after, load_dataset(r.data, "test"), 3, names, cfg)
+
+
 def _compress(loaded: LoadedRecipe, out_dir: Path, progress: bool) -> dict:
     history = run_stages(loaded, out_dir, progress=progress)
     tqdm.write("measuring every stage (accuracy, size, interleaved latency)")
@@ -124,6 +142,10 @@ def _compress(loaded: LoadedRecipe, out_dir: Path, progress: bool) -> dict:
         with atomic_path(out_dir / "model_nms.onnx") as tmp:
             shutil.copyfile(nms, tmp)
     save_model(chosen.lm, out_dir / "model")
+    png = _detections_png(history, chosen, loaded)
+    if png is not None:  # detectors: boxes before and after, on a few test images
+        write_bytes_atomic(out_dir / "detections.png", png)
+        report["detections_png"] = str(out_dir / "detections.png")
     write_reports(out_dir, report)
     tqdm.write(format_stages(stages))
     tqdm.write(machine_line(report["machine"]))

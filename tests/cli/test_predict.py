@@ -92,3 +92,47 @@ def test_unreadable_image_is_a_clear_error(setup, tmp_path, capsys):
     assert main(argv) != 0
     err = capsys.readouterr().err
     assert "cannot read image" in err and str(bad) in err and "Traceback" not in err
+
+
+def test_report_picture_of_detections_before_and_after(setup, tmp_path):
+    """The compress report's picture: input model (left) and deployed file (right), per image."""
+    import io
+
+    from edgeslim.bench.report import markdown
+    from edgeslim.data.detection import DetectionDataset, pad_boxes
+    from edgeslim.export.onnx import export_onnx
+    from edgeslim.models.spec import load_model
+    from edgeslim.tasks.detection.detect import NMSConfig
+    from edgeslim.workflows.predict import OnnxDetector, before_after_png, torch_detector
+
+    f, _ = setup
+    lm = load_model(f"{f}:make", input_shape=(1, 3, 64, 64))
+    onnx = export_onnx(lm.model, lm.require_input(), tmp_path / "m.onnx").path
+    rng = np.random.default_rng(1)
+    ds = DetectionDataset(
+        rng.integers(0, 255, (4, 64, 64, 3), dtype=np.uint8), pad_boxes([np.zeros((0, 5))] * 4)
+    )
+    cfg = NMSConfig(conf=0.3)
+    png = before_after_png(torch_detector(lm.model, cfg), OnnxDetector(onnx, cfg), ds, 3, (), cfg)
+    sheet = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+    assert sheet.shape[0] > 3 * 64 and sheet.shape[1] == 2 * 64 + 8
+    # the same model on both sides: the two halves of every row are identical drawings
+    for r in range(3):
+        top = 16 + r * (64 + 8)
+        left, right = sheet[top : top + 64, :64], sheet[top : top + 64, 72:136]
+        assert np.array_equal(left, right)
+        assert (left != sheet[top : top + 64, :64].min()).any()
+    md = markdown.render(
+        {
+            "model": "m",
+            "recipe": "r",
+            "data": "driving",
+            "threads": 1,
+            "summary": {},
+            "stages": [],
+            "targets": {},
+            "layers": [],
+            "detections_png": str(tmp_path / "detections.png"),
+        }
+    )
+    assert "![before and after](detections.png)" in md

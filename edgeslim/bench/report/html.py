@@ -72,6 +72,14 @@ def _deploy(d: dict) -> str:
     return f"<h2>Deploy runtime</h2><p>{html.escape(deploy_text(d))}</p>" + rows
 
 
+def _detections(path: str | None) -> str:
+    from pathlib import Path
+
+    if not path or not Path(path).is_file():
+        return ""
+    return "<h2>Detections</h2>" + _img(Path(path).read_bytes(), "before and after, test images")
+
+
 def _notes(notes: list[dict]) -> str:
     if not notes:
         return ""
@@ -97,6 +105,7 @@ def render(report: dict) -> str:
         "<h2>Targets</h2>",
         _targets(report["targets"]),
         _deploy(report["deploy"]) if report.get("deploy") else "",
+        _detections(report.get("detections_png")),
         _notes(report.get("notes") or []),
         _search(search) if search else "",
         "<h2>Layers</h2>",

@@ -46,6 +46,8 @@ def render(report: dict) -> str:
         parts += ["", "## Deploy runtime", "", deploy_text(d), ""]
         if d["candidates"]:
             parts.append(table(deploy_rows(d), DEPLOY_HEAD))
+    if report.get("detections_png"):
+        parts += ["", "## Detections", "", "![before and after](detections.png)"]
     if report.get("notes"):
         parts += ["", "## Stage notes", ""]
         parts += [f"- **{n['stage']}**: {n['text']}" for n in report["notes"]]
