@@ -19,7 +19,6 @@ from edgeslim.models.saved import save_model
 from edgeslim.recipe.loader import LoadedRecipe
 from edgeslim.recipe.measure import check_targets, layer_rows, measure_history
 from edgeslim.recipe.runner import run_stages
-from edgeslim.recipe.stages.export import nms_path
 from edgeslim.tasks.detection.detect import NMSConfig
 
 
@@ -81,7 +80,7 @@ def stage_notes(history) -> list[dict]:
     out, seen = [], {}
     for name, st in history:
         for k, v in st.notes.items():
-            if isinstance(v, str) and seen.get(k) != v:
+            if isinstance(v, str) and not k.endswith("_file") and seen.get(k) != v:
                 out.append({"stage": name, "key": k, "text": v})
         seen = {k: v for k, v in st.notes.items() if isinstance(v, str)}
     return out
@@ -137,8 +136,14 @@ def _compress(loaded: LoadedRecipe, out_dir: Path, progress: bool) -> dict:
     chosen = next((st for _, st in history if deploy and str(st.onnx) == deploy.get("onnx")), last)
     with atomic_path(out_dir / "model.onnx") as tmp:
         shutil.copyfile(chosen.onnx, tmp)
-    nms = nms_path(Path(chosen.onnx))  # the export stage's post-processed twin, if any
-    if nms.is_file():
+    # the last export stage's post-processed twin, if it wrote one (export: {postprocess: nms})
+    twins = [
+        Path(st.onnx).parent / st.notes["postprocess_file"]
+        for _, st in history
+        if st.notes.get("postprocess_file") and st.onnx is not None
+    ]
+    nms = next((p for p in reversed(twins) if p.is_file()), None)
+    if nms is not None:
         with atomic_path(out_dir / "model_nms.onnx") as tmp:
             shutil.copyfile(nms, tmp)
     save_model(chosen.lm, out_dir / "model")

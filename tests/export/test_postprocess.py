@@ -139,3 +139,28 @@ def test_cli_exports_a_saved_int8_detector_with_nms(tmp_path, capsys):
     assert "INT8 QDQ + decode + class-aware NMS" in capsys.readouterr().out
     ops = {n.op_type for n in onnx.load(str(out)).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear", "NonMaxSuppression"} <= ops
+
+
+def test_compress_ships_the_nms_twin_and_the_detections_picture(tmp_path):
+    from edgeslim.recipe import compress, parse_recipe
+
+    f = tmp_path / "toy.py"
+    f.write_text(TOY)
+    text = f"""
+version: 1
+model: {f}:make
+input_shape: [1, 3, 64, 64]
+data: driving:n=12,size=64
+stages:
+  - export: {{postprocess: nms, conf: 0.3, iou: 0.5}}
+measure: {{runs: 2, batches: [1], threads: 1}}
+"""
+    out = tmp_path / "out"
+    rep = compress(parse_recipe(text), out, progress=False)
+    g = onnx.load(str(out / "model_nms.onnx")).graph
+    assert [o.name for o in g.output] == list(OUTPUTS)
+    assert [o.name for o in onnx.load(str(out / "model.onnx")).graph.output] != list(OUTPUTS)
+    assert (out / "detections.png").is_file() and rep["detections_png"]
+    md, html = (out / "report.md").read_text(), (out / "report.html").read_text()
+    assert "## Detections" in md and "<h2>Detections</h2>" in html
+    assert any("class-aware NMS" in n["text"] for n in rep["notes"])
