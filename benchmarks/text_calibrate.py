@@ -42,6 +42,7 @@ from edgeslim.train.trainer import Trainer  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 RUNS = RESULTS / "textlogic.runs.jsonl"
+PROBES = RESULTS / "textlogic.probes.jsonl"
 
 
 def cpu_model() -> str:
@@ -197,9 +198,38 @@ def write_report(records: list[dict]) -> None:
     ]
     for task, accs in bow.items():
         lines.append(f"- `{task}`: " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in accs.items()))
-    lines += ["", *HISTORY]
+    lines += ["", *probe_table(), "", *HISTORY]
     (RESULTS / "textlogic.md").write_text("\n".join(lines) + "\n")
     out.write_text(json.dumps({"summary": summ, "bag_of_words": bow, "runs": records}, indent=2))
+
+
+def probe_table() -> list[str]:
+    """The short probes of ``benchmarks/text_probe.py`` (one row each, in run order)."""
+    if not PROBES.exists():
+        return []
+    lines = [
+        "## Short probes (`benchmarks/text_probe.py`, 2-layer unless said, bf16, batch 64)",
+        "",
+        "Test top-1 (1000 samples) at the steps shown; fresh splits from the grammar of the",
+        "time with the `--set` overrides; 1 torch thread, load average 9-16 (2 cores, 5 jobs).",
+        "",
+        "| # | probe | layers | kinds | lr | init | overrides | top-1 by step (all) "
+        "| last per kind | seconds | command |",
+        "|---:|---|---:|---|---:|---:|---|---|---|---:|---|",
+    ]
+    for i, ln in enumerate(PROBES.read_text().splitlines(), 1):
+        r = json.loads(ln)
+        a, last = r["args"], r["curve"][-1]
+        kinds = {k: v for k, v in last.items() if k not in ("step", "loss", "all")}
+        lines.append(
+            f"| {i} | {a['note']} | {a['layers']} | {a['kinds'] or 'all'} | {a['lr']:g} | "
+            f"{a.get('init', 0.02):g} | {', '.join(a.get('set', [])) or '-'} | "
+            + ", ".join(f"{c['step']}: {c['all']:.1f}" for c in r["curve"])
+            + " | "
+            + ", ".join(f"{k} {v:.1f}" for k, v in kinds.items())
+            + f" | {r['seconds']:.0f} | `nice -n 10 {r['command']}` |"
+        )
+    return lines
 
 
 def bag_of_words(task: str) -> dict[str, float]:

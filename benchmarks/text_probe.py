@@ -49,6 +49,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--note", default="")
     p.add_argument("--dropout", type=float, default=0.1)
+    p.add_argument("--init", type=float, default=0.02, help="BERT initializer_range")
     p.add_argument("--set", action="append", default=[], help="grammar NAME=python-literal")
     args = p.parse_args()
     torch.set_num_threads(1)
@@ -76,7 +77,11 @@ def main() -> None:
     xtr, ytr = tensors(train)
     xte, _ = tensors(test)
     longest = int((xtr != 0).sum(1).max())
-    drop = {"hidden_dropout_prob": args.dropout, "attention_probs_dropout_prob": args.dropout}
+    drop = {
+        "hidden_dropout_prob": args.dropout,
+        "attention_probs_dropout_prob": args.dropout,
+        "initializer_range": args.init,
+    }
     model = build_hf({**bert_config(tok.get_vocab_size(), 2, args.layers), **drop})
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     g = torch.Generator().manual_seed(args.seed)
