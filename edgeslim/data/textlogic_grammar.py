@@ -64,6 +64,7 @@ PAIR_KINDS = ("lexical", "presence", "order", "chain", "count")
 FLIP = 0.25  # share of claims with "not"/"no" (and of "after"/"fewer"): a minority, so
 # the base rule correlates with the label and gives gradient descent a first slope
 ITEMS = (4, 10)  # a lot's list holds ITEMS[0] to ITEMS[1] - 1 vehicles (short lists: an on-ramp)
+CLAIM_FIRST = False  # a probe knob: "claim , as scene ." (the oracle reads only the default)
 DISTINCT_PRESENCE = True  # presence lists name each noun once: noun matching, learnt first
 
 Entity = tuple[str, str]  # (colour, noun)
@@ -274,6 +275,8 @@ def _draw(rng: Rng, kind: str, pair: bool) -> Sample:
         claim, label = make(rng, items)
     if pair:
         return Sample(scene + " .", claim + " .", label, kind)
+    if CLAIM_FIRST:
+        return Sample(f"{claim} , as {scene} .", None, label, kind)
     return Sample(f"{scene} , so {claim} .", None, label, kind)
 
 
