@@ -42,6 +42,7 @@ from edgeslim.train.trainer import Trainer  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 RUNS = RESULTS / "textlogic.runs.jsonl"
+PROBES = RESULTS / "textlogic.probes.jsonl"
 
 
 def cpu_model() -> str:
@@ -167,6 +168,10 @@ def write_report(records: list[dict]) -> None:
         "sample = 0.1 point). CPU: AMD EPYC (AVX-512 VNNI, BF16, no AMX), 2 cores shared",
         "with 4-5 other jobs (load average ~10), 1 torch thread per run.",
         "",
+        "The runs in this table were measured on `textlogic-v4` (50% flips). `textlogic-v5`",
+        "(the grammar now in the tree) is measured only by the short probes further down:",
+        "no teacher or full student was trained on it yet (see the v5 verdict).",
+        "",
         "| data | model | epochs | seeds | test top-1 mean | std | per seed | "
         + " | ".join(kinds)
         + " | seconds per run | threads | CPU | command |",
@@ -197,9 +202,46 @@ def write_report(records: list[dict]) -> None:
     ]
     for task, accs in bow.items():
         lines.append(f"- `{task}`: " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in accs.items()))
-    lines += ["", *HISTORY]
+    lines += ["", *probe_table(), "", *HISTORY]
     (RESULTS / "textlogic.md").write_text("\n".join(lines) + "\n")
-    out.write_text(json.dumps({"summary": summ, "bag_of_words": bow, "runs": records}, indent=2))
+    probes = [json.loads(ln) for ln in PROBES.read_text().splitlines()] if PROBES.exists() else []
+    body = {"summary": summ, "bag_of_words": bow, "runs": records, "probes": probes}
+    out.write_text(json.dumps(body, indent=2))
+
+
+def probe_table() -> list[str]:
+    """The short probes of ``benchmarks/text_probe.py`` (one row each, in run order)."""
+    if not PROBES.exists():
+        return []
+    lines = [
+        "## Short probes (`benchmarks/text_probe.py`, 2-layer, bf16 unless said, batch 64)",
+        "",
+        "Test top-1 (1000 samples) at the steps shown; fresh splits from the grammar of the",
+        "time with the `--set` overrides; 1 torch thread, load average 1-22 (2 cores, 5 jobs:",
+        "~0.3 s per 2-layer step when the box was quiet, 1-2.6 s under load). Grammar tags:",
+        "v5a = v4's lists with 25% flips; v5b/c/d = v5a with the knobs shown (list length,",
+        "each noun once in presence lists, `initializer_range`); v5 = the grammar in the tree",
+        "(`textlogic-v5`). Runs cut short keep their curve (the reason is in the probe cell).",
+        "",
+        "| # | probe | layers | kinds | lr | init | overrides | top-1 by step (all) "
+        "| last per kind | seconds | command |",
+        "|---:|---|---:|---|---:|---:|---|---|---|---:|---|",
+    ]
+    for i, ln in enumerate(PROBES.read_text().splitlines(), 1):
+        r = json.loads(ln)
+        a, last = r["args"], r["curve"][-1]
+        kinds = {k: v for k, v in last.items() if k not in ("step", "loss", "all")}
+        cut = f" ({r['stopped']})" if r.get("stopped") else ""
+        lines.append(
+            f"| {i} | {a['note']}{cut} | "
+            f"{a['layers']} | {a['kinds'] or 'all'} | {a['lr']:g} | "
+            f"{a.get('init', 0.02):g} | {', '.join(a.get('set', [])) or '-'} | "
+            + ", ".join(f"{c['step']}: {c['all']:.1f}" for c in r["curve"])
+            + " | "
+            + ", ".join(f"{k} {v:.1f}" for k, v in kinds.items())
+            + f" | {r['seconds']:.0f} | `nice -n 10 {r['command']}` |"
+        )
+    return lines
 
 
 def bag_of_words(task: str) -> dict[str, float]:
@@ -220,6 +262,51 @@ def bag_of_words(task: str) -> dict[str, float]:
     return {k: round(sum(v) / len(v), 4) for k, v in hits.items()}
 
 
+V5_VERDICT = [
+    "## v5 verdict: the difficulty band is still NOT reached; no teacher was trained",
+    "",
+    "Short probes only (table above; 2-layer BERT, bf16, lr 1e-3 unless said, 1 thread,",
+    "load average 9-22 on 2 cores: ~1 s per step of batch 64 for 2 layers, ~2-3 s for 4,",
+    "so a 6-layer teacher of 1000 steps was ~50 min and did not fit this session):",
+    "",
+    "- The set-up learns what a bag of words plus an MLP sees: `lexical` alone reaches",
+    "  100% by step 100. Mixed with the other kinds it was not found by step 600 (probe",
+    "  `v5 defaults`: 51.3% overall, presence 58, lexical/order/count/agreement ~50).",
+    "- Minority flips are not enough. `presence` alone (noun matching: the claimed noun",
+    "  against the list) stalls at 55-58% in every variant tried within 300 steps:",
+    "  flips 25% or none (`FLIP=0.0`), lists of 2-6 vehicles each noun once or 6-9 not",
+    "  (1-3 and 2-5: 50.0% when stopped at step 150), dropout 0, `initializer_range`",
+    "  0.05 and 0.1, lr 1e-4 and 3e-4 (both stopped by their `timeout`, 50.0% at step",
+    "  300) and 3e-3 (50.0% at 400). 55-58% is below what the list's length and the flip",
+    "  word alone give (a longer list holds the claimed noun more often: a lookup table",
+    "  on those two scores 60.8% on the probe's test samples), so the matching itself --",
+    "  attention from the claimed noun to the equal noun, read out at [CLS]: two",
+    "  attention patterns that must form together -- was not found. Longer and deeper",
+    "  does not find it either within what ran: presence alone stays at 55.7% from step",
+    "  200 to 800 (2 layers), a 4-layer model is at 55.2% by step 400, and the claim put",
+    "  first (the claimed noun at a fixed position, one pattern fewer to learn) gives",
+    "  57.7% at 300. bf16 autocast is not the cause: fp32 gives 56.0% at step 300.",
+    "- So the blocker after v4's parity is not the flips alone: any kind that needs",
+    "  content-based attention (presence, order, count, agreement) sits on a plateau",
+    "  longer than the ~1000-2000 steps this box gives a run from random init.",
+    "",
+    "Not measured here: a teacher on v5, a 2-layer student on v5 beyond 600 steps, the",
+    "bag-of-bigrams figure above is for v5's splits (the test keeps it under 60%).",
+    "",
+    "What to try next (v5), in order of expected effect:",
+    "",
+    "1. A GPU, or far more CPU: a 6-layer teacher for ~10k steps is minutes on a GPU;",
+    "   the plateau may simply need more steps than this box can give (first check",
+    "   with `text_probe.py --steps 3000 --kinds presence`).",
+    "2. MLM pre-training on `unlabeled_corpus()` before the task: masked-noun prediction",
+    "   in a list that repeats nouns teaches exactly the matching attention.",
+    "3. A model change for the from-scratch arms (all in `bert_config`): pre-LN is not",
+    "   in HF BERT, but mean pooling or a larger lr on attention only are cheap to try;",
+    "   a claim placed first did not help in 300 steps (probe 11).",
+    "4. Then mix: `lexical` + presence as on-ramps, order/count/agreement with depth-scaled",
+    "   difficulty (more items, more attractors), and tune the band by the mix.",
+]
+
 HISTORY = [
     "How the task got here (same configs, same machine):",
     "",
@@ -232,10 +319,15 @@ HISTORY = [
     "  model at 50%): the 2-layer student stayed at exactly 50% on every kind for 2 epochs",
     "  at lr 1e-3 (and at 5e-4): with no kind giving a first gradient the models sat on the",
     "  class prior.",
-    "- v4 (this): the `lexical` on-ramp kind (an exclusive-or of three words at the end of",
+    "- v4: the `lexical` on-ramp kind (an exclusive-or of three words at the end of",
     "  the sentence, no linear shortcut) added to both mixes.",
     "",
-    "## Verdict: the difficulty band is NOT reached yet",
+    "- v5 (this): flips in a 25% minority (`FLIP`), presence lists naming each noun once",
+    "  (2-6), count lists 4-9, rows 3-6; see the v5 verdict below.",
+    "",
+    *V5_VERDICT,
+    "",
+    "## v4 verdict (kept for the record): the difficulty band is NOT reached",
     "",
     "The issue asks for a 6-layer teacher at ~85-93% and a 2-layer student alone several",
     "points below. With the step budget this shared 2-core machine allows (4 epochs x 188",

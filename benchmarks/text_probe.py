@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import signal
 import sys
 import time
 from collections import defaultdict
@@ -49,6 +50,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--note", default="")
     p.add_argument("--dropout", type=float, default=0.1)
+    p.add_argument("--init", type=float, default=0.02, help="BERT initializer_range")
     p.add_argument("--set", action="append", default=[], help="grammar NAME=python-literal")
     args = p.parse_args()
     torch.set_num_threads(1)
@@ -76,12 +78,40 @@ def main() -> None:
     xtr, ytr = tensors(train)
     xte, _ = tensors(test)
     longest = int((xtr != 0).sum(1).max())
-    drop = {"hidden_dropout_prob": args.dropout, "attention_probs_dropout_prob": args.dropout}
+    drop = {
+        "hidden_dropout_prob": args.dropout,
+        "attention_probs_dropout_prob": args.dropout,
+        "initializer_range": args.init,
+    }
     model = build_hf({**bert_config(tok.get_vocab_size(), 2, args.layers), **drop})
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     g = torch.Generator().manual_seed(args.seed)
-    perm = torch.randperm(len(xtr), generator=g)
-    curve, t0, pos = [], time.time(), 0
+    curve, t0 = [], time.time()
+    signal.signal(signal.SIGTERM, _stop)  # `timeout` ends a slow probe: keep its curve
+    try:
+        fit_probe(args, model, opt, g, xtr, ytr, xte, test, curve, t0)
+        stopped = None
+    except KeyboardInterrupt:
+        stopped = f"stopped by a signal after {time.time() - t0:.0f} s"
+    rec = {
+        "args": vars(args),
+        "longest_tokens": longest,
+        "seconds": round(time.time() - t0, 1),
+        "curve": curve,
+        "stopped": stopped,
+        "command": "python benchmarks/text_probe.py " + " ".join(sys.argv[1:]),
+    }
+    if curve:
+        with PROBES.open("a") as f:
+            f.write(json.dumps(rec) + "\n")
+
+
+def _stop(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def fit_probe(args, model, opt, g, xtr, ytr, xte, test, curve: list, t0: float) -> None:
+    perm, pos = torch.randperm(len(xtr), generator=g), 0
     for step in range(1, args.steps + 1):
         if pos + args.batch > len(perm):
             perm, pos = torch.randperm(len(xtr), generator=g), 0
@@ -100,15 +130,6 @@ def main() -> None:
             acc = evaluate(model, xte, test)
             curve.append({"step": step, "loss": round(loss.item(), 3), **acc})
             print(f"step {step} {time.time() - t0:.0f}s loss {loss.item():.3f} {acc}", flush=True)
-    rec = {
-        "args": vars(args),
-        "longest_tokens": longest,
-        "seconds": round(time.time() - t0, 1),
-        "curve": curve,
-        "command": "python benchmarks/text_probe.py " + " ".join(sys.argv[1:]),
-    }
-    with PROBES.open("a") as f:
-        f.write(json.dumps(rec) + "\n")
 
 
 @torch.no_grad()
