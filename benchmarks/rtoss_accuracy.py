@@ -305,7 +305,11 @@ def markdown(all_res: list[dict]) -> str:
         "SGD + Nesterov, cosine lr after a 50-step warm-up, bf16 autocast). Top-1 on the whole "
         "test split. The ONNX file is dense; the archive is `edgeslim.sparsity.archive` "
         "(bitmask + nonzeros + zstd). Latency: ONNX Runtime CPU, 1 thread, the sparse model's "
-        "ONNX file timed interleaved with the dense one. ONNX Runtime has no sparse kernels, so "
+        "ONNX file timed interleaved with the dense one, the minimum over 30 runs (the box was "
+        "shared with other jobs at load 12-20; the first rows of each model, R-TOSS 2EP and on "
+        "ResNet-18-small-half also the gradual row and magnitude, were timed with an earlier "
+        "version of this script: the median of 10 runs, which swung by several x). "
+        "ONNX Runtime has no sparse kernels, so "
         "no kind here gets a speed gain, and none is claimed: the ratio is noise around 1.0.",
         "",
     ]
@@ -318,7 +322,8 @@ def markdown(all_res: list[dict]) -> str:
             f"fine-tuning {res['epochs']} epochs on {res['train_size']} training images, "
             f"lr {res['lr']}; load average (1 min) at the start: {res['load_avg_start']} "
             "(other jobs shared the 2-core box). Command: "
-            f"`{res['command']}`",
+            f"`{res['command'].split(' --only')[0]}` (rows filled in by several resumed runs "
+            "of it, some with `--only ROW`).",
             "",
             f"Dense: top-1 {100 * d['top1']:.2f}, ONNX {kb(d['onnx_bytes'])} KB, "
             f"int8 archive {kb(d['archive_int8_bytes'])} KB.",
@@ -381,8 +386,10 @@ def save_part(part: Path, res: dict) -> None:
 
 def write_merged(out: Path) -> None:
     parts = [json.loads(p.read_text()) for p in sorted(out.glob("rtoss_accuracy.*.json"))]
+    order = list(kinds())
     for part in parts:
         part["checks"] = checks(part)  # parts written by an older run of this script
+        part["rows"].sort(key=lambda r: order.index(r["method"]) if r["method"] in order else 99)
     write_text_atomic(out / "rtoss_accuracy.json", json.dumps(parts, indent=2) + "\n")
     write_text_atomic(out / "rtoss_accuracy.md", markdown(parts))
 
