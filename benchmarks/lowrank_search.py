@@ -131,9 +131,12 @@ def speed(args) -> None:
         print(name, "rank search", extra["search_s"], "s", flush=True)
         new, info = decompose(lm, config_for("spatial", RankRule(ratio=1.0)), target_macs=args.macs)
         models["uniform ratio (spatial)"] = (new.model, {"ratio": info["search"]["ratio"]})
-        batches = pseudo_labelled(lm.model, spec, 2, 2)
-        models["channel pruning (search)"] = pruned(lm, args.macs * macs0, batches, args.threads)
-        print(name, "pruned", models["channel pruning (search)"][1], flush=True)
+        if not args.no_prune:
+            batches = pseudo_labelled(lm.model, spec, 2, 2)
+            models["channel pruning (search)"] = pruned(
+                lm, args.macs * macs0, batches, args.threads
+            )
+            print(name, "pruned", models["channel pruning (search)"][1], flush=True)
         rows = []
         with tempfile.TemporaryDirectory() as d:
             targets = []
@@ -224,13 +227,14 @@ def accuracy(args) -> None:
         print(label, acc["rows"][label], flush=True)
 
     rows = acc["rows"]
-    if "rank search (spatial)" not in rows:
+    want = set(args.rows.split(","))
+    if "rank" in want and "rank search (spatial)" not in rows:
         new, extra = rank_searched(teacher, args.macs, dmg, timing)
         finish("rank search (spatial)", new.model, extra)
-    if "channel pruning (search)" not in rows:
+    if "prune" in want and "channel pruning (search)" not in rows:
         model, extra = pruned(teacher, args.macs * macs0, val, args.threads)
         finish("channel pruning (search)", model, extra)
-    if "spatial SVD + channel pruning (AIMET's recipe)" not in rows:
+    if "aimet" in want and "spatial SVD + channel pruning (AIMET's recipe)" not in rows:
         # AIMET: spatial SVD first, then channel pruning to the final MACs
         new, extra = rank_searched(teacher, args.svd_macs, dmg, timing)
         model, extra2 = pruned(new, args.macs * macs0, val, args.threads)
@@ -300,12 +304,17 @@ def report(args) -> None:
         got = load(part)
         if "speed" in got:
             res.setdefault("speed", {}).update(got["speed"])
-        if "accuracy" in got:
-            res["accuracy"] = got["accuracy"]
+        if "accuracy" in got:  # later files (accuracy_*) add or replace rows
+            acc = res.setdefault("accuracy", {"rows": {}})
+            rows = {**acc["rows"], **got["accuracy"]["rows"]}
+            acc.update(got["accuracy"])
+            acc["rows"] = rows
         res.setdefault("machine", got.get("machine"))
     res["command"] = "nice -n 10 python benchmarks/lowrank.py --search speed|accuracy|report"
-    save(OUT / "lowrank_search.json", res, markdown(res))
-    print(markdown(res))
+    notes = OUT / "lowrank_search.notes.md"  # the reading of the numbers, by hand
+    md = markdown(res) + ("\n" + notes.read_text() if notes.exists() else "")
+    save(OUT / "lowrank_search.json", res, md)
+    print(md)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -322,6 +331,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--lr", type=float, default=0.01)
     ap.add_argument("--train-size", type=int, default=3000)
     ap.add_argument("--force", action="store_true")
+    ap.add_argument("--no-prune", action="store_true", help="speed: no channel-pruning row")
+    ap.add_argument("--rows", default="rank,prune,aimet", help="accuracy rows to run")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     print("load:", os.getloadavg(), flush=True)

@@ -7,9 +7,10 @@ duplicates dropped) are each
 
 * factorized and swapped into the model alone, and the damage measured with the
   caller's ``damage`` function (validation-loss increase on a few batches, or the
-  relative error of the model's output when there are no labels), floored at 0: on
-  the signs ResNet-18 a few layers' loss *fell* at low rank on 4 batches, and the
-  MILP spent that noise on compressing to 40% of the MACs for a 50% budget;
+  relative error of the model's output when there are no labels), floored at 0 (a
+  loss that falls on a few batches is noise, not a gain to spend on compressing
+  more). The budget is an upper bound: where the low ranks cost no measurable damage,
+  the least-damage policy lies below it (the signs ResNet-18 at a 50% budget: 39%);
 * counted exactly (MACs and parameters of the layer at its real input shape);
 * timed against the dense layer on FP32 ONNX Runtime at that input shape, with the
   same interleaved pair timing and cache as ``--measured``
