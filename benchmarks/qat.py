@@ -35,6 +35,10 @@ Run (1 thread each, ``nice``; the first call trains and caches the FP32 model):
     nice -n 10 python benchmarks/qat.py --methods lsq,ptq --bits 8
     nice -n 10 python benchmarks/qat.py --methods ste,lsq_plus,pact,dorefa,dsq --bits 4,3
     nice -n 10 python benchmarks/qat.py --methods brevitas --bits 4,3
+    nice -n 10 python benchmarks/qat.py --methods lsq,brevitas --bits 4 --epochs 3  # lsq@3ep
+    nice -n 10 python benchmarks/qat.py --methods lsq --bits 8 --lr 0.001  # lsq@lr0.001
+
+The exact commands of the recorded runs are listed in ``qat.md``.
 """
 
 from __future__ import annotations
