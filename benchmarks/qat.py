@@ -35,6 +35,10 @@ Run (1 thread each, ``nice``; the first call trains and caches the FP32 model):
     nice -n 10 python benchmarks/qat.py --methods lsq,ptq --bits 8
     nice -n 10 python benchmarks/qat.py --methods ste,lsq_plus,pact,dorefa,dsq --bits 4,3
     nice -n 10 python benchmarks/qat.py --methods brevitas --bits 4,3
+    nice -n 10 python benchmarks/qat.py --methods lsq,brevitas --bits 4 --epochs 3  # lsq@3ep
+    nice -n 10 python benchmarks/qat.py --methods lsq --bits 8 --lr 0.001  # lsq@lr0.001
+
+The exact commands of the recorded runs are listed in ``qat.md``.
 """
 
 from __future__ import annotations
@@ -70,6 +74,7 @@ from edgeslim.workflows.quantize import calibration_loader
 RESULTS = Path(__file__).parent / "results"
 KEEP_8BIT = ("conv1", "fc")  # first and last layer at W8A8 (Esser et al. 2020, Section 3)
 DEFAULT_EPOCHS = 1
+DEFAULT_LR = 0.01
 CALIB_BATCHES = 4  # QAT quantizer initialisation (edgeslim and Brevitas alike)
 PEERS = ("ptq", "brevitas")
 # ``method+option``: a config field changed from the method's default (``lsq+pc``)
@@ -164,8 +169,10 @@ def run_one(method: str, bits: int, seed: int, base, args, train, test) -> dict:
 
 
 def label(method: str, args) -> str:
-    """The name in the tables: ``lsq``, or ``lsq@3ep`` for a longer QAT than the default."""
-    return method if args.epochs == DEFAULT_EPOCHS else f"{method}@{args.epochs}ep"
+    """The name in the tables: ``lsq``; ``lsq@3ep``, ``lsq@lr0.001`` off the default protocol."""
+    tags = [f"{args.epochs}ep"] if args.epochs != DEFAULT_EPOCHS else []
+    tags += [f"lr{args.lr:g}"] if args.lr != DEFAULT_LR else []
+    return "@".join([method, *tags])
 
 
 def protocol(args) -> str:
@@ -214,7 +221,7 @@ def main() -> None:
     p.add_argument("--train-samples", type=int, default=10000, help="FP32 training images")
     p.add_argument("--qat-samples", type=int, default=4096, help="QAT training images")
     p.add_argument("--test-samples", type=int, default=2000)
-    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--lr", type=float, default=DEFAULT_LR)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--cache", default="/tmp/edgeslim-qat-bench")
     p.add_argument("--results", default=str(RESULTS), help="where qat.json / qat.md go")

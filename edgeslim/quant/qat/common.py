@@ -134,6 +134,9 @@ class Quantizer(nn.Module):
 
     affine: bool = True  # output = fake-quantize(input) on :meth:`grid`
     per_channel: bool = False
+    # the output is on another scale than the input (DoReFa's tanh normalisation to
+    # [-1, 1]): BatchNorm layers left unfolded after such weights hold stale statistics
+    rescales: bool = False
 
     def __init__(self, bits: int, signed: bool | None = None) -> None:
         super().__init__()
@@ -188,6 +191,11 @@ class Quantizer(nn.Module):
             self.init_from(self._lo, self._hi, self._abs_sum / max(self._count, 1))
             self.initialized = True
         self.calibrating = False
+        self._lo = self._hi = None
+        self._abs_sum, self._count = 0.0, 0
+
+    def forget_(self) -> None:
+        """Drop what :meth:`observe` saw (calibration starts again)."""
         self._lo = self._hi = None
         self._abs_sum, self._count = 0.0, 0
 

@@ -16,6 +16,12 @@ gradient for the rounding (eq. 5):
 
 Keep BatchNorm as a layer (``fold_bn=False``, the default here): the tanh
 normalisation would discard the per-channel scale a folded BN puts in the weight.
+Since the normalised weights are on another scale than the float ones, the
+BatchNorm statistics are re-estimated on the calibration batches before the
+activation clip levels are observed (:func:`~edgeslim.quant.qat.handler.calibrate_qat_`):
+with the float model's statistics the activations grow layer after layer, the
+clip levels calibrated on them are orders of magnitude too wide, every activation
+rounds to zero and the network stays at chance.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ class DoReFaWeightQuantizer(Quantizer):
     """``2 quantize_k(tanh(w) / (2 max|tanh(w)|) + 1/2) - 1``; no state."""
 
     affine = False
+    rescales = True  # weights in [-1, 1], whatever their float scale
 
     def __init__(self, bits: int) -> None:
         super().__init__(bits, signed=True)

@@ -63,19 +63,64 @@ def swap_in_twins_(
 def calibrate_qat_(model: nn.Module, calib: Iterable | None, batches: int) -> int:
     """Initialise the quantizers: weights from their folded weight, inputs on ``batches`` batches.
 
-    Returns the number of batches seen.
+    When a weight quantizer changes the scale of its weights (``rescales``: DoReFa),
+    the BatchNorm layers left unfolded get their running statistics re-estimated on
+    the same batches first, so that the inputs observed next have the scale they
+    will have in training. Returns the number of batches seen.
     """
     acts = []
+    rescaled = False
     for _, layer in qat_layers(model):
         if layer.weight_q is not None:
             with torch.no_grad():
                 layer.weight_q.calibrate_on(layer.folded()[0])
+            rescaled = rescaled or layer.weight_q.rescales
         if layer.input_q is not None:
             layer.input_q.calibrating = True
             acts.append(layer.input_q)
+    if rescaled and calib is not None:
+        reestimate_bn_(model, calib, batches)  # the inputs pass through unquantized
+        for q in acts:
+            q.forget_()
     if not acts:
         return 0
     return observe_inputs_(model, acts, calib, batches)
+
+
+@torch.no_grad()
+def reestimate_bn_(model: nn.Module, calib: Iterable, batches: int) -> int:
+    """Running statistics of the BatchNorm layers not folded into a QAT twin, over ``batches``.
+
+    Only those BN buffers change; every module's mode is restored. Returns the
+    number of batches seen.
+    """
+    owned = {id(layer.bn) for _, layer in qat_layers(model) if layer.bn is not None}
+    bns = [
+        m
+        for m in model.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and id(m) not in owned
+    ]
+    if not bns:
+        return 0
+    momenta = {m: m.momentum for m in bns}
+    seen = 0
+    try:
+        with eval_mode(model):
+            for m in bns:
+                m.reset_running_stats()
+                m.momentum = None  # the average over the batches seen
+                m.train()
+            for batch in calib:
+                if seen >= batches:
+                    break
+                model(_inputs(batch))
+                seen += 1
+    finally:
+        for m, momentum in momenta.items():
+            m.momentum = momentum
+    if seen == 0:
+        raise EdgeslimError("QAT calibration data is empty")
+    return seen
 
 
 def observe_inputs_(model: nn.Module, quantizers: list, calib: Iterable | None, batches: int):
