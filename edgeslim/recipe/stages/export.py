@@ -62,5 +62,5 @@ def _post(path: Path, s: ExportSettings, lm) -> dict:
         "postprocess_file": out.name,  # beside the stage's own file, in its folder
         "postprocess": f"{out.name}: decode + class-aware NMS (conf {s.conf}, IoU {s.iou}, "
         f"at most {s.max_det} per image) in the graph; outputs boxes, scores, classes, "
-        "batch_index; checked against the task's NMS on ONNX Runtime's own head maps"
+        "batch_index; checked against the task's NMS on ONNX Runtime's own head maps",
     }
