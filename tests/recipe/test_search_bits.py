@@ -58,6 +58,7 @@ def test_size_budget_only_four_bits_can_meet_is_met_and_deployed(net, tmp_path):
     assert len(int4_tensors(deployed)) >= len(s["low_bits"])
 
 
+@pytest.mark.slow  # a search and a QAT epoch: about 45 s
 def test_qat_trains_the_configuration_the_search_chose(net, tmp_path):
     """search (4-bit switches) -> qat {from_search} -> export: the chosen layers train at W4,
     the rest at W8A8, the file holds them packed, and the stage says who chose the bits."""
