@@ -28,9 +28,10 @@ NO_CODING_NORM = ("coding", "per-channel affine parameters are too small to code
 # -- layouts: which axes hold channels, and the constructor attributes to fix ------------
 def _resize_conv(m: nn.Module, kind: str, n: int) -> None:
     if kind == "out":
-        if m.groups > 1 and m.groups == m.in_channels:  # depthwise: in follows out
-            mult = m.out_channels // m.in_channels
-            m.in_channels = m.groups = n // mult
+        if m.groups > 1:  # grouped or depthwise: whole groups go, inputs follow outputs
+            per_in, per_out = m.in_channels // m.groups, m.out_channels // m.groups
+            m.groups = n // per_out
+            m.in_channels = m.groups * per_in
         m.out_channels = n
     else:
         m.in_channels = n

@@ -2,7 +2,8 @@
 
 - conv (groups=1): input channels are the layer's ``in`` space, outputs its ``out`` space;
 - depthwise conv: input channel ``i`` *is* output channels ``i*m .. i*m+m-1`` (one space);
-- other grouped convs: pruning would have to stay uniform per group; left untouched;
+- other grouped convs: a whole group (its inputs and outputs) is one unit, so pruning
+  removes groups and keeps the group width (transposed grouped convs are left untouched);
 - linear: the last axis; a flatten before it repeats each channel over its columns;
 - batch/instance norm: per channel, so they share the input's elements;
 - group norm: statistics per group, so a whole group is one unit;
@@ -55,7 +56,12 @@ def _conv(t: Tracer, node: torch.fx.Node, transposed: bool) -> np.ndarray:
         t.el.union(x_in, t.space(path, "in", c_in))
     elif groups == c_in and not transposed:  # depthwise (channel multiplier c_out // c_in)
         t.el.union(np.repeat(x_in, c_out // c_in), out)
-    else:  # grouped: widths must stay multiples of the group count; leave it untouched
+    elif not transposed:  # grouped: a unit is one whole group (its inputs and outputs)
+        per_in, per_out = x_in.reshape(groups, -1), out.reshape(groups, -1)
+        t.el.union(per_in[:, :1], per_in)
+        t.el.union(per_out[:, :1], per_out)
+        t.el.union(per_in[:, :1], per_out[:, :1])
+    else:  # grouped transposed: leave it untouched
         t.el.pin(x_in)
         t.el.pin(out)
     return t.placed(out, 1, rank)

@@ -131,7 +131,7 @@ class SENet(nn.Module):
 
 
 class DepthwiseGrouped(nn.Module):
-    """Depthwise with channel multiplier 2, a grouped conv (left untouched), GN and IN."""
+    """Depthwise with channel multiplier 2, a grouped conv (pruned by whole groups), GN and IN."""
 
     def __init__(self, nc: int = 10) -> None:
         super().__init__()
@@ -149,6 +149,31 @@ class DepthwiseGrouped(nn.Module):
         x = F.relu(self.grouped(F.relu(self.pw(x))))
         x = F.relu(self.pw2(F.relu(self.inorm(x))))
         return self.fc(F.adaptive_avg_pool2d(x, 4).flatten(1))
+
+
+class GroupedBottleneck(nn.Module):
+    """ResNeXt / RegNetY-style: 1x1 -> grouped 3x3 (width 8 per group) -> SE -> 1x1, residual."""
+
+    def __init__(self, c: int = 16, w: int = 32, gw: int = 8) -> None:
+        super().__init__()
+        self.a = cbr(c, w, k=1)
+        self.b = cbr(w, w, g=w // gw)
+        self.se = SEBlock(w)
+        self.c = nn.Sequential(nn.Conv2d(w, c, 1, bias=False), nn.BatchNorm2d(c))
+
+    def forward(self, x):
+        return F.relu(x + self.c(self.se(self.b(self.a(x)))))
+
+
+class ResNeXtLike(nn.Module):
+    def __init__(self, nc: int = 10) -> None:
+        super().__init__()
+        self.stem = cbr(3, 16)
+        self.blocks = nn.Sequential(GroupedBottleneck(), GroupedBottleneck(gw=4))
+        self.fc = nn.Linear(16, nc)
+
+    def forward(self, x):
+        return self.fc(self.blocks(self.stem(x)).mean((2, 3)))
 
 
 class ConvNeXtLike(nn.Module):
@@ -221,6 +246,7 @@ CNNS = {
     "inception": InceptionLike,
     "senet": SENet,
     "depthwise_grouped": DepthwiseGrouped,
+    "resnext": ResNeXtLike,
     "convnext": ConvNeXtLike,
     "detector": TinyDetector,
 }

@@ -35,9 +35,18 @@ def test_layernorm_pins_residual_width_but_mlp_prunes():
     assert [gr.layers for gr in g.groups] == [["fc1", "fc2"]]
 
 
-def test_grouped_conv_is_left_untouched():
-    res = prune(CNNS["depthwise_grouped"](), torch.randn(1, 3, 32, 32), PruneConfig(ratio=0.5))
-    assert res.model.grouped.in_channels == 32 and res.model.grouped.out_channels == 32
+def test_grouped_conv_loses_whole_groups():
+    model, x = randomize_(CNNS["depthwise_grouped"]()), torch.randn(1, 3, 32, 32)
+    g = build_dependency_graph(model, x)
+    grp = next(gr for gr in g.groups if ("grouped", "out") in gr.spaces)
+    # one unit per group of 4: its 8 inputs (pw's outputs) and its 8 outputs
+    assert len(grp.units) == 4
+    assert all(len(u[("grouped", "out")]) == 8 and len(u[("pw", "out")]) == 8 for u in grp.units)
+    res = prune(model, x, PruneConfig(ratio=0.5, round_to=1))
+    assert res.max_abs_diff is not None and res.max_abs_diff < 1e-5
+    gc = res.model.grouped
+    assert gc.groups == 2 and gc.in_channels == gc.out_channels == 16  # group width kept
+    assert gc.weight.shape == (16, 8, 3, 3) and res.model.pw.out_channels == 16
     assert res.model.dw.groups == res.model.dw.in_channels == 8
     assert res.model.gn.num_groups == 2 and res.model.gn.num_channels == 16
 

@@ -1,6 +1,7 @@
 """Architectures written elsewhere: torchvision's DenseNet (concat), ShuffleNetV2 (split +
-shuffle), MobileNetV3 (depthwise + squeeze-excitation + hardswish) and EfficientNet (SE +
-stochastic depth). Pruned == masked dense within 1e-5, and the result exports."""
+shuffle), MobileNetV3 (depthwise + squeeze-excitation + hardswish), EfficientNet (SE +
+stochastic depth), RegNetY and ResNeXt (grouped convs, pruned by whole groups). Pruned ==
+masked dense within 1e-5, and the result exports."""
 
 import importlib.util
 
@@ -12,7 +13,14 @@ pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("torchvision") is None, reason="torchvision not installed"
 )
 
-MODELS = ["densenet121", "shufflenet_v2_x1_0", "mobilenet_v3_small", "efficientnet_b0"]
+MODELS = [
+    "densenet121",
+    "shufflenet_v2_x1_0",
+    "mobilenet_v3_small",
+    "efficientnet_b0",
+    "regnet_y_400mf",
+    "resnext50_32x4d",
+]
 
 
 @pytest.mark.parametrize("name", MODELS)
