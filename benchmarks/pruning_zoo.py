@@ -110,6 +110,28 @@ def torch_pruning(model: nn.Module, example: torch.Tensor, ratio: float) -> nn.M
     return m
 
 
+def openvino_speedups(model, tp_model, es_model, spec, timing: dict) -> dict:
+    """The same three models timed again, interleaved, on OpenVINO at FP32.
+
+    The precision hint is explicit: on AMX CPUs OpenVINO's default runs an FP32 file
+    in BF16, which would not be the FP32 comparison the ORT columns make.
+    """
+    ov = {"runtime": "openvino", "precision": "fp32"}
+    stages = [Stage("input", model, spec, **ov)]
+    if tp_model is not None:
+        stages.append(Stage("torch-pruning", tp_model, spec, **ov))
+    stages.append(Stage("edgeslim", es_model, spec, **ov))
+    try:
+        by = {r["name"]: r for r in measure_stages(stages, **timing)[0]}
+    except Exception as e:  # a row, not a crash
+        return {"error": _err(e)}
+    out = {"latency_ms": by["input"]["latency_ms"]}
+    out["edgeslim"] = speedups([by["input"], by["edgeslim"]])
+    if "torch-pruning" in by:
+        out["torch_pruning"] = speedups([by["input"], by["torch-pruning"]])
+    return out
+
+
 def bench_one(name: str, ratio: float, args) -> dict:
     """Prune ``name`` at ``ratio`` with edgeslim and Torch-Pruning and time all three."""
     row: dict = {"model": name, "ratio": ratio}
@@ -194,6 +216,8 @@ def bench_one(name: str, ratio: float, args) -> dict:
             es["speedup"] = speedups([by["input"], by["edgeslim"]])
         if "torch-pruning" in by:
             tpr["speedup"] = speedups([by["input"], by["torch-pruning"]])
+        if args.openvino and res is not None:
+            row["openvino"] = openvino_speedups(lm.model, tp_model, res.model, spec, timing)
     except Exception as e:
         row["timing_error"] = _err(e)
         if args.verbose:
@@ -245,7 +269,24 @@ def summary(rows: list[dict]) -> dict:
             if geo and geo_mac and geo_mac > 1
             else None,
             "mobile_min_speedup": mobile,
+            **_openvino_summary(rs),
         }
+    return out
+
+
+def _openvino_summary(rs: list[dict]) -> dict:
+    """OpenVINO FP32 columns: which pruned models run slower, geomean speedups."""
+    out: dict = {}
+    for who in ("edgeslim", "torch_pruning"):
+        sp = [r["openvino"][who] for r in rs if (r.get("openvino") or {}).get(who)]
+        logs = [math.log(v) for d in sp for v in d.values()]
+        if logs:
+            out[f"openvino_{who}_geomean"] = math.exp(sum(logs) / len(logs))
+            out[f"openvino_{who}_slower"] = [
+                r["model"]
+                for r in rs
+                if min(((r.get("openvino") or {}).get(who) or {"": 1.0}).values()) < 1.0
+            ]
     return out
 
 
@@ -262,11 +303,12 @@ def write(rows: list[dict], meta: dict, stem: str) -> None:
         f"{meta['runs']} interleaved runs per model and batch; {meta['date']}.",
         f"Command: `{meta['command']}`",
         "",
-        "Speedup = input latency / pruned latency (FP32 ONNX Runtime, same interleaved loop).",
+        "Speedup = input latency / pruned latency (FP32 ONNX Runtime, same interleaved loop;"
+        " the OpenVINO column times the same models again in one loop of their own).",
         "",
         "| model | ratio | MACs M: input -> edgeslim (TP) | params M: edgeslim (TP) | align "
-        "| edgeslim b1 / b8 | TP b1 / b8 | failures |",
-        "|" + "---|" * 8,
+        "| edgeslim b1 / b8 | TP b1 / b8 | OpenVINO FP32: edgeslim b1 / b8 (TP) | failures |",
+        "|" + "---|" * 9,
     ]
     for r in rows:
         es, tp = r.get("edgeslim", {}), r.get("torch_pruning", {})
@@ -275,13 +317,20 @@ def write(rows: list[dict], meta: dict, stem: str) -> None:
         )
         fails = fails or r.get("load_error") or r.get("timing_error") or ""
         esp, tsp = es.get("speedup") or {}, tp.get("speedup") or {}
+        ov = r.get("openvino") or {}
+        ove, ovt = ov.get("edgeslim") or {}, ov.get("torch_pruning") or {}
+        ov_cell = (
+            f"{_f(ove.get('1'))} / {_f(ove.get('8'))} ({_f(ovt.get('1'))} / {_f(ovt.get('8'))})"
+            if ove
+            else ov.get("error", "-")
+        )
         lines.append(
             f"| {r['model']} | {r['ratio']:g} "
             f"| {_m(r, 'macs')} -> {_m(es, 'macs')} ({_m(tp, 'macs')}) "
             f"| {_m(es, 'params', fmt='{:.2f}')} ({_m(tp, 'params', fmt='{:.2f}')}) "
             f"| {es.get('round_to_used', es.get('round_to', '-'))} "
             f"| {_f(esp.get('1'))} / {_f(esp.get('8'))} | {_f(tsp.get('1'))} / {_f(tsp.get('8'))} "
-            f"| {fails.replace('|', '/')[:160]} |"
+            f"| {ov_cell} | {fails.replace('|', '/')[:160]} |"
         )
     lines += ["", "## Summary", ""]
     for ratio, s in summ.items():
@@ -293,6 +342,14 @@ def write(rows: list[dict], meta: dict, stem: str) -> None:
             f" (log ratio {_f(s['speedup_over_mac_ratio'], '{:.2f}')}); mobile min speedups: "
             + ", ".join(f"{k} {v:.2f}x" for k, v in s["mobile_min_speedup"].items())
         )
+        if "openvino_edgeslim_geomean" in s:
+            lines.append(
+                f"  - OpenVINO FP32: geomean speedup edgeslim "
+                f"{s['openvino_edgeslim_geomean']:.2f}x, Torch-Pruning "
+                f"{_f(s.get('openvino_torch_pruning_geomean'))}; slower than input: edgeslim "
+                f"{', '.join(s['openvino_edgeslim_slower']) or 'none'}, Torch-Pruning "
+                f"{', '.join(s.get('openvino_torch_pruning_slower', [])) or 'none'}"
+            )
     (OUT / f"{stem}.md").write_text("\n".join(lines) + "\n")
 
 
@@ -305,6 +362,9 @@ def main() -> None:
     ap.add_argument("--round-to", default="auto", help="edgeslim's alignment (default auto)")
     ap.add_argument("--quick", action="store_true", help="smoke test: 3 runs per batch")
     ap.add_argument("--no-tp", action="store_true", help="skip Torch-Pruning")
+    ap.add_argument(
+        "--openvino", action="store_true", help="also time all three on OpenVINO (FP32 hint)"
+    )
     ap.add_argument("--resume", action="store_true", help="skip rows already in the output")
     ap.add_argument("--out", default="pruning_zoo", help="output file stem in results/")
     ap.add_argument("--verbose", action="store_true", help="print tracebacks of failures")
