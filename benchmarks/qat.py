@@ -12,8 +12,9 @@ Methods (``--methods``):
 
 * the QAT registry's names (``ste, lsq, lsq_plus, pact, dorefa, dsq``...): 4
   calibration batches, BatchNorm folded in simulation;
-* ``NAME+pc`` / ``NAME+nofold``: the method with per-channel weight scales
-  (LSQ, LSQ+) or with BatchNorm kept as a layer instead of folded in simulation;
+* ``NAME+pc`` / ``NAME+nofold`` / ``lsq+mse``: the method with per-channel weight
+  scales (LSQ, LSQ+), with BatchNorm kept as a layer instead of folded in simulation,
+  or (LSQ) with least-squared-error initial step sizes;
 * ``ptq``: edgeslim's post-training quantization (``PTQConfig``: per-channel
   min-max weights, per-tensor asymmetric activations, 16 calibration batches), no
   training; the stem and the classifier keep 8-bit weights;
@@ -81,6 +82,7 @@ PEERS = ("ptq", "brevitas")
 VARIANTS = {
     "pc": {"per_channel_weights": True},  # one step size per output channel
     "nofold": {"fold_bn": False},  # BatchNorm stays a layer, as in the LSQ paper and Brevitas
+    "mse": {"init": "mse"},  # LSQ: least-squared-error initial steps instead of the paper's rule
 }
 
 

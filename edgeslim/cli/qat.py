@@ -38,6 +38,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="learned_bits: epochs of its steps (weights, activations, fine-tune); "
         "--epochs is ignored",
     )
+    p.add_argument(
+        "--init",
+        choices=("paper", "mse"),
+        default=None,
+        help="lsq: initial step sizes by the paper's rule (default) or by least squared error",
+    )
     p.add_argument("--data", required=True, help="training data: signs, digits, cifar10:DIR, ...")
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--lr", type=parse_lr, default=0.01, help="learning rate, or auto")
@@ -77,6 +83,7 @@ def learned_bits_args(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    from edgeslim.core.errors import EdgeslimError
     from edgeslim.quant.qat import CONFIGS
     from edgeslim.train.config import TrainConfig
     from edgeslim.workflows.qat import run_qat
@@ -86,6 +93,10 @@ def run(args: argparse.Namespace) -> int:
     w_bits = args.w_bits if args.w_bits is not None else (8 if learned else 4)
     a_bits = args.a_bits if args.a_bits is not None else (8 if learned else 4)
     extra = learned_bits_args(args) if learned else {}
+    if args.init is not None:
+        if args.method != "lsq":
+            raise EdgeslimError(f"--init applies to --method lsq only, not {args.method}")
+        extra["init"] = args.init
     cfg = CONFIGS[args.method](
         w_bits=w_bits,
         a_bits=a_bits or None,

@@ -77,3 +77,18 @@ stages:
     sizes = {"0": 8 * 27, "3": 16 * 72, "8": 160}
     avg = sum(sizes[n] * (8 if b == W8 else b) for n, b in bits.items()) / sum(sizes.values())
     assert avg <= 6.0 + 1e-9
+
+
+def test_lsq_init_is_a_recipe_setting_of_lsq_only():
+    import pytest
+
+    from edgeslim.core.errors import EdgeslimError
+    from edgeslim.recipe.stages.qat import QATSettings, qat_config
+
+    head = "version: 1\nmodel: resnet20\ndata: digits\nstages:\n"
+    with pytest.raises(EdgeslimError, match="init applies to method lsq only"):
+        parse_recipe(head + "  - qat: {method: pact, init: mse}\n")
+    parse_recipe(head + "  - qat: {method: lsq, init: mse}\n")
+    cfg, _ = qat_config(QATSettings(method="lsq", init="mse"))
+    assert cfg.init == "mse"
+    assert qat_config(QATSettings(method="lsq"))[0].init == "paper"

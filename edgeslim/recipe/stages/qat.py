@@ -19,7 +19,7 @@ import re
 from dataclasses import replace
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from edgeslim.models.spec import LoadedModel
 from edgeslim.recipe.registry import register_stage
@@ -62,6 +62,16 @@ class QATSettings(TrainSettings):
     # weight bits take them (and its float layers stay float), or HAWQ-V3 chooses here;
     # every other layer takes ``w_bits``/``a_bits``
     from_search: bool = False
+    init: Literal["paper", "mse"] | None = Field(
+        None, description="lsq: initial step sizes by the paper's rule or least squared error"
+    )
+
+    @model_validator(mode="after")
+    def _init_is_lsq(self) -> QATSettings:
+        if self.init is not None and self.method != "lsq":
+            raise ValueError(f"init applies to method lsq only, not {self.method}")
+        return self
+
     hawq: HawqSettings | None = None
 
 
@@ -79,6 +89,8 @@ def qat_config(s: QATSettings):
             "activation_epochs": a,
             "finetune_epochs": f,
         }
+    if s.init is not None:
+        extra["init"] = s.init
     cfg = CONFIGS[s.method](
         w_bits=s.w_bits,
         a_bits=s.a_bits,

@@ -43,6 +43,9 @@ def _cases():
         "lsq_w3_channel": (LSQQuantizer(3, channels=6, is_weight=True), w),
         "lsq_a4": (LSQQuantizer(4), a),
         "lsq_a4_signed": (LSQQuantizer(4), sa),
+        "lsq_w4_mse": (LSQQuantizer(4, is_weight=True, init="mse"), w),
+        "lsq_w3_channel_mse": (LSQQuantizer(3, channels=6, is_weight=True, init="mse"), w),
+        "lsq_a4_mse": (LSQQuantizer(4, init="mse"), a),
         "lsq_plus_w4": (LSQPlusWeightQuantizer(4), w),
         "lsq_plus_a4": (LSQPlusActQuantizer(4), sa),
         "pact_a4": (PACTQuantizer(4), a),
@@ -252,3 +255,45 @@ def test_outputs_lie_on_the_grid_and_are_idempotent(x, name):
             assert float((on - y).abs().max()) <= tol
         if not name.startswith(("dorefa_w", "lsq_plus_a")):  # tanh renormalises; beta is off-grid
             assert float((q(y) - y).abs().max()) <= tol
+
+
+def _sq_err(x, step, qmin, qmax):
+    return float(((torch.clamp(torch.round(x / step), qmin, qmax) * step - x) ** 2).sum())
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4])
+@pytest.mark.parametrize("signed", [True, False])
+def test_lsq_mse_init_matches_a_brute_force_step_search(bits, signed):
+    """Oracle: the step a dense search over every candidate finds, on the data itself."""
+    g = torch.Generator().manual_seed(bits)
+    x = torch.randn(20_000, generator=g) * 0.5
+    x[:20] *= 12  # heavy tails: the max-abs grid is far from the best one
+    x = x if signed else x.relu()
+    q = LSQQuantizer(bits, is_weight=signed, init="mse")
+    q.calibrate_on(x)
+    qmin, qmax = q.qrange()
+    amax = float(x.abs().max())
+    cands = torch.linspace(amax / 2000, amax / max(qmax, 1), 4000)
+    best = min(_sq_err(x, float(s), qmin, qmax) for s in cands)
+    got = _sq_err(x, float(q.step), qmin, qmax)
+    assert got <= best * 1.02  # within the histogram's resolution of the best grid
+    paper = LSQQuantizer(bits, is_weight=signed)
+    paper.calibrate_on(x)
+    assert got <= _sq_err(x, float(paper.step), qmin, qmax)
+
+
+def test_lsq_mse_init_is_per_channel_and_leaves_no_calibration_state():
+    w = _weight(3)
+    w[0] *= 10  # one channel far wider than the rest
+    q = LSQQuantizer(4, channels=6, is_weight=True, init="mse")
+    q.calibrate_on(w)
+    assert q.step.shape == (6,) and float(q.step[0]) > 5 * float(q.step[1:].max())
+    assert not q._mse and set(q.state_dict()) == {"flags", "step"}
+
+
+def test_lsq_config_rejects_an_unknown_init():
+    from edgeslim.core.errors import EdgeslimError
+    from edgeslim.quant.qat.lsq import LSQConfig
+
+    with pytest.raises(EdgeslimError, match="init"):
+        LSQConfig(init="maxabs")
