@@ -12,6 +12,10 @@ stays equal) with Hinton KD from the dense model, as ``edgeslim prune --distill 
 does. ``--seeds 0,1,2`` repeats the fine-tuning with other seeds (pruning is
 deterministic for L1) and reports the mean.
 
+``--aligned`` adds edgeslim's default, widths aligned to the multiple this CPU's
+measured latency staircase favours (``round_to="auto"``, :mod:`edgeslim.prune.align`),
+which moves which channels stay.
+
 ``--search`` adds edgeslim's sensitivity search at the same MACs
 (``edgeslim prune --search``, :mod:`edgeslim.search.prune_target`): each
 group's L1 pruning damage is measured at a few ratios on validation batches and a
@@ -137,6 +141,11 @@ def main() -> None:
         action="store_true",
         help="also run edgeslim's sensitivity search (MILP) at the same MACs",
     )
+    ap.add_argument(
+        "--aligned",
+        action="store_true",
+        help="also run edgeslim with the default alignment (round_to auto) at the same MACs",
+    )
     ap.add_argument("--fp32", action="store_true", help="train in fp32 NCHW (slower)")
     ap.add_argument("--distill", default=None, help="fine-tune with KD from the dense model")
     ap.add_argument("--seeds", default="0", help="fine-tuning seeds, comma separated")
@@ -169,6 +178,16 @@ def main() -> None:
             PruneConfig(target_macs=target, criterion=args.criterion),
         )
     ]
+    if args.aligned:  # the CLI's default: widths aligned to this CPU's measured staircase
+        from edgeslim.prune.align import resolve_alignment
+
+        a = resolve_alignment(model, x, "auto", threads=args.threads).round_to
+        variants.append(
+            (
+                f"edgeslim {args.criterion} uniform, aligned to {a} (default auto)",
+                PruneConfig(target_macs=target, criterion=args.criterion, round_to=a),
+            )
+        )
     if args.also_global:
         variants.append(
             (

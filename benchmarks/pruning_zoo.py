@@ -147,19 +147,6 @@ def bench_one(name: str, ratio: float, args) -> dict:
     except Exception as e:  # any model that cannot load is a row, not a crash
         row["load_error"] = _err(e)
         return row
-    es: dict = {"ok": False}
-    res = align = None
-    try:
-        align = resolve_alignment(lm.model, x, args.round_to, threads=args.threads)
-        es["round_to"] = align.round_to
-        es["alignment_reason"] = align.reason
-        cfg = PruneConfig(ratio=ratio, criterion="l1", round_to=align.round_to)
-        res = prune(lm.model, x, cfg)
-        es.update(ok=True, macs=res.macs[1], params=res.params[1])
-    except Exception as e:
-        es["error"] = _err(e)
-        if args.verbose:
-            traceback.print_exc()
     tpr: dict = {"ok": False}
     tp_model = None
     if not args.no_tp:
@@ -168,6 +155,24 @@ def bench_one(name: str, ratio: float, args) -> dict:
             tpr.update(ok=True, macs=count_macs(tp_model, x)[0], params=count_params(tp_model))
         except Exception as e:
             tpr["error"] = _err(e)
+            if args.verbose:
+                traceback.print_exc()
+    es: dict = {"ok": False}
+    res = align = None
+    # --match-tp: edgeslim prunes to Torch-Pruning's MACs instead of the channel ratio
+    target = {"target_macs": tpr["macs"]} if args.match_tp and tpr["ok"] else {"ratio": ratio}
+    if args.match_tp and not tpr["ok"]:
+        es["error"] = "no Torch-Pruning model to match"
+    else:
+        try:
+            align = resolve_alignment(lm.model, x, args.round_to, threads=args.threads)
+            es["round_to"] = align.round_to
+            es["alignment_reason"] = align.reason
+            es["target"] = target
+            res = prune(lm.model, x, PruneConfig(criterion="l1", round_to=align.round_to, **target))
+            es.update(ok=True, macs=res.macs[1], params=res.params[1])
+        except Exception as e:
+            es["error"] = _err(e)
             if args.verbose:
                 traceback.print_exc()
     timing = {"batches": (1, 8), "runs": args.runs, "threads": args.threads, "progress": False}
@@ -192,8 +197,7 @@ def bench_one(name: str, ratio: float, args) -> dict:
             ladder = coarser(align.round_to) if align.source != "user" else []
 
             def prune_at(a: int):
-                cfg = PruneConfig(ratio=ratio, criterion="l1", round_to=a)
-                return prune(lm.model, x, cfg)
+                return prune(lm.model, x, PruneConfig(criterion="l1", round_to=a, **target))
 
             res, recs = realign_loop(res, align.round_to, ladder, prune_at, measure, check)
             es.update(
@@ -362,6 +366,11 @@ def main() -> None:
     ap.add_argument("--round-to", default="auto", help="edgeslim's alignment (default auto)")
     ap.add_argument("--quick", action="store_true", help="smoke test: 3 runs per batch")
     ap.add_argument("--no-tp", action="store_true", help="skip Torch-Pruning")
+    ap.add_argument(
+        "--match-tp",
+        action="store_true",
+        help="edgeslim prunes to Torch-Pruning's MACs (target_macs), not the ratio",
+    )
     ap.add_argument(
         "--openvino", action="store_true", help="also time all three on OpenVINO (FP32 hint)"
     )
