@@ -42,7 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--init",
         choices=("paper", "mse"),
         default=None,
-        help="lsq: initial step sizes by the paper's rule (default) or by least squared error",
+        help="lsq: initial step sizes by least squared error (default) or by the paper's rule",
     )
     p.add_argument("--data", required=True, help="training data: signs, digits, cifar10:DIR, ...")
     p.add_argument("--epochs", type=int, default=2)

@@ -89,6 +89,6 @@ def test_lsq_init_is_a_recipe_setting_of_lsq_only():
     with pytest.raises(EdgeslimError, match="init applies to method lsq only"):
         parse_recipe(head + "  - qat: {method: pact, init: mse}\n")
     parse_recipe(head + "  - qat: {method: lsq, init: mse}\n")
-    cfg, _ = qat_config(QATSettings(method="lsq", init="mse"))
-    assert cfg.init == "mse"
-    assert qat_config(QATSettings(method="lsq"))[0].init == "paper"
+    cfg, _ = qat_config(QATSettings(method="lsq", init="paper"))
+    assert cfg.init == "paper"
+    assert qat_config(QATSettings(method="lsq"))[0].init == "mse"  # the default
