@@ -114,12 +114,22 @@ def exact(name: str) -> str:
 
 def fp32_model(args, train) -> LoadedModel:
     """``--model`` trained on ``train`` (cached: every run starts from the same weights)."""
-    path = Path(args.cache) / f"{args.model}-signs-{args.train_samples}-{args.pretrain_epochs}ep"
+    bf16 = "-bf16" if args.pretrain_bf16 else ""
+    path = (
+        Path(args.cache) / f"{args.model}-signs-{args.train_samples}-{args.pretrain_epochs}ep{bf16}"
+    )
     if is_saved_model(path):
         return load_saved(path)
     lm = load_model(args.model, num_classes=dataset_info("signs").num_classes)
     torch.manual_seed(0)
-    cfg = TrainConfig(epochs=args.pretrain_epochs, lr=0.1, batch_size=128, seed=0)
+    cfg = TrainConfig(
+        epochs=args.pretrain_epochs,
+        lr=0.1,
+        batch_size=128,
+        seed=0,
+        amp=args.pretrain_bf16,
+        channels_last=args.pretrain_bf16,
+    )
     Trainer(lm.model, cfg, progress=True, ckpt_dir=f"{path}.ckpt").fit(train)
     save_model(lm, path)
     return load_saved(path)
@@ -259,6 +269,11 @@ def main() -> None:
     p.add_argument("--qat-samples", type=int, default=4096, help="QAT training images")
     p.add_argument("--test-samples", type=int, default=2000)
     p.add_argument("--lr", type=float, default=DEFAULT_LR)
+    p.add_argument(
+        "--pretrain-bf16",
+        action="store_true",
+        help="FP32 model trained under bf16 autocast, channels-last (2x faster on AMX)",
+    )
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--cache", default="/tmp/edgeslim-qat-bench")
     p.add_argument("--results", default=str(RESULTS), help="folder of qat[_MODEL].json / .md")
@@ -285,6 +300,7 @@ def main() -> None:
         "pretrain_epochs": args.pretrain_epochs,
         "train_samples": args.train_samples,
         "test_samples": args.test_samples,
+        **({"pretrain_bf16": True} if args.pretrain_bf16 else {}),
     }
     if recorded.get("fp32", fp32) != fp32 or recorded.get("model", args.model) != args.model:
         raise EdgeslimError(f"{path} holds another FP32 model; use --results")
