@@ -138,7 +138,8 @@ def markdown(results: dict) -> str:
         f"{machine_line(results['machine'])}",
         "",
         f"FP32 {name}: {results['fp32']['pretrain_epochs']} epochs on "
-        f"{results['fp32']['train_samples']} training images (SGD lr 0.1 cosine, seed 0), "
+        f"{results['fp32']['train_samples']} training images (SGD lr 0.1 cosine, seed 0"
+        f"{', bf16 autocast, channels-last' if results['fp32'].get('pretrain_bf16') else ''}), "
         f"top-1 **{pct(fp32)}** on {results['fp32']['test_samples']} test images. "
         f"Every run starts from these weights; `{first}` and `{last}` stay at W8A8, every "
         f"other layer at {wa}. Activations below 8 bits are simulated only (ONNX Runtime has "
