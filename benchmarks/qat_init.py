@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Subset
 
-from benchmarks.qat import CALIB_BATCHES, KEEP_8BIT, RESULTS, calib, parse_method
+from benchmarks.qat import CALIB_BATCHES, RESULTS, calib, exact, keep_8bit, parse_method
 from edgeslim.bench.accuracy import evaluate_model, primary_value
 from edgeslim.bench.machine import machine_info, machine_line
 from edgeslim.core.atomic import write_text_atomic
@@ -60,7 +60,7 @@ def quantized(
     """
     name, fields = parse_method(method)
     cfg = CONFIGS[name](w_bits=bits, a_bits=a_bits, calib_batches=CALIB_BATCHES, **fields)
-    overrides = {n: replace(cfg, w_bits=8, a_bits=8) for n in KEEP_8BIT}
+    overrides = {exact(n): replace(cfg, w_bits=8, a_bits=8) for n in keep_8bit(base.model)}
     torch.manual_seed(seed)
     model, _ = apply(base.model, cfg, overrides=overrides, calib=calib(seed))
     if bn:
@@ -111,6 +111,9 @@ def layer_stats(model, batch: torch.Tensor) -> list[dict]:
         row["w_absmax_over_step"] = round(float(w.abs().max() / g.scale.max()), 2)
         rows.append(row)
     return rows
+
+
+KEEP_8BIT = ("conv1", "fc")  # ResNet-20's stem and classifier: keep_8bit() of that model
 
 
 def _low_bit_mean(layers: list[dict]):
