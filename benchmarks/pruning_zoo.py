@@ -110,17 +110,22 @@ def torch_pruning(model: nn.Module, example: torch.Tensor, ratio: float) -> nn.M
     return m
 
 
+def three_stages(model, tp_model, es_model, spec, **runtime) -> list[Stage]:
+    """Input, Torch-Pruning's model (if any) and edgeslim's, last (``speedups()`` compares it)."""
+    stages = [Stage("input", model, spec, **runtime)]
+    if tp_model is not None:
+        stages.append(Stage("torch-pruning", tp_model, spec, **runtime))
+    stages.append(Stage("edgeslim", es_model, spec, **runtime))
+    return stages
+
+
 def openvino_speedups(model, tp_model, es_model, spec, timing: dict) -> dict:
     """The same three models timed again, interleaved, on OpenVINO at FP32.
 
     The precision hint is explicit: on AMX CPUs OpenVINO's default runs an FP32 file
     in BF16, which would not be the FP32 comparison the ORT columns make.
     """
-    ov = {"runtime": "openvino", "precision": "fp32"}
-    stages = [Stage("input", model, spec, **ov)]
-    if tp_model is not None:
-        stages.append(Stage("torch-pruning", tp_model, spec, **ov))
-    stages.append(Stage("edgeslim", es_model, spec, **ov))
+    stages = three_stages(model, tp_model, es_model, spec, runtime="openvino", precision="fp32")
     try:
         by = {r["name"]: r for r in measure_stages(stages, **timing)[0]}
     except Exception as e:  # a row, not a crash
@@ -178,10 +183,7 @@ def bench_one(name: str, ratio: float, args) -> dict:
     timing = {"batches": (1, 8), "runs": args.runs, "threads": args.threads, "progress": False}
 
     def measure(r) -> list[dict]:
-        stages = [Stage("input", lm.model, spec)]
-        if tp_model is not None:
-            stages.append(Stage("torch-pruning", tp_model, spec))
-        stages.append(Stage("edgeslim", r.model, spec))  # last: speedups() compares it
+        stages = three_stages(lm.model, tp_model, r.model, spec)
         try:
             return measure_stages(stages, **timing)[0]
         except Exception as e:  # Torch-Pruning's model may not export; time without it
@@ -282,15 +284,11 @@ def _openvino_summary(rs: list[dict]) -> dict:
     """OpenVINO FP32 columns: which pruned models run slower, geomean speedups."""
     out: dict = {}
     for who in ("edgeslim", "torch_pruning"):
-        sp = [r["openvino"][who] for r in rs if (r.get("openvino") or {}).get(who)]
-        logs = [math.log(v) for d in sp for v in d.values()]
+        sp = [(r["model"], r["openvino"][who]) for r in rs if (r.get("openvino") or {}).get(who)]
+        logs = [math.log(v) for _, d in sp for v in d.values()]
         if logs:
             out[f"openvino_{who}_geomean"] = math.exp(sum(logs) / len(logs))
-            out[f"openvino_{who}_slower"] = [
-                r["model"]
-                for r in rs
-                if min(((r.get("openvino") or {}).get(who) or {"": 1.0}).values()) < 1.0
-            ]
+            out[f"openvino_{who}_slower"] = [m for m, d in sp if min(d.values()) < 1.0]
     return out
 
 

@@ -151,7 +151,10 @@ def parse_method(spec: str) -> tuple[str, dict]:
     for o in opts:
         if o not in VARIANTS:
             raise EdgeslimError(f"{spec!r}: unknown option {o!r}; choose from {sorted(VARIANTS)}")
-    return name, {k: v for o in opts for k, v in VARIANTS[o].items()}
+    fields = {k: v for o in opts for k, v in VARIANTS[o].items()}
+    if name == "lsq":  # plain ``lsq`` is the paper's rule in every recorded run; +mse the other
+        fields = {"init": "paper", **fields}
+    return name, fields
 
 
 def quantize_edgeslim(method: str, base, bits: int, a_bits: int, seed: int):

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor, nn
@@ -49,7 +49,7 @@ from edgeslim.quant.qat.common import (
 from edgeslim.quant.qat.handler import QATMethod
 
 Init = Literal["paper", "mse"]
-INITS = ("paper", "mse")
+INITS = get_args(Init)
 
 
 class LSQQuantizer(Quantizer):
