@@ -56,6 +56,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--latency-budget",
     )
     p.add_argument(
+        "--fill",
+        type=float,
+        default=0.0,
+        metavar="F",
+        help="with --search: spend at least F of the budget (e.g. 0.95); without it the "
+        "budget is a ceiling, and where low ranks measure no damage the result can land "
+        "well below it",
+    )
+    p.add_argument(
         "--layers",
         nargs="*",
         default=None,
@@ -94,6 +103,8 @@ def run(args: argparse.Namespace) -> int:
         raise EdgeslimError("--latency-budget is the rank search's budget: add --search")
     if args.search and args.measured:
         raise EdgeslimError("--search times every candidate itself: drop --measured")
+    if args.fill and not args.search:
+        raise EdgeslimError("--fill is the rank search's floor: add --search")
     if args.search and args.target_macs is None and args.latency_budget is None:
         raise EdgeslimError("--search spends a budget: give --target-macs or --latency-budget")
     if args.target_macs is not None or args.latency_budget is not None:
@@ -111,7 +122,9 @@ def run(args: argparse.Namespace) -> int:
     if args.measured:
         measured = timing
     if args.search:
-        rank_search = RankSearch(args.target_macs, args.latency_budget, timing=timing)
+        rank_search = RankSearch(
+            args.target_macs, args.latency_budget, timing=timing, fill=args.fill
+        )
     report = run_decompose(
         model_from_args(args),
         config_for(args.method, rule),

@@ -201,22 +201,39 @@ def _run(
     return Solution(choice, fallback, obj, predicted)
 
 
-def solve(p: Problem, budgets: dict[str, float]) -> Solution | None:
+def solve(
+    p: Problem, budgets: dict[str, float], floors: dict[str, float] | None = None
+) -> Solution | None:
     """The least-damage policy whose predicted costs fit ``budgets``; None if none does.
+
+    ``floors`` (optional) are lower bounds on the same quantities: a budget alone is a
+    ceiling, and where compressing more costs no measurable damage the least-damage
+    policy may lie far below it; ``floors`` make the policy spend (most of) the budget.
 
     Example:
         >>> p = Problem(np.array([[0.0, 1.0], [0.0, 3.0]]),
         ...             {"ms": Cost(10.0, np.array([[0.0, -4.0], [0.0, -5.0]]))})
         >>> solve(p, {"ms": 6.0}).choice, solve(p, {"ms": 0.5})
         ((1, 0), None)
+        >>> q = Problem(np.array([[0.0, 0.5, 0.1]]),  # the deeper option measured less damage
+        ...             {"ms": Cost(10.0, np.array([[0.0, -2.0, -8.0]]))})
+        >>> solve(q, {"ms": 9.0}).choice, solve(q, {"ms": 9.0}, floors={"ms": 5.0}).choice
+        ((2,), (1,))
     """
     nx, ny, nf, _ = _layout(p)
     c = np.concatenate([p.loss.ravel(), np.zeros(ny), -p.gain])
+    floors = floors or {}
+    unknown = set(floors) - set(p.costs)
+    if unknown:
+        raise EdgeslimError(f"floors {sorted(unknown)} are not costs of the problem")
     extra = []
-    for k, budget in budgets.items():
-        scale = max(abs(budget), 1e-12)  # rows in units of the budget: HiGHS likes O(1)
+    for k in dict.fromkeys([*budgets, *floors]):
+        ref = budgets.get(k, floors.get(k))
+        scale = max(abs(ref), 1e-12)  # rows in units of the budget: HiGHS likes O(1)
         row = _cost_row(p, k) / scale
-        extra.append(LinearConstraint(row[None], -np.inf, (budget - p.costs[k].base) / scale))
+        lo = (floors[k] - p.costs[k].base) / scale if k in floors else -np.inf
+        hi = (budgets[k] - p.costs[k].base) / scale if k in budgets else np.inf
+        extra.append(LinearConstraint(row[None], lo, hi))
     return _run(p, c, extra, 1.0)
 
 

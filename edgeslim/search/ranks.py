@@ -100,9 +100,14 @@ def rank_problem(layers: Sequence[LayerOptions], base: dict[str, float]) -> Prob
 
 
 def choose_ranks(
-    layers: Sequence[LayerOptions], base: dict[str, float], budgets: dict[str, float]
+    layers: Sequence[LayerOptions],
+    base: dict[str, float],
+    budgets: dict[str, float],
+    floors: dict[str, float] | None = None,
 ) -> Solution | None:
     """The least-damage option per layer whose predicted costs fit ``budgets``; None if none.
+
+    ``floors``: lower bounds on the same quantities (spend the budget, see ``solve``).
 
     Example:
         >>> a = LayerOptions("a", (DENSE, RankOption("r", 1.0, -60, 0, -1, True)))
@@ -110,7 +115,7 @@ def choose_ranks(
         >>> choose_ranks([a, b], {"macs": 100}, {"macs": 50}).choice
         (1, 0)
     """
-    missing = set(budgets) - set(base)
+    missing = (set(budgets) | set(floors or {})) - set(base)
     if missing:
         raise EdgeslimError(f"budgets {sorted(missing)} have no base value")
-    return solve(rank_problem(layers, base), budgets)
+    return solve(rank_problem(layers, base), budgets, floors)

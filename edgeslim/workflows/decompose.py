@@ -210,6 +210,12 @@ def format_search(search: dict | None) -> str:
         f"timed layers {p.get('latency_ms', 0):.3f} ms of {search['base']['latency_ms']:.3f} "
         f"dense, damage {search['predicted_damage']:.4g}"
     ]
+    fill = search.get("fill")
+    if fill:
+        lines.append(
+            f"fill: at least {fill['asked']:.0%} of the budget "
+            + ("(met)" if fill["met"] else "(NOT met by any policy of the measured candidates)")
+        )
     for name, t in search["layers"].items():
         fast = sum(o["faster"] for o in t["options"][1:])
         lines.append(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -162,6 +163,7 @@ def test_cli_search_needs_a_budget_and_latency_budget_needs_search(tmp_path):
             "--method", "spatial", "-o", str(tmp_path / "o")]  # fmt: skip
     assert main([*base, "--search", "--rank", "4"]) != 0
     assert main([*base, "--latency-budget", "0.5"]) != 0
+    assert main([*base, "--target-macs", "0.5", "--fill", "0.9"]) != 0  # fill needs --search
 
 
 def test_recipe_stage_search(tmp_path, monkeypatch):
@@ -184,8 +186,10 @@ measure: {{runs: 2, batches: [1]}}
         "search: true, rank: 4",
         "latency_fraction: 0.5",
         "search: true, macs_fraction: 0.5, measured: true",
+        "macs_fraction: 0.5, fill: 0.9",
+        "search: true, macs_fraction: 0.5, fill: 1.5",
     ):
-        with pytest.raises(Exception, match="search|latency_fraction"):
+        with pytest.raises(Exception, match="search|latency_fraction|less than or equal"):
             parse_recipe(f"""
 version: 1
 model: {tmp_path / "net.py"}:make
@@ -211,3 +215,33 @@ def test_a_loss_that_falls_is_not_spent_on_compressing_more():
         full + sum(min(o["macs"] for o in t["options"][1:]) for t in s["layers"].values()), full
     )
     assert s["predicted"]["macs"] > least
+
+
+def test_fill_spends_the_budget_where_low_ranks_measure_less_damage():
+    def noisy(model):  # the lower the rank, the less damage measured (noise, as on signs)
+        return 1e-6 * sum(p.numel() for p in model.parameters())
+
+    timing = MeasuredRule(time_pair=timer(set()))
+    rs = RankSearch(target_macs=0.8, timing=timing)
+    below, ceiling = search_ranks(convs(), SpatialSVDConfig(), X, noisy, rs)
+    budget = ceiling.details["search"]["budgets"]["macs"]
+    assert ceiling.details["search"]["fill"] is None
+    assert count_macs(below, X)[0] < 0.9 * budget  # the ceiling alone lands far below
+    new, rec = search_ranks(convs(), SpatialSVDConfig(), X, noisy, replace(rs, fill=0.9))
+    s = rec.details["search"]
+    assert s["fill"] == {"asked": 0.9, "floors": {"macs": 0.9 * budget}, "met": True}
+    assert 0.9 * budget <= count_macs(new, X)[0] <= budget
+
+
+def test_fill_that_no_policy_meets_warns_and_keeps_the_ceiling():
+    rs = RankSearch(target_macs=0.9, timing=MeasuredRule(time_pair=timer(set())), fill=1.0)
+    with pytest.warns(UserWarning, match="cannot spend 100%"):
+        _, rec = search_ranks(convs(), SpatialSVDConfig(), X, output_damage([X]), rs)
+    s = rec.details["search"]
+    assert s["fill"]["met"] is False
+    assert s["predicted"]["macs"] <= s["budgets"]["macs"]
+
+
+def test_fill_is_checked():
+    with pytest.raises(EdgeslimError, match="fill"):
+        RankSearch(target_macs=0.5, fill=1.5)

@@ -39,17 +39,20 @@ def random_layers(seed: int, n_layers: int = 4, n_opts: int = 4) -> list[LayerOp
     return layers
 
 
-def brute_force(layers, base, budgets):
-    """(least damage, its choice) over every policy of open options within the budgets."""
+def brute_force(layers, base, budgets, floors=None):
+    """(least damage, its choice) over every policy of open options within the budgets
+    (and at or above the floors)."""
     best = None
     field = {"macs": "macs", "params": "params", "latency_ms": "ms"}
     spaces = [[j for j, o in enumerate(la.options) if j == 0 or o.faster] for la in layers]
     for choice in itertools.product(*spaces):
         opts = [la.options[j] for la, j in zip(layers, choice, strict=True)]
-        ok = all(
-            base[k] + sum(getattr(o, field[k]) for o in opts) <= b + 1e-9
-            for k, b in budgets.items()
-        )
+
+        def cost(k, opts=opts):
+            return base[k] + sum(getattr(o, field[k]) for o in opts)
+
+        ok = all(cost(k) <= b + 1e-9 for k, b in budgets.items())
+        ok = ok and all(cost(k) >= f - 1e-9 for k, f in (floors or {}).items())
         dmg = sum(o.damage for o in opts)
         if ok and (best is None or dmg < best[0] - 1e-12):
             best = (dmg, choice)
@@ -119,3 +122,29 @@ def test_bad_inputs_are_refused():
         rank_problem([LayerOptions("a", (DENSE,))], {"flops": 1})
     with pytest.raises(EdgeslimError, match="no base"):
         choose_ranks([LayerOptions("a", (DENSE,))], {"macs": 1}, {"latency_ms": 1})
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_floors_match_brute_force_and_spend_the_budget(seed):
+    layers = random_layers(seed, n_layers=5)
+    base = {"macs": 400.0, "params": 40.0, "latency_ms": 4.0}
+    budget = float(np.random.default_rng(200 + seed).uniform(200, 350))
+    floors = {"macs": 0.9 * budget}
+    want = brute_force(layers, base, {"macs": budget}, floors)
+    sol = choose_ranks(layers, base, {"macs": budget}, floors)
+    if want is None:
+        assert sol is None
+        return
+    assert sol is not None and sol.objective == pytest.approx(want[0], abs=1e-9)
+    assert 0.9 * budget - 1e-6 <= sol.predicted["macs"] <= budget + 1e-6
+    # a floor can only cost damage: the ceiling alone is at least as good
+    assert choose_ranks(layers, base, {"macs": budget}).objective <= sol.objective + 1e-12
+
+
+def test_floor_on_an_unknown_quantity_is_refused():
+    layers = random_layers(0)
+    with pytest.raises(EdgeslimError, match="no base value"):
+        choose_ranks(layers, {"macs": 400.0}, {"macs": 300.0}, {"params": 1.0})
+    p = rank_problem(layers, {"macs": 400.0})
+    with pytest.raises(EdgeslimError, match="not costs"):
+        solve(p, {"macs": 300.0}, floors={"ms": 1.0})

@@ -48,6 +48,9 @@ class LowRankSettings(Strict):
         None, gt=0, le=1, description="with search: the timed layers' ms kept, a fraction"
     )
     search: bool = False  # ranks by the MILP over measured damage and latency
+    fill: float = Field(
+        0.0, ge=0, le=1, description="with search: spend at least this fraction of the budget"
+    )
     layers: list[str] = Field(default_factory=list)  # names or regexes; empty: every layer
     exclude: list[str] = Field(default_factory=list)
     measured: bool = False  # keep only the layers ONNX Runtime times faster factorized
@@ -65,6 +68,8 @@ class LowRankSettings(Strict):
             raise ValueError("search spends a budget: give macs_fraction or latency_fraction")
         if self.latency_fraction is not None and not self.search:
             raise ValueError("latency_fraction is the rank search's budget: set search: true")
+        if self.fill and not self.search:
+            raise ValueError("fill is the rank search's floor: set search: true")
         if self.search and self.measured:
             raise ValueError("search times every candidate itself: drop measured")
         return self
@@ -96,7 +101,7 @@ def run(state: PipelineState, s: LowRankSettings, ctx: PipelineContext) -> Pipel
         from edgeslim.workflows.decompose import data_damage
         from edgeslim.workflows.rank_search import RankSearch
 
-        rank_search = RankSearch(s.macs_fraction, s.latency_fraction, timing=timing)
+        rank_search = RankSearch(s.macs_fraction, s.latency_fraction, timing=timing, fill=s.fill)
         damage = data_damage(ctx.recipe.data) if ctx.recipe.data else None
     new, info = decompose(
         state.lm,

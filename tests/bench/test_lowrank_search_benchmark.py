@@ -1,0 +1,59 @@
+"""``benchmarks/lowrank_search.py``'s report: rows per model, per seed, with their CPU.
+
+The accuracy part writes one file per run; ``report`` merges them, and a row carries
+the CPU it ran on (the CPU kind changes between sessions: AMD rows must stay AMD rows).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+from edgeslim.bench.machine import machine_info
+
+BENCHMARKS = Path(__file__).parents[2] / "benchmarks"
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location(
+        "lowrank_search", BENCHMARKS / "lowrank_search.py"
+    )
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def row(top1: float, seeds: dict | None = None, **extra) -> dict:
+    r = {"macs_fraction": 0.49, "top1_before_ft": 0.9, "top1_after_ft": top1,
+         "drop_points": 100 * (0.95 - top1), **extra}  # fmt: skip
+    if seeds:
+        r["top1_after_ft_seeds"] = seeds
+    return r
+
+
+def test_report_merges_files_per_model_and_keeps_each_rows_cpu(tmp_path, monkeypatch):
+    mod = _script()
+    monkeypatch.setattr(mod, "OUT", tmp_path)
+    amd, intel = ({**machine_info(1), "cpu": c} for c in ("AMD EPYC", "Intel(R) Xeon(R) Processor"))
+    old = {"accuracy": {"dense_top1": 0.95, "rows": {"rank": row(0.954)}}, "machine": amd}
+    new = {
+        "accuracy": {"dense_top1": 0.95, "rows": {"prune": row(0.948, {"0": 0.95, "1": 0.946})}},
+        "accuracy:vgg16_bn_cifar": {
+            "dense_top1": 0.97, "model": "vgg16_bn_cifar",
+            "rows": {"rank": row(0.965, svd_fraction=0.675)},
+        },
+        "machine": intel,
+    }  # fmt: skip
+    (tmp_path / "lowrank_search.accuracy.json").write_text(json.dumps(old))
+    (tmp_path / "lowrank_search.accuracy_intel.json").write_text(json.dumps(new))
+    mod.report(None)
+    res = json.loads((tmp_path / "lowrank_search.json").read_text())
+    assert res["accuracy"]["rows"]["rank"]["cpu"] == "AMD EPYC"
+    assert res["accuracy"]["rows"]["prune"]["cpu"] == "Intel(R) Xeon(R) Processor"
+    assert set(res["accuracy:vgg16_bn_cifar"]["rows"]) == {"rank"}  # not mixed with ResNet's
+    md = (tmp_path / "lowrank_search.md").read_text()
+    assert "## vgg16_bn_cifar (32x32) on signs" in md
+    assert "| 94.80 (95.00, 94.60) |" in md  # the mean, then each seed
+    assert "rank (SVD to 0.675 first)" in md
+    assert md.count("| AMD EPYC |") == 1
