@@ -14,9 +14,10 @@ report claims no speed gain for any of these kinds.
 
 The kinds: magnitude (unstructured, global over the conv layers at R-TOSS 2EP's 7/9),
 N:M 1:4 (75%, the closest N:M), R-TOSS 3EP (66.7%), R-TOSS 2EP with the paper's
-parent-child groups (the default) and without, and the shared-pattern groups of
-``patterns`` when ``edgeslim.core.methods`` has a method of that name registered
-(otherwise the row says it was skipped). Only conv layers are sparsified.
+parent-child groups (the default) and without, and shared-pattern groups
+(:class:`edgeslim.sparsity.SharedPatternConfig`, 2 taps, 4 filter groups per conv: the
+variant with a fast execution path, timed in ``benchmarks/pattern_speed.py``). Only conv
+layers are sparsified.
 
 Resumable: finished rows are kept in ``results/rtoss_accuracy.<model>.json`` and
 skipped on a rerun; ``results/rtoss_accuracy.md`` / ``.json`` merge every model.
@@ -50,7 +51,7 @@ from torch.utils.data import DataLoader, Subset
 from edgeslim.bench.accuracy import evaluate_model, primary_value
 from edgeslim.bench.staircase import cpu_model
 from edgeslim.core.atomic import write_text_atomic
-from edgeslim.core.methods import METHODS, apply_
+from edgeslim.core.methods import apply_
 from edgeslim.data import dataset_info, load_dataset, make_loader
 from edgeslim.distill.losses.kd import kd_loss
 from edgeslim.export.onnx import export_onnx
@@ -61,6 +62,7 @@ from edgeslim.sparsity import (
     MagnitudeConfig,
     NMConfig,
     RTossConfig,
+    SharedPatternConfig,
     add_mask_,
     rtoss_masks,
     squashed,
@@ -99,19 +101,9 @@ def kinds() -> dict[str, object]:
     return out
 
 
-def patterns_config() -> object:
-    """The ``patterns`` method's config at 2EP-like sparsity, if it is registered."""
-    if "patterns" not in METHODS:
-        return "skipped: no `patterns` method registered in edgeslim.core.methods"
-    ct = METHODS.get("patterns").config_type
-    fields = getattr(ct, "__dataclass_fields__", {})
-    for kwargs in ({"entries": 2}, {"sparsity": 7 / 9}, {}):
-        if set(kwargs) <= set(fields):
-            try:
-                return ct(**kwargs)
-            except Exception as e:  # a config we cannot build with defaults: say so
-                return f"skipped: {ct.__name__}({kwargs}) failed: {e}"
-    return f"skipped: cannot build {ct.__name__}"
+def patterns_config() -> SharedPatternConfig:
+    """Shared-pattern groups at R-TOSS 2EP's sparsity (2 taps of 9), 4 filter groups per conv."""
+    return SharedPatternConfig(entries=2)
 
 
 def convs_only(module: nn.Module, name: str) -> bool:
@@ -237,7 +229,9 @@ def run_kind(name, cfg, lm, train, test, tmp, args) -> dict:
     if name in (GRADUAL, GRADUAL_PLAIN):
         cfg = dataclasses.replace(cfg, entries=GRADUAL_ENTRIES[0])
         on_epoch = functools.partial(regraduate, student, cfg)
-    model, rec = apply_(student, cfg, filter_fn=keep)
+    # shared patterns permute channels through the dependency graph, traced on an example
+    calib = [lm.require_input().example(batch=1)] if isinstance(cfg, SharedPatternConfig) else None
+    model, rec = apply_(student, cfg, filter_fn=keep, calib=calib)
     row = {"method": name, "config": repr(cfg), "one_shot_top1": top1(model, test)}
     if on_epoch is not None:
         on_epoch = functools.partial(on_epoch, rec)
@@ -252,6 +246,7 @@ def run_kind(name, cfg, lm, train, test, tmp, args) -> dict:
     if pc is not None:
         row["parent_child_groups"] = pc
     row["load_avg_1min"] = [round(load0, 2), round(os.getloadavg()[0], 2)]
+    row["cpu"] = cpu_line()
     return row
 
 
@@ -351,8 +346,10 @@ def markdown(all_res: list[dict]) -> str:
                 lines.append(f"| {r['method']} | {r.get('skipped', '')} |||||||||||")
                 continue
             b1, b8 = r["ort_b1"], r["ort_b8"]
+            where = f" (on {r['cpu']})" if r.get("cpu", res["cpu"]) != res["cpu"] else ""
             lines.append(
-                f"| {r['method']} | {100 * r['conv_zeros']:.1f}% | {100 * r['one_shot_top1']:.2f} "
+                f"| {r['method']}{where} | {100 * r['conv_zeros']:.1f}% "
+                f"| {100 * r['one_shot_top1']:.2f} "
                 f"| {100 * r['top1']:.2f} | {100 * (r['top1'] - d['top1']):+.2f} "
                 f"| {kb(r['archive_int8_bytes'])} | {kb(r['archive_float_bytes'])} "
                 f"| {kb(r['archive_kmeans_bytes'])} "
@@ -430,18 +427,19 @@ def main() -> None:
     res.update(
         model=args.model,
         source=source,
-        cpu=cpu_line(),
         torch=torch.__version__,
         threads=1,
         command="nice -n 10 python " + shlex.join(sys.argv),
         num_classes=dataset_info(DATA).num_classes,
         **settings,
     )
+    res.setdefault("cpu", cpu_line())  # the first run's; a later row on another CPU says so
     res.setdefault("load_avg_start", round(os.getloadavg()[0], 2))
     res.setdefault("rows", [])
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         res["dense"] = {"top1": top1(lm.model, test), **sizes(lm.model, lm, tmp, "dense")}
+        res["rows"] = [r for r in res["rows"] if "skipped" not in r]  # retried on a rerun
         done = {r["method"] for r in res["rows"]}
         for name, cfg in kinds().items():
             if name in done or (args.only and name not in args.only):
