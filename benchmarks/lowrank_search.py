@@ -217,7 +217,9 @@ def accuracy(args) -> None:
         afters = []
         for seed in seeds:  # the seed sets the fine-tune's data order (same start model)
             student = LoadedModel(copy.deepcopy(model), teacher.source, teacher.input, label)
-            cfg = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=64, seed=seed)
+            cfg = TrainConfig(
+                epochs=args.epochs, lr=args.lr, batch_size=64, seed=seed, amp=args.amp
+            )
             distill_model(
                 student, [teacher], data, "kd", LossSpec(), cfg, train_data=sub, progress=False
             )
@@ -237,7 +239,13 @@ def accuracy(args) -> None:
             "uptime": uptime(),
             **extra,
         }
-        acc.update(epochs=args.epochs, train_size=args.train_size, lr=args.lr, uptime=uptime())
+        acc.update(
+            epochs=args.epochs,
+            train_size=args.train_size,
+            lr=args.lr,
+            amp=args.amp,
+            uptime=uptime(),
+        )
         res["machine"] = machine_info(args.threads)
         save(path, res, markdown(res))
         print(label, acc["rows"][label], flush=True)
@@ -305,7 +313,8 @@ def markdown(res: dict) -> str:
             "",
             f"Dense top-1 {100 * acc['dense_top1']:.2f}%. Fine-tune: KD from the dense model, "
             f"{acc.get('epochs')} epochs on {acc.get('train_size')} training images, lr "
-            f"{acc.get('lr')}, torch 1 thread. Load: `{acc.get('uptime')}`.",
+            f"{acc.get('lr')}{', bf16 autocast' if acc.get('amp') else ''}, torch 1 thread. "
+            f"Load: `{acc.get('uptime')}`.",
             "AIMET's reference: spatial SVD + channel pruning at 50% MACs on ImageNet "
             "ResNet-18, 69.76 -> 68.56 (-1.2 points); only the drop is comparable.",
             "",
@@ -369,6 +378,7 @@ def main(argv: list[str] | None = None) -> None:
         "--rows", default="rank,prune,aimet", help="accuracy rows to run (and: control)"
     )
     ap.add_argument("--seeds", default="0", help="accuracy: fine-tune seeds, e.g. 0,1,2")
+    ap.add_argument("--amp", action="store_true", help="accuracy: bf16 autocast fine-tunes")
     ap.add_argument(
         "--teacher", default=None, help="accuracy: a saved signs model (default: the shipped one)"
     )
