@@ -99,3 +99,34 @@ def test_data_criteria_need_data(r20):
     data = [(torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 3]))]
     res = prune(r20, X, PruneConfig(ratio=0.5, criterion="taylor"), data=data)
     assert res.max_abs_diff < 1e-5
+
+
+def narrow_net() -> torch.nn.Sequential:
+    """Widths like a factorized model's ranks (12-36): with round_to 16 a group jumps a
+    whole block, so the MACs are a coarse step function of the ratio."""
+    torch.manual_seed(0)
+    c = torch.nn.Conv2d
+    return torch.nn.Sequential(
+        c(3, 24, 3, padding=1), torch.nn.ReLU(), c(24, 36, 3, padding=1), torch.nn.ReLU(),
+        c(36, 12, 3, padding=1), torch.nn.ReLU(), c(12, 40, 3, padding=1), torch.nn.ReLU(),
+        c(40, 20, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(), torch.nn.Linear(20, 5),
+    ).eval()  # fmt: skip
+
+
+def test_macs_target_with_coarse_alignment_is_filled_back_up(monkeypatch):
+    from edgeslim.prune import structured
+
+    net = narrow_net()
+    macs0 = count_macs(net, X)[0]
+    target = int(0.65 * macs0)
+    cfg = PruneConfig(target_macs=target, round_to=16)
+    monkeypatch.setattr(structured, "FILL_BELOW", 0.0)  # the bisection alone
+    alone = count_macs(prune(net, X, cfg).model, X)[0]
+    monkeypatch.undo()
+    res = prune(net, X, cfg)
+    filled = count_macs(res.model, X)[0]
+    assert alone < 0.85 * target  # the step the bisection lands on is far below the target
+    assert alone < filled <= target and filled >= 0.95 * target
+    for n, w in widths(res.model).items():  # still aligned: a multiple of 16, or unpruned
+        assert w % 16 == 0 or w == widths(net)[n], (n, w)
