@@ -279,14 +279,21 @@ def accuracy(args) -> None:
 
 def markdown(res: dict) -> str:
     lines = ["# Rank search (MILP over measured ORT latency and damage) vs channel pruning", ""]
-    if res.get("machine"):
+    cpus = {s.get("cpu") for s in res.get("speed", {}).values() if s.get("cpu")}
+    for key, acc in res.items():
+        if key.startswith("accuracy"):
+            cpus |= {r["cpu"] for r in acc.get("rows", {}).values() if r.get("cpu")}
+    if res.get("machine") and len(cpus) <= 1:
         lines += [machine_line(res["machine"]), ""]
+    elif cpus:
+        lines += [f"Measured on {len(cpus)} CPU kinds: each section and row names its own.", ""]
     for name, s in res.get("speed", {}).items():
         lines += [
             f"## {name} at {tuple(s['input'])}: FP32 ONNX Runtime, batch 1, "
             f"{s['threads']} thread(s), {s['runs']} interleaved runs",
             "",
-            f"Load: `{s['uptime']}` (other jobs share this CPU; compare rows within a run).",
+            (f"CPU: {s['cpu']}. " if s.get("cpu") else "")
+            + f"Load: `{s['uptime']}` (other jobs share this CPU; compare rows within a run).",
             "Random weights (no ImageNet here): speed only.",
             "",
             "| model | params | MACs (fraction) | ORT ms | speedup | search s | notes |",
@@ -341,17 +348,17 @@ def report(args) -> None:
     res: dict = {}
     for part in sorted(OUT.glob("lowrank_search.*.json")):  # speed*, accuracy
         got = load(part)
-        if "speed" in got:
-            res.setdefault("speed", {}).update(got["speed"])
+        cpu = (got.get("machine") or {}).get("cpu", "")
+        for name, sp in got.get("speed", {}).items():  # one section per model and CPU
+            res.setdefault("speed", {})[f"{name} on {cpu}" if cpu else name] = {**sp, "cpu": cpu}
         for key in [k for k in got if k.startswith("accuracy")]:
             # later files (accuracy_*) add or replace rows
             acc = res.setdefault(key, {"rows": {}})
-            cpu = (got.get("machine") or {}).get("cpu", "")
             new_rows = {k: {"cpu": cpu, **r} for k, r in got[key]["rows"].items()}
             rows = {**acc["rows"], **new_rows}
             acc.update(got[key])
             acc["rows"] = rows
-        res.setdefault("machine", got.get("machine"))
+        res["machine"] = got.get("machine") or res.get("machine")  # the last file's
     res["command"] = "nice -n 10 python benchmarks/lowrank.py --search speed|accuracy|report"
     notes = OUT / "lowrank_search.notes.md"  # the reading of the numbers, by hand
     md = markdown(res) + ("\n" + notes.read_text() if notes.exists() else "")

@@ -36,7 +36,11 @@ def test_report_merges_files_per_model_and_keeps_each_rows_cpu(tmp_path, monkeyp
     mod = _script()
     monkeypatch.setattr(mod, "OUT", tmp_path)
     amd, intel = ({**machine_info(1), "cpu": c} for c in ("AMD EPYC", "Intel(R) Xeon(R) Processor"))
-    old = {"accuracy": {"dense_top1": 0.95, "rows": {"rank": row(0.954)}}, "machine": amd}
+    dense = {"model": "dense", "params": 1, "macs": 10, "ort_b1_ms": 2.0, "speedup": 1.0}
+    one = {"rows": [dense], "threads": 1, "runs": 3, "uptime": "up", "input": [1, 3, 8, 8]}
+    speed = {"resnet18": one}
+    old = {"accuracy": {"dense_top1": 0.95, "rows": {"rank": row(0.954)}}, "machine": amd,
+           "speed": speed}  # fmt: skip
     new = {
         "accuracy": {"dense_top1": 0.95, "rows": {"prune": row(0.948, {"0": 0.95, "1": 0.946})}},
         "accuracy:vgg16_bn_cifar": {
@@ -44,6 +48,7 @@ def test_report_merges_files_per_model_and_keeps_each_rows_cpu(tmp_path, monkeyp
             "rows": {"rank": row(0.965, svd_fraction=0.675)},
         },
         "machine": intel,
+        "speed": speed,
     }  # fmt: skip
     (tmp_path / "lowrank_search.accuracy.json").write_text(json.dumps(old))
     (tmp_path / "lowrank_search.accuracy_intel.json").write_text(json.dumps(new))
@@ -57,3 +62,6 @@ def test_report_merges_files_per_model_and_keeps_each_rows_cpu(tmp_path, monkeyp
     assert "| 94.80 (95.00, 94.60) |" in md  # the mean, then each seed
     assert "rank (SVD to 0.675 first)" in md
     assert md.count("| AMD EPYC |") == 1
+    # the same model timed on two CPUs: two sections, neither overwrites the other
+    assert set(res["speed"]) == {"resnet18 on AMD EPYC", "resnet18 on Intel(R) Xeon(R) Processor"}
+    assert "Measured on 2 CPU kinds" in md
