@@ -1,4 +1,4 @@
-"""Every recipe shipped in ``recipes/`` parses: a typo in an example is caught here, not by a user."""
+"""Every recipe shipped in ``recipes/`` parses: a typo in an example is caught here."""
 
 from __future__ import annotations
 
