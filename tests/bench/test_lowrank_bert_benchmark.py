@@ -7,7 +7,6 @@ the timed records and the markdown carry every row.
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -17,16 +16,9 @@ from torch import nn
 BENCHMARKS = Path(__file__).parents[2] / "benchmarks"
 
 
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 @pytest.fixture(scope="module")
-def lb():
-    return _script("lowrank_bert")
+def lb(bench_script):
+    return bench_script("lowrank_bert")
 
 
 @pytest.fixture(scope="module")

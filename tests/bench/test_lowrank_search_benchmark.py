@@ -6,22 +6,12 @@ the CPU it ran on (the CPU kind changes between sessions: AMD rows must stay AMD
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 from edgeslim.bench.machine import machine_info
 
 BENCHMARKS = Path(__file__).parents[2] / "benchmarks"
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location(
-        "lowrank_search", BENCHMARKS / "lowrank_search.py"
-    )
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def row(top1: float, seeds: dict | None = None, **extra) -> dict:
@@ -32,8 +22,8 @@ def row(top1: float, seeds: dict | None = None, **extra) -> dict:
     return r
 
 
-def test_report_merges_files_per_model_and_keeps_each_rows_cpu(tmp_path, monkeypatch):
-    mod = _script()
+def test_report_merges_files_per_model_and_keeps_each_rows_cpu(tmp_path, monkeypatch, bench_script):
+    mod = bench_script("lowrank_search")
     monkeypatch.setattr(mod, "OUT", tmp_path)
     amd, intel = ({**machine_info(1), "cpu": c} for c in ("AMD EPYC", "Intel(R) Xeon(R) Processor"))
     dense = {"model": "dense", "params": 1, "macs": 10, "ort_b1_ms": 2.0, "speedup": 1.0}

@@ -7,7 +7,6 @@ It named ResNet-20's ``conv1`` / ``fc``; it now derives them, so MobileNetV2
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -19,19 +18,12 @@ from edgeslim.models.spec import load_model
 BENCHMARKS = Path(__file__).parents[2] / "benchmarks"
 
 
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 @pytest.mark.parametrize(
     ("model", "kept"),
     [("resnet20", ("conv1", "fc")), ("mobilenet_v2_cifar", ("features.0.0", "classifier.1"))],
 )
-def test_first_conv_and_last_linear_are_kept(model, kept):
-    qat = _script("qat")
+def test_first_conv_and_last_linear_are_kept(model, kept, bench_script):
+    qat = bench_script("qat")
     m = load_model(model, num_classes=10).model
     assert qat.keep_8bit(m) == kept
     names = [n for n, _ in m.named_modules()]
@@ -39,13 +31,13 @@ def test_first_conv_and_last_linear_are_kept(model, kept):
         assert [n for n in names if matches(n, qat.exact(layer))] == [layer]
 
 
-def test_a_1x1_conv_classifier_is_kept_when_there_is_no_linear():
+def test_a_1x1_conv_classifier_is_kept_when_there_is_no_linear(bench_script):
     net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3), nn.Conv2d(8, 4, 1))
-    assert _script("qat").keep_8bit(net) == ("0", "3")
+    assert bench_script("qat").keep_8bit(net) == ("0", "3")
 
 
-def test_w4a8_runs_get_their_own_rows_and_the_1_5_point_target():
-    report = _script("qat_report")
+def test_w4a8_runs_get_their_own_rows_and_the_1_5_point_target(bench_script):
+    report = bench_script("qat_report")
     run = {"method": "lsq+pc", "label": "lsq+pc", "bits": 4, "seed": 0, "top1": 0.95}
     runs = {
         "lsq+pc_W4A8_s0": {**run, "a_bits": 8, "seconds": 1.0, "protocol": "p"},
