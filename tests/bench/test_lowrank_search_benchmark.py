@@ -7,11 +7,8 @@ the CPU it ran on (the CPU kind changes between sessions: AMD rows must stay AMD
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from edgeslim.bench.machine import machine_info
-
-BENCHMARKS = Path(__file__).parents[2] / "benchmarks"
 
 
 def row(top1: float, seeds: dict | None = None, **extra) -> dict:

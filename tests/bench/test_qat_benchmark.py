@@ -7,15 +7,11 @@ It named ResNet-20's ``conv1`` / ``fc``; it now derives them, so MobileNetV2
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from torch import nn
 
 from edgeslim.core.select import matches
 from edgeslim.models.spec import load_model
-
-BENCHMARKS = Path(__file__).parents[2] / "benchmarks"
 
 
 @pytest.mark.parametrize(
