@@ -37,6 +37,11 @@ class QATConfig(MethodConfig):
         a_bits: activation bits (2..8); ``None`` keeps activations in float.
         fold_bn: fold each conv's BatchNorm into it *in simulation*: the weight
             quantizer sees ``W * gamma / sigma`` (Jacob et al. 2018, Section 3.2).
+            None (default): fold above 2 weight bits; at 2 bits BatchNorm stays a
+            layer, whose training statistics are the quantized conv's. Folded, 2-bit
+            weights shrink every conv's output while the folded scale and shift keep
+            the float conv's statistics, and W2A2 ResNet-20 fell to chance
+            (``benchmarks/results/qat_intel_amx/qat.md``). Stored once decided.
         freeze_bn_epoch: from this epoch on, BN uses its running statistics and
             stops updating them (Krishnamoorthi 2018, Section 3.3); None: never.
         freeze_observer_epoch: from this epoch on, observed ranges (STE) stop
@@ -51,7 +56,7 @@ class QATConfig(MethodConfig):
 
     w_bits: int = 4
     a_bits: int | None = 4
-    fold_bn: bool = True
+    fold_bn: bool | None = None
     freeze_bn_epoch: int | None = None
     freeze_observer_epoch: int | None = None
     calib_batches: int = 4
@@ -63,6 +68,8 @@ class QATConfig(MethodConfig):
             object.__setattr__(self, "reduce_range", int8_pairs_saturate())
         if self.reduce_range and self.w_bits == 8:
             object.__setattr__(self, "w_bits", 7)
+        if self.fold_bn is None:
+            object.__setattr__(self, "fold_bn", self.w_bits > 2)
         for bits in (self.w_bits, self.a_bits):
             if bits is not None and not 2 <= bits <= 8:
                 raise EdgeslimError(f"QAT bit widths are 2..8, got {bits}")
