@@ -105,6 +105,10 @@ REDUCED = (
     "; 8-bit weights are coded in 7 bits of their int8 storage (this CPU has no VNNI: its "
     "u8 x s8 kernels saturate full-range 8-bit weights)"
 )
+INT4_IN_INT8 = (
+    "; {n} layers' weights stored as INT4 (--pack-int4): a smaller file, but ONNX Runtime has "
+    "no int4 conv kernel, so those layers run in float, not in its integer kernels"
+)
 PACKED = (
     "; weights stored as int4/int8 codes (DequantizeLinear), so the file is smaller, but "
     "ONNX Runtime expands them to float at load and runs those layers at float speed"
@@ -183,6 +187,8 @@ def run_qat(
     storage = weight_storage(onnx)
     if not int8 and storage.get("int4", 0) + storage.get("int8", 0):
         note += PACKED
+    elif int8 and storage.get("int4", 0):
+        note += INT4_IN_INT8.format(n=storage["int4"])
     task = dataset_info(data).task
     test = make_loader(load_dataset(data, "test"), 256, shuffle=False)
     primary = get_task(task).primary

@@ -68,7 +68,7 @@ def test_qat_cli_learned_bits_runs_its_steps_and_reports_the_bits(tmp_path, caps
     out = tmp_path / "lb"
     argv = ["qat", f"{f}:make", "--input-shape", "1,3,32,32", "--method", "learned_bits",
             "--target-bits", "5", "--steps", "1,1,1", "--data", "digits", "--batch-size", "64",
-            "-o", str(out)]  # fmt: skip
+            "--pack-int4", "-o", str(out)]  # fmt: skip
     assert main(argv) == 0
     printed = capsys.readouterr().out
     rep = json.loads((out / "report.json").read_text())
@@ -79,6 +79,10 @@ def test_qat_cli_learned_bits_runs_its_steps_and_reports_the_bits(tmp_path, caps
     assert [r["name"] for r in rows] == ["0", "3"]  # the head (6) stays float
     assert all(float(r["w_bits"]).is_integer() and 2 <= r["w_bits"] <= 8 for r in rows)
     assert all(r["a_bits"] == 8 for r in rows)
+    # layers packed as INT4 leave ORT's integer kernels: the deployment note says so
+    int4 = rep["onnx_weight_storage"].get("int4", 0)
+    assert int4 == sum(r["w_bits"] <= 4 for r in rows)
+    assert ("stored as INT4" in rep["deployment"]) == (int4 > 0)
     assert rep["avg_w_bits"] < 8 and "learned bits (avg" in printed
     assert (out / "learned_bits.png").read_bytes()[:4] == b"\x89PNG"
     back = load_saved(out / "model").model
