@@ -109,7 +109,8 @@ def markdown(res: dict) -> str:
         f"FP32: {res['fp32_params'] / 1e6:.2f} M parameters, top-1 "
         f"{100 * res['fp32_top1']:.2f}%, ONNX file {res['fp32_onnx_bytes'] / 1e6:.2f} MB. "
         f"Pruning ratio {res['ratio']}, {res['prune_epochs']} KD epochs; learned bits target "
-        f"{res['target_bits']}, steps {res['steps']} (weights, activations, fine-tune).",
+        f"{res['target_bits']}, steps {res['steps']} (weights, activations, fine-tune). "
+        f"FP32 trained with `{res.get('trained_with', '?')}`.",
         "",
         f"After pruning and KD: {res['pruned']['params'] / 1e6:.2f} M parameters, top-1 "
         f"{100 * res['pruned']['top1']:.2f}% (FP32). Pruning runs once; the seeds below are "
@@ -130,7 +131,7 @@ def markdown(res: dict) -> str:
     lines += [
         "",
         f"Mean of {len(runs)} seed(s): **{smaller:.1f}x smaller on disk, "
-        f"{drop:+.2f} points below FP32** (deployed file on ONNX Runtime): target 30x "
+        f"{drop:.2f} points below FP32** (deployed file on ONNX Runtime): target 30x "
         f"within 1 point **{verdict}**.",
         "",
         "Per-layer bits, seed "
@@ -156,6 +157,12 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--work", help="keep the intermediate models here")
+    p.add_argument(
+        "--trained-with",
+        default="edgeslim train vgg16_bn_cifar --data signs --epochs 15 --amp --channels-last "
+        "--seed 0",
+        help="how --model was trained (for the report)",
+    )
     p.add_argument("--out", default=str(RESULTS / "vgg16_packed"))
     args = p.parse_args()
     load0 = os.getloadavg()[0]
@@ -172,6 +179,7 @@ def main() -> None:
         + f"--target-bits {args.target_bits} --steps {args.steps} "
         + "--seeds "
         + " ".join(map(str, args.seeds)),
+        "trained_with": args.trained_with,
         "fp32_params": sum(q.numel() for q in model.parameters()),
         "fp32_top1": primary_value(evaluate_model(model, test, "classification")),
         "fp32_onnx_bytes": fp32_bytes,
