@@ -110,7 +110,7 @@ INT4_IN_INT8 = (
     "no int4 conv kernel, so those layers run in float, not in its integer kernels"
 )
 PACKED = (
-    "; weights stored as int4/int8 codes (DequantizeLinear), so the file is smaller, but "
+    "; weights stored as int2/int4/int8 codes (DequantizeLinear), so the file is smaller, but "
     "ONNX Runtime expands them to float at load and runs those layers at float speed"
 )
 
@@ -129,7 +129,7 @@ def export_deployable_qat(
 ) -> Path:
     """INT8 QDQ when on the 8-bit grid, else the float graph of the simulation, weights packed.
 
-    The float graph stores each quantized weight as int4 or int8 codes
+    The float graph stores each quantized weight as int2, int4 or int8 codes
     (:func:`edgeslim.quant.qat.pack.export_packed`); a model whose weights cannot be
     packed falls back to float32 weights, with a warning. ``pack_int4`` also stores
     the QDQ file's weights that fit in 4 bits as INT4, which halves them on disk but
@@ -185,7 +185,7 @@ def run_qat(
         note += REDUCED
     onnx = export_deployable_qat(qmodel, spec, out_dir / "model.onnx", pack_int4=pack_int4)
     storage = weight_storage(onnx)
-    if not int8 and storage.get("int4", 0) + storage.get("int8", 0):
+    if not int8 and sum(storage.get(k, 0) for k in ("int2", "int4", "int8")):
         note += PACKED
     elif int8 and storage.get("int4", 0):
         note += INT4_IN_INT8.format(n=storage["int4"])

@@ -1,19 +1,21 @@
-"""Low-bit weights stored as what they are: int4 or int8 codes plus a scale, in the ONNX file.
+"""Low-bit weights stored as what they are: int2, int4 or int8 codes plus a scale, in ONNX.
 
 A QAT model whose activations are below 8 bits, or whose weights are binary,
 ternary or otherwise off the INT8 QDQ path, deploys as the float graph of its
 simulation (:mod:`edgeslim.workflows.qat`). Written plainly, that graph stores
 every weight as float32: a 4-bit model would be as large as the float one.
 :func:`export_packed` writes the same graph with each quantized weight as an
-integer initializer and a ``DequantizeLinear`` (per output channel), in 4 bits
-(opset 21's ``INT4``, two codes a byte) when its codes fit ``[-8, 7]``, else in
-8 bits. The file is then really smaller.
+integer initializer and a ``DequantizeLinear`` (per output channel), in 2 bits
+(opset 25's ``INT2``, four codes a byte) when its codes fit ``[-2, 1]`` (binary,
+ternary and 2-bit weights), in 4 bits (opset 21's ``INT4``, two codes a byte) when
+they fit ``[-8, 7]``, else in 8 bits. The file is then really smaller.
 
 What it does not buy, said plainly: ONNX Runtime folds ``DequantizeLinear`` of
 a constant into a float weight when the session starts, so the layers run at
 float speed (it has no int4 convolution kernel on CPU, ORT #25631), and
-activations below 8 bits stay simulated in float. ONNX has no type below 4 bits,
-so binary and ternary weights take 4 bits each here, not 1 or 2.
+activations below 8 bits stay simulated in float. ONNX has no 1-bit type, so a
+binary weight takes 2 bits here, not 1. ONNX Runtime reads ``INT2`` from opset 25
+on; a file with 2-bit weights is written at that opset, others at 21.
 
 :func:`int4_weights` retypes the int8 weight codes of an INT8 QDQ file that fit
 in 4 bits. That halves those weights on disk but takes them off ORT's
@@ -38,8 +40,10 @@ from edgeslim.core.errors import EdgeslimError
 from edgeslim.quant.qat.export import harden_
 from edgeslim.quant.qat.layers import qat_layers
 
+INT2 = (-2, 1)
 INT4 = (-8, 7)
 INT4_OPSET = 21  # the first opset whose DequantizeLinear takes INT4
+INT2_OPSET = 25  # ... and INT2
 
 
 @dataclass
@@ -48,7 +52,7 @@ class PackResult:
 
     path: Path
     size_bytes: int
-    storage: dict[str, str] = field(default_factory=dict)  # layer -> "int4" | "int8"
+    storage: dict[str, str] = field(default_factory=dict)  # layer -> "int2" | "int4" | "int8"
     max_abs_diff: float = 0.0
 
     def counts(self) -> dict[str, int]:
@@ -74,9 +78,35 @@ def pack_int4(codes: np.ndarray) -> bytes:
     return (u[0::2] | (u[1::2] << 4)).astype(np.uint8).tobytes()
 
 
-def int_initializer(name: str, codes: np.ndarray, four_bit: bool) -> TensorProto:
-    """``codes`` as an INT4 (packed, raw) or INT8 initializer."""
-    if four_bit:
+def pack_int2(codes: np.ndarray) -> bytes:
+    """Four signed 2-bit codes per byte, the first in the lowest bits (ONNX's INT2 layout).
+
+    Example:
+        >>> pack_int2(np.array([1, -1, 0, -2, 1], dtype=np.int8)).hex()
+        '8d01'
+    """
+    flat = codes.astype(np.int8).reshape(-1)
+    if flat.size and (flat.min() < INT2[0] or flat.max() > INT2[1]):
+        raise EdgeslimError("int2 codes must lie in [-2, 1]")
+    flat = np.concatenate([flat, np.zeros(-flat.size % 4, np.int8)])
+    u = flat.view(np.uint8) & 0x03
+    return (u[0::4] | (u[1::4] << 2) | (u[2::4] << 4) | (u[3::4] << 6)).astype(np.uint8).tobytes()
+
+
+def code_bits(codes: np.ndarray) -> int:
+    """The fewest bits ONNX can store ``codes`` in: 2, 4 or 8."""
+    lo, hi = int(codes.min(initial=0)), int(codes.max(initial=0))
+    for bits, (a, b) in ((2, INT2), (4, INT4)):
+        if a <= lo and hi <= b:
+            return bits
+    return 8
+
+
+def int_initializer(name: str, codes: np.ndarray, bits: int) -> TensorProto:
+    """``codes`` as an INT2 / INT4 (packed, raw) or INT8 initializer."""
+    if bits == 2:
+        return helper.make_tensor(name, TensorProto.INT2, codes.shape, pack_int2(codes), raw=True)
+    if bits == 4:
         return helper.make_tensor(name, TensorProto.INT4, codes.shape, pack_int4(codes), raw=True)
     return numpy_helper.from_array(codes.astype(np.int8), name)
 
@@ -144,9 +174,9 @@ def _find(graph, w: _Weight, taken: set[int]) -> tuple[int, int, np.ndarray] | N
     return None
 
 
-def _dq_nodes(init: TensorProto, w: _Weight, axis: int, scale: np.ndarray, four: bool):
+def _dq_nodes(init: TensorProto, w: _Weight, axis: int, scale: np.ndarray, bits: int):
     base = init.name
-    q = int_initializer(f"{base}_codes", w.codes if axis == 0 else w.codes.T, four)
+    q = int_initializer(f"{base}_codes", w.codes if axis == 0 else w.codes.T, bits)
     s = numpy_helper.from_array(scale.astype(np.float32), f"{base}_scale")
     node = helper.make_node(
         "DequantizeLinear", [q.name, s.name], [base], name=f"{base}_dq", axis=axis
@@ -159,8 +189,9 @@ def replace_weights(proto: onnx.ModelProto, weights: list[_Weight]) -> dict[str,
 
     An initializer holds a layer's weight when it is its codes times one scale per
     output channel (the layer's own name first; the transpose for a MatMul the
-    exporter wrote with ``W^T``). Returns ``{layer: "int4" | "int8"}``; a layer
-    whose weight is not found raises.
+    exporter wrote with ``W^T``). Returns ``{layer: "int2" | "int4" | "int8"}``; a
+    layer whose weight is not found raises. Opset and IR version rise to what INT2
+    needs when a weight is stored in 2 bits.
     """
     graph = proto.graph
     replaced, storage, new_nodes, new_inits = set(), {}, [], []
@@ -169,17 +200,21 @@ def replace_weights(proto: onnx.ModelProto, weights: list[_Weight]) -> dict[str,
         if found is None:
             raise EdgeslimError(f"layer {w.layer!r}: its weight is not in the exported graph")
         i, axis, scale = found
-        four = bool(w.codes.min() >= INT4[0] and w.codes.max() <= INT4[1])
-        inits, node = _dq_nodes(graph.initializer[i], w, axis, scale, four)
+        bits = code_bits(w.codes)
+        inits, node = _dq_nodes(graph.initializer[i], w, axis, scale, bits)
         replaced.add(i)
         new_inits += inits
         new_nodes.append(node)
-        storage[w.layer] = "int4" if four else "int8"
+        storage[w.layer] = f"int{bits}"
     kept = [init for i, init in enumerate(graph.initializer) if i not in replaced]
     del graph.initializer[:]
     graph.initializer.extend(kept + new_inits)
     for node in reversed(new_nodes):
         graph.node.insert(0, node)
+    if "int2" in storage.values():
+        _set_opset(proto, INT2_OPSET)
+        ir = helper.find_min_ir_version_for([helper.make_opsetid("", INT2_OPSET)])
+        proto.ir_version = max(proto.ir_version, ir)
     return storage
 
 
@@ -240,7 +275,7 @@ def int4_weights(path: str | Path, out: str | Path) -> dict[str, int]:
         if codes.ndim < 2 or codes.min() < INT4[0] or codes.max() > INT4[1]:
             counts["int8"] += 1
             continue
-        graph.initializer[i].CopyFrom(int_initializer(init.name, codes, True))
+        graph.initializer[i].CopyFrom(int_initializer(init.name, codes, 4))
         counts["int4"] += 1
     if counts["int4"]:
         _set_opset(proto, INT4_OPSET)
@@ -253,7 +288,7 @@ def int4_weights(path: str | Path, out: str | Path) -> dict[str, int]:
             j = index.get(n.input[2])
             if j is not None and graph.initializer[j].data_type == TensorProto.INT8:
                 z = numpy_helper.to_array(graph.initializer[j])
-                graph.initializer[j].CopyFrom(int_initializer(n.input[2], z, True))
+                graph.initializer[j].CopyFrom(int_initializer(n.input[2], z, 4))
     onnx.checker.check_model(proto)
     with atomic_path(out) as tmp:
         onnx.save(proto, str(tmp))
@@ -267,11 +302,16 @@ def _set_opset(proto: onnx.ModelProto, version: int) -> None:
 
 
 def weight_storage(path: str | Path) -> dict[str, int]:
-    """How many initializers of the ONNX file at ``path`` are int4, int8 and float32 weights.
+    """How many initializers of the ONNX file at ``path`` are int2/int4/int8/float32 weights.
 
     Only initializers of two or more dimensions count (weights, not scales or biases).
     """
-    names = {TensorProto.INT4: "int4", TensorProto.INT8: "int8", TensorProto.FLOAT: "float32"}
+    names = {
+        TensorProto.INT2: "int2",
+        TensorProto.INT4: "int4",
+        TensorProto.INT8: "int8",
+        TensorProto.FLOAT: "float32",
+    }
     out: dict[str, int] = {}
     for init in onnx.load(str(path), load_external_data=False).graph.initializer:
         kind = names.get(init.data_type)
