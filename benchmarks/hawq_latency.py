@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from edgeslim.bench.accuracy import evaluate_model
+from edgeslim.bench.accuracy import evaluate_model, evaluate_onnx
 from edgeslim.bench.latency import measure, onnx_target
 from edgeslim.bench.machine import machine_info, machine_line
 from edgeslim.core.atomic import atomic_path
@@ -98,7 +98,13 @@ def main() -> None:
     size_budget = args.avg_bits * sum(numel.values()) / 8
     spec = InputSpec((args.batch, 3, 32, 32))
     lat = bit_latencies(
-        model, torch.randn(spec.shape), names, (4, 8, FLOAT_BITS), runs=20, threads=args.threads
+        model,
+        torch.randn(spec.shape),
+        names,
+        (4, 8, FLOAT_BITS),
+        runs=20,
+        threads=args.threads,
+        cache=False,  # timed in this run, beside the whole-model files, never from another day
     )
     test = list(make_loader(load_dataset("signs", "test"), 256, shuffle=False))
     torch.manual_seed(0)
@@ -127,11 +133,13 @@ def main() -> None:
             latency_budget=max(budget - overhead, 1e-6),
         )
         qmodel = ptq(model, rec.ptq_overrides(), calib)
-        files[label] = export_qdq(qmodel, spec, tmp / f"{len(files)}.onnx").path
+        # parity is judged by top-1 on the test split below, not by the logits' max error
+        files[label] = export_qdq(qmodel, spec, tmp / f"{len(files)}.onnx", atol=None).path
         rows.append(
             {
                 "budget": label,
-                "whole_budget_ms": budget,
+                "fraction": frac,
+                "planned_budget_ms": budget,
                 "layer_budget_ms": budget - overhead,
                 "layer_sum_ms": rec.latency,
                 "program_feasible": rec.impossible is None,
@@ -140,12 +148,14 @@ def main() -> None:
                 "split": split(rec.bits),
                 "avg_bits_of_quantized": rec.size * 8 / sum(numel.values()),
                 "top1": evaluate_model(qmodel, test, task)["top1"],
+                "ort_top1": evaluate_onnx(files[label], test, task)["top1"],
             }
         )
         print({k: v for k, v in rows[-1].items() if k != "bits"}, flush=True)
     whole = whole_ms(files, args.batch, args.runs, args.threads)  # all files, interleaved again
-    for row in rows:
+    for row in rows:  # judged in one timing loop: the budget's fraction of this all-INT8 time
         row["whole_ms"] = whole[row["budget"]]
+        row["whole_budget_ms"] = row["fraction"] * whole["all-int8"]
         row["met"] = row["program_feasible"] and row["whole_ms"] <= row["whole_budget_ms"]
     machine = {**machine_info(args.threads), "load_average_1m": [load0, os.getloadavg()[0]]}
     command = f"python benchmarks/hawq_latency.py --model {args.model} --batch {args.batch}"
@@ -186,20 +196,22 @@ def write_md(r: dict, batch: int) -> None:
         "4-bit weights run in the INT8 kernel, as ORT has no int4 conv kernel on CPU) plus "
         f"the rest of the graph, read off the all-INT8 file ({r['overhead_ms']:.3f} ms). "
         "Every chosen model is then exported and timed whole, interleaved with the others: "
-        "met means the program found a split and the file meets the budget. FP32 top-1 "
+        "met means the program found a split and the file is within the budget's fraction "
+        "of the all-INT8 file's time in that same timing loop. FP32 top-1 "
         f"{100 * r['fp32_top1']:.2f}%, all-INT8 {100 * r['all_int8_top1']:.2f}%; FP32 file "
         f"{w['fp32']:.3f} ms, all-INT8 file {w['all-int8']:.3f} ms. No fine-tuning.",
         "",
         "| budget | whole-model budget (ms) | program | layer sum of the choice (ms) | split | "
-        "whole model measured (ms) | met | top-1 |",
-        "|---|---:|---|---:|---|---:|---|---:|",
+        "whole model measured (ms) | met | top-1 (simulated) | top-1 (ORT) |",
+        "|---|---:|---|---:|---|---:|---|---:|---:|",
     ]
     for row in r["rows"]:
         lines.append(
             f"| {row['budget']} | {row['whole_budget_ms']:.3f} "
             f"| {'feasible' if row['program_feasible'] else 'impossible, closest kept'} "
             f"| {row['layer_sum_ms']:.3f} | {row['split']} | {row['whole_ms']:.3f} "
-            f"| {'yes' if row['met'] else 'no'} | {100 * row['top1']:.2f}% |"
+            f"| {'yes' if row['met'] else 'no'} | {100 * row['top1']:.2f}% "
+            f"| {100 * row['ort_top1']:.2f}% |"
         )
     for row in r["rows"]:
         if row["impossible"]:
