@@ -114,13 +114,16 @@ def main() -> None:
     rows = []
     tmp = Path(tempfile.mkdtemp())
     files = {"fp32": export_onnx(model, spec, tmp / "fp32.onnx").path}
-    files["all-int8"] = export_qdq(ptq(model, [], calib), spec, tmp / "all8.onnx").path
+    all8 = ptq(model, [], calib)
+    files["all-int8"] = export_qdq(all8, spec, tmp / "all8.onnx").path
     first = whole_ms(files, args.batch, args.runs, args.threads)
     # what the layer sum leaves out (input/output, adds, the Q/DQ between layers),
     # read off the all-INT8 file: a whole-model budget B allows the layers B - overhead
     overhead = first["all-int8"] - sum(v[8] for v in lat.values())
     for frac, choices in itertools.product(args.fractions, ((4, 8, FLOAT_BITS), (4, 8))):
-        label = f"{frac:g} x all-INT8, " + "/".join("float" if c == 32 else str(c) for c in choices)
+        label = f"{frac:g} x all-INT8, " + "/".join(
+            "float" if c == FLOAT_BITS else str(c) for c in choices
+        )
         budget = frac * first["all-int8"]
         cfg = HawqConfig(choices=choices, probes=args.probes, layers=tuple(names))
         rec = hawq_bits(
@@ -168,7 +171,7 @@ def main() -> None:
         "overhead_ms": overhead,
         "whole_model_ms": whole,
         "fp32_top1": evaluate_model(model, test, task)["top1"],
-        "all_int8_top1": evaluate_model(ptq(model, [], calib), test, task)["top1"],
+        "all_int8_top1": evaluate_model(all8, test, task)["top1"],
         "machine": machine,
         "seconds": time.time() - t0,
         "command": command,

@@ -42,6 +42,7 @@ from edgeslim.quant.qat.layers import qat_layers
 
 INT2 = (-2, 1)
 INT4 = (-8, 7)
+RANGES = {2: INT2, 4: INT4}  # code range of each packed width, narrowest first
 INT4_OPSET = 21  # the first opset whose DequantizeLinear takes INT4
 INT2_OPSET = 25  # ... and INT2
 
@@ -62,6 +63,21 @@ class PackResult:
         return out
 
 
+def _pack(codes: np.ndarray, bits: int) -> bytes:
+    """Signed ``bits``-wide codes, ``8 // bits`` a byte, the first in the lowest bits."""
+    lo, hi = RANGES[bits]
+    flat = codes.astype(np.int8).reshape(-1)
+    if flat.size and (flat.min() < lo or flat.max() > hi):
+        raise EdgeslimError(f"int{bits} codes must lie in [{lo}, {hi}]")
+    per = 8 // bits
+    flat = np.concatenate([flat, np.zeros(-flat.size % per, np.int8)])
+    u = flat.view(np.uint8) & ((1 << bits) - 1)
+    out = np.zeros(flat.size // per, np.uint8)
+    for k in range(per):
+        out |= u[k::per] << (bits * k)
+    return out.tobytes()
+
+
 def pack_int4(codes: np.ndarray) -> bytes:
     """Two signed 4-bit codes per byte, the first in the low nibble (ONNX's INT4 layout).
 
@@ -69,13 +85,7 @@ def pack_int4(codes: np.ndarray) -> bytes:
         >>> pack_int4(np.array([1, -1, 7], dtype=np.int8)).hex()
         'f107'
     """
-    flat = codes.astype(np.int8).reshape(-1)
-    if flat.size and (flat.min() < INT4[0] or flat.max() > INT4[1]):
-        raise EdgeslimError("int4 codes must lie in [-8, 7]")
-    if flat.size % 2:
-        flat = np.concatenate([flat, np.zeros(1, np.int8)])
-    u = flat.view(np.uint8) & 0x0F
-    return (u[0::2] | (u[1::2] << 4)).astype(np.uint8).tobytes()
+    return _pack(codes, 4)
 
 
 def pack_int2(codes: np.ndarray) -> bytes:
@@ -85,18 +95,13 @@ def pack_int2(codes: np.ndarray) -> bytes:
         >>> pack_int2(np.array([1, -1, 0, -2, 1], dtype=np.int8)).hex()
         '8d01'
     """
-    flat = codes.astype(np.int8).reshape(-1)
-    if flat.size and (flat.min() < INT2[0] or flat.max() > INT2[1]):
-        raise EdgeslimError("int2 codes must lie in [-2, 1]")
-    flat = np.concatenate([flat, np.zeros(-flat.size % 4, np.int8)])
-    u = flat.view(np.uint8) & 0x03
-    return (u[0::4] | (u[1::4] << 2) | (u[2::4] << 4) | (u[3::4] << 6)).astype(np.uint8).tobytes()
+    return _pack(codes, 2)
 
 
 def code_bits(codes: np.ndarray) -> int:
     """The fewest bits ONNX can store ``codes`` in: 2, 4 or 8."""
     lo, hi = int(codes.min(initial=0)), int(codes.max(initial=0))
-    for bits, (a, b) in ((2, INT2), (4, INT4)):
+    for bits, (a, b) in RANGES.items():
         if a <= lo and hi <= b:
             return bits
     return 8
@@ -272,7 +277,7 @@ def int4_weights(path: str | Path, out: str | Path) -> dict[str, int]:
         if init.name not in dq_inputs or init.data_type != TensorProto.INT8:
             continue
         codes = numpy_helper.to_array(init)
-        if codes.ndim < 2 or codes.min() < INT4[0] or codes.max() > INT4[1]:
+        if codes.ndim < 2 or code_bits(codes) > 4:
             counts["int8"] += 1
             continue
         graph.initializer[i].CopyFrom(int_initializer(init.name, codes, 4))
