@@ -40,11 +40,13 @@ def prune_finetune(
     steps: int = 1,
     objective: Callable[[nn.Module], nn.Module] | None = None,
     progress: bool = True,
+    task: str = "classification",
 ) -> tuple[nn.Module, list[dict]]:
     """Return a pruned, fine-tuned copy of ``model`` and a log per round.
 
     ``train.epochs`` epochs are spent after *each* round. A latency target is met in
     one round (its steps are measured, not interpolated), so ``steps`` is 1 for it.
+    ``task`` names the data's task: its loss trains and its metric validates.
 
     Example:
         >>> # cfg = PruneConfig(target_macs=60_000_000)
@@ -61,9 +63,8 @@ def prune_finetune(
         res: PruneResult = prune_(model, example, cfg, data=calib)
         loss_fn = objective(model) if objective else None
         extra = loss_fn if isinstance(loss_fn, nn.Module) else None
-        history = Trainer(model, train, loss_fn=loss_fn, extra=extra, progress=progress).fit(
-            train_ds, val_ds
-        )
+        trainer = Trainer(model, train, loss_fn=loss_fn, extra=extra, progress=progress, task=task)
+        history = trainer.fit(train_ds, val_ds)
         log.append(
             {
                 "round": k,

@@ -90,7 +90,7 @@ def run_prune(
     tcfg = (
         replace(train or TrainConfig(), epochs=finetune_epochs, lr=lr) if finetune_epochs else None
     )
-    objective = _objective(lm.model, distill, distill_spec, data) if distill else None
+    objective = _objective(lm.model, distill, distill_spec, data, task) if distill else None
     searched = None
     if search and steps > 1:
         raise EdgeslimError("--search chooses every ratio at once: use it with --steps 1")
@@ -108,6 +108,7 @@ def run_prune(
             load_dataset(data, "val"),
             steps=steps,
             objective=objective,
+            task=task,
         )
         stages.append((f"pruned + fine-tuned ({steps} rounds)", model))
     else:
@@ -131,7 +132,7 @@ def run_prune(
 
             tuned = copy.deepcopy(stages[-1][1])
             loss_fn = objective(tuned) if objective else None
-            log = Trainer(tuned, tcfg, loss_fn=loss_fn, extra=loss_fn).fit(
+            log = Trainer(tuned, tcfg, loss_fn=loss_fn, extra=loss_fn, task=task).fit(
                 load_dataset(data, "train", augment=tcfg.augment), load_dataset(data, "val")
             )
             how = f"{distill} from the input" if distill else "fine-tuned"
@@ -235,7 +236,7 @@ def _search(lm: LoadedModel, cfg: PruneConfig, data: str | None, calib, threads:
     return search_to_target(lm.model, lm.require_input(), cfg, val, data=calib, threads=threads)
 
 
-def _objective(teacher: nn.Module, losses: str, spec: LossSpec | None, data: str | None):
+def _objective(teacher: nn.Module, losses: str, spec: LossSpec | None, data: str | None, task: str):
     """A builder of the distillation objective for a pruned student, the input as teacher.
 
     The teacher is a frozen copy of the unpruned model: the pruned model recovers by
@@ -251,7 +252,7 @@ def _objective(teacher: nn.Module, losses: str, spec: LossSpec | None, data: str
     x = next(iter(make_loader(load_dataset(data, "val"), 4, shuffle=False)))[0]  # sizes adapters
 
     def build(student: nn.Module) -> Distiller:
-        return Distiller.build(student, [frozen], losses, spec or LossSpec(), x)
+        return Distiller.build(student, [frozen], losses, spec or LossSpec(), x, task)
 
     return build
 
