@@ -117,12 +117,18 @@ lr_arg = _arg_type(parse_lr)
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
     """The training options every training command shares (see :func:`train_config`)."""
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument(
+        "--batch-size", type=int, default=None, help="default: the task's (128; detection 16)"
+    )
     p.add_argument(
         "--lr",
         type=lr_arg,
-        default=0.1,
-        help="peak learning rate, or 'auto': pick it with an LR range test first",
+        default=None,
+        help="peak learning rate, or 'auto': pick it with an LR range test first "
+        "(default: the task's: 0.1; detection 0.01, YOLOv5's)",
+    )
+    p.add_argument(
+        "--momentum", type=float, default=None, help="SGD momentum (default 0.9; detection 0.937)"
     )
     p.add_argument(
         "--warmup-epochs",
@@ -164,13 +170,26 @@ def add_speed_args(p: argparse.ArgumentParser) -> None:
 
 
 def train_config(args: argparse.Namespace):
-    """The TrainConfig that the :func:`add_train_args` options ask for."""
+    """The TrainConfig that the :func:`add_train_args` options ask for.
+
+    An option left out takes the data's task's default (``Task.train_defaults``), then
+    TrainConfig's own.
+    """
+    from edgeslim.data import dataset_info
+    from edgeslim.tasks import get_task
     from edgeslim.train.config import TrainConfig
 
+    data = getattr(args, "data", None)
+    task = get_task(dataset_info(data).task) if data else None
+    given = {k: getattr(args, k) for k in ("batch_size", "lr", "momentum")}
+    chosen = {
+        k: v if v is not None else task.train_defaults[k]
+        for k, v in given.items()
+        if v is not None or (task is not None and k in task.train_defaults)
+    }
     return TrainConfig(
+        **chosen,
         epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
         warmup_epochs=args.warmup_epochs,
         optimizer=args.optimizer,
         weight_decay=args.weight_decay,

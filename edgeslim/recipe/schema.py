@@ -43,6 +43,7 @@ class TrainSettings(Strict):
     batch_size: int = Field(128, ge=1)
     weight_decay: float = Field(5e-4, ge=0)
     optimizer: Literal["sgd", "adamw"] = Field("sgd", description="adamw for transformers")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (YOLOv5: 0.937)")
     warmup_epochs: float | None = Field(
         None, ge=0, description="linear LR warm-up; default 15% of the run, at most 3 epochs"
     )
@@ -61,6 +62,7 @@ class TrainSettings(Strict):
             batch_size=self.batch_size,
             weight_decay=self.weight_decay,
             optimizer=self.optimizer,
+            momentum=self.momentum,
             warmup_epochs=self.warmup_epochs,
             amp=self.amp,
             channels_last=self.channels_last,

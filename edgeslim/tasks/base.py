@@ -15,7 +15,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,6 +122,8 @@ class Task:
         chance: ``num_classes ->`` the primary metric of uniform guessing (1/C for top-1),
             the level a model that learned nothing scores; None where the task has no
             such level (e.g. mIoU), and then no chance check applies.
+        train_defaults: the training options (``TrainConfig`` fields) the CLI uses for
+            this task where the user gives none, e.g. detection's YOLOv5 ``lr`` 0.01.
     """
 
     name: str
@@ -137,6 +139,7 @@ class Task:
     outputs: Callable[[Any], torch.Tensor] = main_output
     chance: Callable[[int], float] | None = None
     description: str = field(default="", compare=False)
+    train_defaults: Mapping[str, float] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         names = [m.name for m in self.metrics]

@@ -35,7 +35,14 @@ from edgeslim.tasks.detection.coco_map import MeanAP, coco_stats, postprocess
 from edgeslim.tasks.detection.detect import Detect, NMSConfig
 from edgeslim.tasks.detection.heads import decode_outputs, detection_loss
 from edgeslim.tasks.detection.retina import decode_retina, is_retina_rows, retina_loss
-from edgeslim.tasks.detection.yolo import ANCHORS, META, decode_heads, num_classes_of, yolo_loss
+from edgeslim.tasks.detection.yolo import (
+    ANCHORS,
+    META,
+    NOMINAL_BATCH,
+    decode_heads,
+    num_classes_of,
+    yolo_loss,
+)
 
 CONFIDENT = 0.25  # score above which a row counts as a detection for lossy parity
 
@@ -83,7 +90,9 @@ def detection_kd(
     ``temperature``), plus class BCE and a stride-normalised L1 on the boxes, both
     weighted by the teacher's objectness so that background rows do not dominate.
     RetinaNet rows have no objectness: the BCE of every row's class probabilities
-    takes its place, and the teacher's best class probability weights the rest.
+    takes its place, and the teacher's best class probability weights the rest. For
+    YOLO rows the soft loss is scaled like the hard one (:data:`NOMINAL_BATCH`), so
+    ``alpha`` weighs two terms of one scale.
     """
     s, t = student.float(), teacher.detach().float()
     c = num_classes_of(s)
@@ -101,6 +110,8 @@ def detection_kd(
     ).mean(-1)
     box = ((s[..., :4] - t[..., :4]).abs().sum(-1) / t[..., -3]).clamp(max=10)
     soft = soft + (w * (cls + box)).sum()
+    if not is_retina_rows(t):
+        soft = soft * NOMINAL_BATCH
     hard = detection_loss(s, targets) if alpha < 1 else s.new_zeros(())
     return (1 - alpha) * hard + alpha * soft
 
@@ -121,6 +132,7 @@ DETECTION = register_task(
         collate=collate_boxes,
         outputs=decode_outputs,
         description="boxes per image (YOLO or RetinaNet heads); the family's loss, COCO mAP",
+        train_defaults={"lr": 0.01, "batch_size": 16, "momentum": 0.937},  # YOLOv5's
     )
 )
 
