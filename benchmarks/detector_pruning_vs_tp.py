@@ -21,6 +21,7 @@ import argparse
 import copy
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -36,33 +37,10 @@ from edgeslim.prune import PruneConfig, prune
 from edgeslim.train.config import TrainConfig
 from edgeslim.train.trainer import Trainer
 
+sys.path.insert(0, str(Path(__file__).parent))
+from pruning_accuracy import tp_prune_to_macs  # noqa: E402
+
 RESULTS = Path(__file__).parent / "results"
-
-
-def tp_prune_to_macs(model: torch.nn.Module, x: torch.Tensor, target: int) -> torch.nn.Module:
-    """Torch-Pruning L1 at the largest uniform ratio's model with MACs <= ``target``."""
-    import torch_pruning as tp
-
-    def run(ratio: float) -> torch.nn.Module:
-        m = copy.deepcopy(model).eval()
-        tp.pruner.MetaPruner(
-            m,
-            x,
-            importance=tp.importance.MagnitudeImportance(p=1),
-            pruning_ratio=ratio,
-            ignored_layers=list(m.head),
-        ).step()
-        return m
-
-    lo, hi, best = 0.0, 0.95, None
-    for _ in range(12):
-        mid = (lo + hi) / 2
-        m = run(mid)
-        if count_macs(m, x)[0] <= target:
-            hi, best = mid, m
-        else:
-            lo = mid
-    return best if best is not None else run(hi)
 
 
 def score(model: torch.nn.Module, data: str) -> dict:
@@ -86,7 +64,7 @@ def run(args: argparse.Namespace) -> dict:
     x = lm.require_input().with_batch(1).example()
     es = prune(dense, x, PruneConfig(ratio=args.ratio, criterion="l1")).model
     target = count_macs(es, x)[0]
-    tp_model = tp_prune_to_macs(dense, x, target)
+    tp_model = tp_prune_to_macs(dense, x, target, ignored=lambda m: list(m.head))
     shapes = [tuple(o.shape) for o in dense(x)]
     models = {"edgeslim": es, "torch-pruning": tp_model}
     for name, m in models.items():

@@ -53,8 +53,11 @@ from edgeslim.workflows.train import pretrained
 RESULTS = Path(__file__).parent / "results"
 
 
-def tp_prune_to_macs(model: torch.nn.Module, x: torch.Tensor, target: int) -> torch.nn.Module:
-    """Torch-Pruning L1 (uniform, fc ignored) at the largest kept width with MACs <= target."""
+def tp_prune_to_macs(
+    model: torch.nn.Module, x: torch.Tensor, target: int, ignored=lambda m: [m.fc]
+) -> torch.nn.Module:
+    """Torch-Pruning L1 (uniform; ``ignored(model)`` kept whole, default the fc) at the
+    largest kept width with MACs <= target."""
     import torch_pruning as tp
 
     def run(ratio: float) -> torch.nn.Module:
@@ -64,7 +67,7 @@ def tp_prune_to_macs(model: torch.nn.Module, x: torch.Tensor, target: int) -> to
             x,
             importance=tp.importance.MagnitudeImportance(p=1),
             pruning_ratio=ratio,
-            ignored_layers=[m.fc],
+            ignored_layers=ignored(m),
         ).step()
         return m
 
