@@ -22,7 +22,7 @@ from edgeslim.tasks.detection import (
     postprocess,
 )
 from edgeslim.tasks.detection.boxes import cxcywh_to_xyxy, xyxy_to_cxcywh
-from edgeslim.tasks.detection.yolo import assign
+from edgeslim.tasks.detection.yolo import assign, yolo_loss
 
 TASK = get_task("detection")
 
@@ -310,3 +310,17 @@ def test_map50_and_map_share_one_nms_and_one_coco_evaluation(monkeypatch):
     values = [m.compute() for m in metrics]
     assert calls == {"post": 1, "stats": 1}, calls
     assert all(0.0 <= v <= 1.0 for v in values)
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 10_000))
+def test_yolo_loss_is_a_per_image_mean(seed):
+    """The loss is YOLOv5's sum times NOMINAL_BATCH / batch: an image repeated in a batch
+    of two gives the loss of the image alone, so lr 0.01 means the same at any batch."""
+    g = torch.Generator().manual_seed(seed)
+    hs = [torch.randn(1, 24, s, s, generator=g) for s in (8, 4, 2)]
+    t = torch.tensor([[[1.0, 8, 8, 30, 40], [0, 30, 20, 50, 60]]])
+    one = yolo_loss(decode_heads(hs), t)
+    two = yolo_loss(decode_heads([h.repeat(2, 1, 1, 1) for h in hs]), t.repeat(2, 1, 1))
+    assert float(two) == pytest.approx(float(one), rel=1e-5)
+    assert float(one) > 0
