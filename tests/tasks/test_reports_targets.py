@@ -48,6 +48,19 @@ def test_stage_table_and_report_headers_name_the_primary_metric():
     )
     assert "| stage | runtime | mIoU % |" in md and "top-1" not in md
     assert "mIoU change -5.00 points" in md
+    deploy = {"runtime": "openvino", "precision": "bf16", "why": "fastest", "batch": 8,
+              "candidates": [{"name": "deploy (openvino bf16)", "runtime": "openvino",
+                              "precision": "bf16", "latency_ms": {"1": 1.0, "8": 5.0},
+                              "accuracy": 0.6}]}  # fmt: skip
+    report = {"recipe": "r.yaml", "model": "seg_tiny", "data": "shapes_seg", "threads": 2,
+              "stages": stages, "targets": {}, "layers": [], "summary": summary,
+              "search": None, "deploy": deploy}  # fmt: skip
+    from edgeslim.bench.report import html
+    from edgeslim.bench.report.rows import DEPLOY_HEAD, stage_head
+
+    assert stage_head(stages, DEPLOY_HEAD)[2] == "mIoU %"  # the runtime table's column too
+    assert "| runtime | precision | mIoU % |" in markdown.render(report)
+    assert "top-1" not in html.render(report)
     assert format_stages(_stages("top-1", [0.9, 0.8])).splitlines()[0].split()[1] == "top-1"
 
 

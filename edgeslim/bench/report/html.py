@@ -67,8 +67,8 @@ def _search(s: dict) -> str:
     )
 
 
-def _deploy(d: dict) -> str:
-    rows = _table(deploy_rows(d), DEPLOY_HEAD) if d["candidates"] else ""
+def _deploy(d: dict, stages: list[dict]) -> str:
+    rows = _table(deploy_rows(d), stage_head(stages, DEPLOY_HEAD)) if d["candidates"] else ""
     return f"<h2>Deploy runtime</h2><p>{html.escape(deploy_text(d))}</p>" + rows
 
 
@@ -104,7 +104,7 @@ def render(report: dict) -> str:
         _img(plots.accuracy_vs_latency(report["stages"]), "accuracy vs latency per stage"),
         "<h2>Targets</h2>",
         _targets(report["targets"]),
-        _deploy(report["deploy"]) if report.get("deploy") else "",
+        _deploy(report["deploy"], report["stages"]) if report.get("deploy") else "",
         _detections(report.get("detections_png")),
         _notes(report.get("notes") or []),
         _search(search) if search else "",

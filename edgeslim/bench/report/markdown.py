@@ -45,7 +45,7 @@ def render(report: dict) -> str:
         d = report["deploy"]
         parts += ["", "## Deploy runtime", "", deploy_text(d), ""]
         if d["candidates"]:
-            parts.append(table(deploy_rows(d), DEPLOY_HEAD))
+            parts.append(table(deploy_rows(d), stage_head(report["stages"], DEPLOY_HEAD)))
     if report.get("detections_png"):
         parts += ["", "## Detections", "", "![before and after](detections.png)"]
     if report.get("notes"):

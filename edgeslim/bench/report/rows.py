@@ -20,11 +20,11 @@ LAYER_HEAD = [
 ]  # fmt: skip
 
 
-def stage_head(stages: list[dict]) -> list[str]:
-    """:data:`STAGE_HEAD` with the stages' metric (``"mIoU %"`` for segmentation)."""
+def stage_head(stages: list[dict], head: list[str] = STAGE_HEAD) -> list[str]:
+    """``head`` (:data:`STAGE_HEAD`) with the stages' metric (``"mIoU %"`` for segmentation)."""
     from edgeslim.bench.stages import metric_label
 
-    return [f"{metric_label(stages)} %" if h == "top-1 %" else h for h in STAGE_HEAD]
+    return [f"{metric_label(stages)} %" if h == "top-1 %" else h for h in head]
 
 
 def fmt(v, spec: str = "{:.3f}") -> str:
