@@ -169,24 +169,27 @@ def add_speed_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--channels-last", action="store_true", help="train conv nets in NHWC")
 
 
+def task_defaults(data: str | None) -> dict:
+    """The training options the data's task sets (``Task.train_defaults``; ``{}`` without data)."""
+    if not data:
+        return {}
+    from edgeslim.data import dataset_info
+    from edgeslim.tasks import get_task
+
+    return dict(get_task(dataset_info(data).task).train_defaults)
+
+
 def train_config(args: argparse.Namespace):
     """The TrainConfig that the :func:`add_train_args` options ask for.
 
     An option left out takes the data's task's default (``Task.train_defaults``), then
     TrainConfig's own.
     """
-    from edgeslim.data import dataset_info
-    from edgeslim.tasks import get_task
     from edgeslim.train.config import TrainConfig
 
-    data = getattr(args, "data", None)
-    task = get_task(dataset_info(data).task) if data else None
     given = {k: getattr(args, k) for k in ("batch_size", "lr", "momentum")}
-    chosen = {
-        k: v if v is not None else task.train_defaults[k]
-        for k, v in given.items()
-        if v is not None or (task is not None and k in task.train_defaults)
-    }
+    chosen = task_defaults(getattr(args, "data", None))
+    chosen.update({k: v for k, v in given.items() if v is not None})
     return TrainConfig(
         **chosen,
         epochs=args.epochs,

@@ -118,7 +118,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgeslim.cli.common import model_from_args
+    from edgeslim.cli.common import model_from_args, task_defaults
     from edgeslim.core.errors import EdgeslimError
     from edgeslim.distill.losses import LossSpec
     from edgeslim.prune.config import PruneConfig
@@ -167,7 +167,11 @@ def run(args: argparse.Namespace) -> int:
         batches=args.batch,
         runs=args.runs,
         threads=args.threads,
-        train=TrainConfig(amp=args.amp, channels_last=args.channels_last),
+        train=TrainConfig(  # the data's task's batch and momentum (a detector's YOLOv5 SGD)
+            **{k: v for k, v in task_defaults(args.data).items() if k != "lr"},
+            amp=args.amp,
+            channels_last=args.channels_last,
+        ),
         distill=args.distill,
         distill_spec=LossSpec(temperature=args.temperature, alpha=args.alpha),
         search=args.search,

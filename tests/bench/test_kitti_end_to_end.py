@@ -44,6 +44,8 @@ def test_train_prune_quantize_evaluate(e2e, tmp_path):
         assert r["n"] == 2  # ids 9 and 19: every 10th scene is the test split
         assert 0.0 <= r["map"] <= r["map50"] <= 1.0
     assert rows["pruned"]["params"] < rows["fp32"]["params"]
+    tuned = json.loads((tmp_path / "w" / "pruned" / "report.json").read_text())["finetune"]
+    assert (tuned["train"]["batch_size"], tuned["train"]["momentum"]) == (16, 0.937)  # YOLOv5's
     assert (tmp_path / "w" / "int8" / "model.onnx").stat().st_size == rows["int8"]["bytes"]
     saved = json.loads((tmp_path / "r" / "kitti_end_to_end.json").read_text())
     assert saved["rows"] == rows and saved["cpu"]
