@@ -168,10 +168,11 @@ def run(args: argparse.Namespace, work: Path) -> dict:
         res = _evaluate(model, data, work / f"{name}.json")
         rows[name] = {"model": str(model.relative_to(work)), "n": res["n"],
                       "map50": res["map50"], "map": res["map"]}  # fmt: skip
+    from edgeslim.bench.macs import count_params
     from edgeslim.models.saved import load_saved
 
     for name, model in (("fp32", fp32), ("pruned", pruned)):
-        rows[name]["params"] = sum(p.numel() for p in load_saved(model).model.parameters())
+        rows[name]["params"] = count_params(load_saved(model).model)
     rows["int8"]["bytes"] = (int8 / "model.onnx").stat().st_size
     seconds = {"train": t1 - t0, "prune": t2 - t1, "quantize": t3 - t2}
     return {"rows": rows, "seconds": seconds, "data": data}
