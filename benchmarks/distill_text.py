@@ -37,7 +37,13 @@ import numpy as np
 import torch
 from torch.utils.data import Subset
 
-from benchmarks.text_models import bert_config, new_bert, train_config, trained_teacher
+from benchmarks.text_models import (
+    TEACHER_LR,
+    bert_config,
+    new_bert,
+    train_config,
+    trained_teacher,
+)
 from benchmarks.text_models import test_top1 as top1_of
 from edgeslim.core.atomic import atomic_path
 from edgeslim.data import dataset_info, load_dataset
@@ -75,7 +81,7 @@ def small_config(vocab: int, labels: int, layers: int) -> dict:
 
 def get_teacher(data: str, epochs: int, lr: float, small: bool) -> LoadedModel:
     """``textlogic``: the shared cached teacher; else a 6-layer teacher trained here."""
-    if not small:
+    if not small:  # AdamW lr TEACHER_LR, bf16 autocast (text_models.trained_teacher)
         return trained_teacher(data, seed=0, epochs=epochs, progress=False)
     info = dataset_info(data)
     torch.manual_seed(0)
@@ -280,7 +286,7 @@ def main() -> None:
         "data": args.data,
         "teacher": {
             "epochs": args.teacher_epochs,
-            "lr": args.teacher_lr,
+            "lr": args.teacher_lr if small else TEACHER_LR,
             "seconds": teacher_s,
             "config": teacher.source["config"],
             "test_top1": top1_of(teacher.model, args.data),

@@ -95,6 +95,12 @@ def cpu_model() -> str:
     return next((ln.split(":", 1)[1].strip() for ln in out.splitlines() if "Model name" in ln), "?")
 
 
+def isa() -> str:
+    flags = set(open("/proc/cpuinfo").read().split())
+    names = {"amx_bf16": "AMX-BF16", "avx512_vnni": "AVX-512 VNNI", "avx512_bf16": "AVX512-BF16"}
+    return ", ".join(v for k, v in names.items() if k in flags) or "no AVX-512"
+
+
 def write_markdown(res: dict, path: Path) -> None:
     sw, best = res["report"]["sweep"], res["best"]
     base = sw["rows"][0]
@@ -102,7 +108,8 @@ def write_markdown(res: dict, path: Path) -> None:
         f"# FastBERT early exit on ONNX Runtime (`{res['data']}`)",
         "",
         f"Command: `{res['command']}` ({res['seconds']:.0f} s in all).",
-        f"CPU: {res['cpu']} (AVX-512 VNNI, BF16, no AMX); ONNX Runtime {res['ort']}, 1 intra-op "
+        f"CPU: {res['cpu']} ({res.get('isa', 'AVX-512 VNNI, BF16, no AMX')}); ONNX Runtime "
+        f"{res['ort']}, 1 intra-op "
         "thread, torch 1 thread.",
         f"Load: {res['load']}",
         "",
@@ -169,6 +176,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--limit", type=int, default=None, help="test samples timed (default: all)")
     p.add_argument("--out", default="/tmp/edgeslim_fastbert")
+    p.add_argument("--load-note", default="no other job named", help="what else ran")
     args = p.parse_args()
     torch.set_num_threads(1)
     t0 = time.time()
@@ -187,8 +195,9 @@ def main() -> None:
         "data": args.data,
         "cpu": cpu_model(),
         "ort": onnxruntime.__version__,
-        "load": "shared 2-core machine, 3-5 other helpers training and benchmarking at the "
-        f"same time (1-minute load average at the end: {open('/proc/loadavg').read().split()[0]})",
+        "isa": isa(),
+        "load": f"2-core machine; {args.load_note}; 1-minute load average at the end: "
+        f"{open('/proc/loadavg').read().split()[0]}",
         "seq": lm.require_input().shape[1],
         "finetune": how,
         "branches": f"{branches.epochs} epochs AdamW lr {branches.lr}, T=1",

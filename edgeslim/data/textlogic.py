@@ -1,8 +1,9 @@
 """``textlogic`` and ``textpair``: generated English-like tasks that need order, negation,
 agreement and counting (see :mod:`edgeslim.data.textlogic_grammar` for the rules).
 
-- ``textlogic[:LENGTH]``: one sentence, a scene and a claim; label 1 if the claim
-  holds ("true"), 0 if not ("false"). Kinds: lexical, presence, order, count, agreement.
+- ``textlogic[:LENGTH]``: one sentence, a review of several vehicles; label 1 if it is
+  favourable on balance ("true"), 0 if not ("false"). Kinds: tally, negation,
+  contrast, doubt (counting, negation, order against "but", long-range scope).
 - ``textpair[:LENGTH]``: premise ``[SEP]`` hypothesis, like GLUE's RTE; label 1
   "entailment", 0 "contradiction" (the premise describes the whole scene, so a
   hypothesis it does not entail is false). Kinds: lexical, presence, order, chain, count.
@@ -33,7 +34,7 @@ from edgeslim.data.wordpiece import cached_wordpiece, content_key, encode
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
-VERSION = "textlogic-v5"  # bump whenever the grammar or the splits change
+VERSION = "textlogic-v6"  # bump whenever the grammar or the splits change
 SIZES = {"test": 1000, "val": 1000, "train": 12000}
 MIN_LENGTH = 64
 VOCAB_SIZE = 1000  # the ceiling; the grammar's words need far fewer (see info().vocab_size)

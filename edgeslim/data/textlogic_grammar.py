@@ -1,8 +1,27 @@
 """The small English-like grammar behind ``textlogic`` and ``textpair``.
 
-Every sentence describes a scene of coloured vehicles and makes a claim about it;
-its label is whether the claim holds. Four kinds of claim, chosen so that a model
-must read the whole sentence and not spot one word:
+``textlogic`` (since v6) is a review of 3-6 vehicles, one clause each ("the red car is
+not fast , the buses are clean , but the van is loud ."), labelled 1 if it is
+favourable on balance. A clause scores +1 (good adjective) or -1 (bad), flipped by
+"not"; clauses from "but" on count three times; "i doubt that" flips the verdict. Four
+kinds, each adding one rule to the last, labels balanced in each:
+
+- ``tally``: no "not", no "but": counting, which word counts alone solve (the on-ramp);
+- ``negation``: 40% of clauses negated: the adjective read with its "not" (bigrams);
+- ``contrast``: a "but" before one of clauses 2..n: each clause weighed by where it
+  stands against "but" (order), 25% negated;
+- ``doubt``: a contrast review after "i doubt that": the first words flip a verdict
+  formed over the whole sentence (long-range scope).
+
+A linear model over word and bigram counts solves tally and negation, not contrast or
+doubt (the tests); a 2-layer BERT trained alone learns part of contrast and doubt, a
+6-layer one more (``benchmarks/results/textlogic.md``). Subjects and verbs agree in
+number in every clause; the label never turns on agreement, because the ``agreement``
+kind below stayed at chance for every model this machine could train (v4, v5).
+
+v1-v5 (kept for ``textpair`` and callers) describe a scene of coloured vehicles and
+make a claim about it; the label is whether the claim holds. Kinds of claim, chosen so
+that a model must read the whole sentence and not spot one word:
 
 - ``lexical``: a list of vehicles, then "a bus|red is [not] a vehicle|colour": the
   on-ramp, an exclusive-or of three words at the end (word class, claimed class,
@@ -59,7 +78,7 @@ NUMBERS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight",
 VERBS = {"follow": "follows", "pass": "passes", "watch": "watches", "chase": "chases"}
 PREFIXES = ("", "today ,", "in the city ,", "near the old station ,", "after the rain ,")
 ADJECTIVES = ("fast", "slow", "new", "old", "clean", "dirty")
-SINGLE_KINDS = ("lexical", "presence", "order", "count", "agreement")
+SINGLE_KINDS = ("tally", "negation", "contrast", "doubt")
 PAIR_KINDS = ("lexical", "presence", "order", "chain", "count")
 FLIP = 0.25  # share of claims with "not"/"no" (and of "after"/"fewer"): a minority, so
 # the base rule correlates with the label and gives gradient descent a first slope
@@ -236,6 +255,41 @@ def _agreement(rng: Rng) -> tuple[str, int]:
     return text.strip(), int(agrees)
 
 
+GOOD = ("fast", "new", "clean", "quiet", "safe", "cheap")
+BAD = ("slow", "old", "dirty", "loud", "unsafe", "costly")
+CLAUSES = (3, 7)  # a review has CLAUSES[0] to CLAUSES[1] - 1 clauses
+BUT_WEIGHT = 3  # a clause after "but" counts this many times
+REVIEW_KINDS = {  # kind: (share of clauses with "not", has a "but", starts "i doubt that")
+    "tally": (0.0, False, False),
+    "negation": (0.4, False, False),
+    "contrast": (0.25, True, False),
+    "doubt": (0.25, True, True),
+}
+
+
+def _review(rng: Rng, kind: str) -> tuple[str, int]:
+    """A review of 3-6 vehicles; 1 if it is favourable on balance (-1: a tie, redrawn).
+
+    Each clause scores +1 for a good adjective and -1 for a bad one, flipped by "not";
+    clauses from "but" on count :data:`BUT_WEIGHT` times; "i doubt that" flips the verdict.
+    """
+    p_not, has_but, doubt = REVIEW_KINDS[kind]
+    n = int(rng.integers(*CLAUSES))
+    but = int(rng.integers(1, n)) if has_but else n
+    clauses, score = [], 0
+    for i in range(n):
+        plural = rng.random() < 0.5
+        good = rng.random() < 0.5
+        adj = (GOOD if good else BAD)[int(rng.integers(0, len(GOOD)))]
+        neg = rng.random() < p_not
+        score += (1 if good != neg else -1) * (BUT_WEIGHT if i >= but else 1)
+        verb = "are" if plural else "is"
+        clause = f"{_noun_phrase(rng, plural)} {verb} {'not ' if neg else ''}{adj}"
+        clauses.append(("but " if i == but else "") + clause)
+    text = ("i doubt that " if doubt else "") + " , ".join(clauses) + " ."
+    return text, (-1 if score == 0 else int((score > 0) != doubt))
+
+
 def _chain(rng: Rng) -> tuple[str, str, int]:
     row = _row(rng, 3, 5)
     links = []
@@ -250,6 +304,9 @@ def _chain(rng: Rng) -> tuple[str, str, int]:
 
 
 def _draw(rng: Rng, kind: str, pair: bool) -> Sample:
+    if kind in REVIEW_KINDS:
+        text, label = _review(rng, kind)
+        return Sample(text, None, label, kind)
     if kind == "agreement":
         text, label = _agreement(rng)
         return Sample(text, None, label, kind)
@@ -288,7 +345,7 @@ def generate_samples(
     Example:
         >>> s = generate_samples(10, seed=0)
         >>> [x.kind for x in s[:5]], [x.label for x in s]
-        (['lexical', 'presence', 'order', 'count', 'agreement'], [0, 0, 0, 0, 0, 1, 1, 1, 1, 1])
+        (['tally', 'negation', 'contrast', 'doubt', 'tally'], [0, 0, 0, 0, 1, 1, 1, 1, 0, 0])
     """
     rng = Rng(seed)
     kinds = kinds or (PAIR_KINDS if pair else SINGLE_KINDS)

@@ -52,6 +52,7 @@ class TrainSettings(Strict):
     ema: float | None = Field(
         None, gt=0, lt=1, description="moving average of the weights (YOLOv5: 0.9999), kept"
     )
+    grad_clip: float | None = Field(None, gt=0, description="max global gradient norm")
 
     def train_config(self, seed: int):
         from edgeslim.train.config import TrainConfig
@@ -67,6 +68,7 @@ class TrainSettings(Strict):
             amp=self.amp,
             channels_last=self.channels_last,
             ema=self.ema,
+            grad_clip=self.grad_clip,
             seed=seed,
         )
 
