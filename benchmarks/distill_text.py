@@ -274,8 +274,9 @@ def main() -> None:
         corpus = TokenDataset(unlabeled_ids(c, length), np.zeros(c, dtype=np.int64))
     result = {
         "command": "PYTHONPATH=. nice -n 10 python benchmarks/distill_text.py "
-        f"--data {args.data} --teacher-epochs {args.teacher_epochs} --teacher-lr "
-        f"{args.teacher_lr} --epochs {args.epochs} --train-limit {n} "
+        f"--data {args.data} --teacher-epochs {args.teacher_epochs}"
+        + (f" --teacher-lr {args.teacher_lr}" if small else "")
+        + f" --epochs {args.epochs} --train-limit {n} "
         f"--seeds {args.seeds} --arms {args.arms}"
         + (f" --corpus-limit {args.corpus_limit}" if args.corpus_limit else "")
         + (" --no-prune" if args.no_prune else ""),
@@ -287,7 +288,7 @@ def main() -> None:
         "teacher": {
             "epochs": args.teacher_epochs,
             "lr": args.teacher_lr if small else TEACHER_LR,
-            "seconds": teacher_s,
+            "seconds": teacher.meta.get("train_seconds", teacher_s),  # a cached one: its own
             "config": teacher.source["config"],
             "test_top1": top1_of(teacher.model, args.data),
         },
