@@ -177,6 +177,7 @@ def main() -> None:
     p.add_argument("--limit", type=int, default=None, help="test samples timed (default: all)")
     p.add_argument("--out", default="/tmp/edgeslim_fastbert")
     p.add_argument("--load-note", default="no other job named", help="what else ran")
+    p.add_argument("--stem", default=None, help="results file name (default: from --data)")
     args = p.parse_args()
     torch.set_num_threads(1)
     t0 = time.time()
@@ -187,7 +188,7 @@ def main() -> None:
     print(f"trained ({time.time() - t0:.0f}s)", flush=True)
     report = measure_fastbert(res, args.data, args.out, THRESHOLDS, repeats=args.repeats,
                               threads=1, limit=args.limit)  # fmt: skip
-    stem = (
+    stem = args.stem or (
         "fastbert" if args.data.startswith("textlogic") else f"fastbert.{args.data.split(':')[0]}"
     )
     out = {
