@@ -10,11 +10,9 @@ with its ``tokenizer.json``, under ``cache_dir("text_teachers")``::
     student = new_bert(STUDENT_CONFIG(teacher_vocab, 2), "textlogic")
 
 Calibration of the task with these configs: benchmarks/results/textlogic.md. On
-textlogic-v4 the 4-epoch teacher did NOT learn the task (50% test top-1, the class
-prior) and a 2-layer student alone reached 60%; textlogic-v5 (flips in a minority) has
-only short probes so far, which still sit near chance except on the easiest kind: do
-not read distillation results off it until the task is recalibrated (that file says
-what to change).
+textlogic-v6 (the review grammar) the teacher, 10 epochs at lr 3e-4 with bf16, scores
+90.9%; v4's teacher at lr 1e-3 sat on the class prior (50%), as a 6-layer post-LN BERT
+does at that rate.
 """
 
 from __future__ import annotations
