@@ -1,5 +1,5 @@
 """``textlogic`` and ``textpair``: generated English-like tasks that need order, negation,
-agreement and counting (see :mod:`edgeslim.data.textlogic_grammar` for the rules).
+scope and counting (see :mod:`edgeslim.data.textlogic_grammar` for the rules).
 
 - ``textlogic[:LENGTH]``: one sentence, a review of several vehicles; label 1 if it is
   favourable on balance ("true"), 0 if not ("false"). Kinds: tally, negation,
