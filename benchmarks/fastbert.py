@@ -26,6 +26,7 @@ import torch
 
 from edgeslim.bench.early_exit import PLOT_TITLE, best_within, exit_stages, exit_table
 from edgeslim.bench.report.plots import accuracy_vs_latency
+from edgeslim.core.cpu import cpu_isa
 from edgeslim.core.paths import cache_dir
 from edgeslim.data import dataset_info, load_dataset
 from edgeslim.models.inputs import InputSpec
@@ -93,12 +94,6 @@ def teacher(data: str, epochs: int, teacher_epochs: int | None) -> tuple[LoadedM
 def cpu_model() -> str:
     out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
     return next((ln.split(":", 1)[1].strip() for ln in out.splitlines() if "Model name" in ln), "?")
-
-
-def isa() -> str:
-    flags = set(open("/proc/cpuinfo").read().split())
-    names = {"amx_bf16": "AMX-BF16", "avx512_vnni": "AVX-512 VNNI", "avx512_bf16": "AVX512-BF16"}
-    return ", ".join(v for k, v in names.items() if k in flags) or "no AVX-512"
 
 
 def write_markdown(res: dict, path: Path) -> None:
@@ -196,7 +191,7 @@ def main() -> None:
         "data": args.data,
         "cpu": cpu_model(),
         "ort": onnxruntime.__version__,
-        "isa": isa(),
+        "isa": cpu_isa(),
         "load": f"2-core machine; {args.load_note}; 1-minute load average at the end: "
         f"{open('/proc/loadavg').read().split()[0]}",
         "seq": lm.require_input().shape[1],

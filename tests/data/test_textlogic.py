@@ -132,13 +132,10 @@ POSITIVE = {"fast", "new", "clean", "quiet", "safe", "cheap"}
 NEGATIVE = {"slow", "old", "dirty", "loud", "unsafe", "costly"}
 
 
-def _review(text: str) -> bool | None:
-    """Favourable on balance: +-1 per clause ("not" flips it), x3 from "but" on, and
-    "i doubt that" flips the verdict. None if ``text`` is not a review."""
-    body = text.removesuffix(" .")
-    doubt = body.startswith("i doubt that ")
+def _review_score(text: str) -> int | None:
+    """+-1 per clause ("not" flips it), x3 from "but" on; None if ``text`` is not a review."""
     score, weight = 0, 1
-    for clause in body.removeprefix("i doubt that ").split(" , "):
+    for clause in text.removesuffix(" .").removeprefix("i doubt that ").split(" , "):
         if clause.startswith("but "):
             weight, clause = 3, clause.removeprefix("but ")
         m = re.fullmatch(r"the (\w+ )?(\w+) (is|are) (not )?(\w+)", clause)
@@ -146,8 +143,16 @@ def _review(text: str) -> bool | None:
             return None
         assert (m[2] in PLURAL_OF) == (m[3] == "is"), clause  # subject and verb agree
         score += weight * (1 if (m[5] in POSITIVE) != bool(m[4]) else -1)
+    return score
+
+
+def _review(text: str) -> bool | None:
+    """Favourable on balance, and "i doubt that" flips the verdict. None if not a review."""
+    score = _review_score(text)
+    if score is None:
+        return None
     assert score != 0, text
-    return (score > 0) != doubt
+    return (score > 0) != text.startswith("i doubt that ")
 
 
 def oracle(text_a: str, text_b: str | None) -> int:
@@ -297,17 +302,6 @@ def test_review_kinds_each_add_one_rule():
     for kind, rule in (("negation", "not"), ("contrast", "but"), ("doubt", "doubt")):
         wrong = sum(ignoring(s, rule) != s.label for s in by_kind[kind]) / len(by_kind[kind])
         assert wrong > (0.9 if rule == "doubt" else 0.2), (kind, wrong)
-
-
-def _review_score(text: str) -> int:
-    body = text.removesuffix(" .").removeprefix("i doubt that ")
-    score, weight = 0, 1
-    for clause in body.split(" , "):
-        if clause.startswith("but "):
-            weight, clause = 3, clause.removeprefix("but ")
-        adj = clause.split()[-1]
-        score += weight * (1 if (adj in POSITIVE) != (" not " in f" {clause} ") else -1)
-    return score
 
 
 def test_negation_flips_a_minority_of_claims_so_each_base_rule_correlates_with_the_label():
