@@ -49,7 +49,8 @@ from edgeslim.models import build_zoo_model
 from edgeslim.models.inputs import InputSpec
 from edgeslim.sparsity import PatternExecConfig, SharedPatternConfig, squashed
 
-OUT = Path(__file__).parent / "results" / "pattern_speed.json"
+RESULTS = Path(__file__).parent / "results"
+OUT = RESULTS / "pattern_speed.json"  # --stem names another
 GROUPS = 4
 
 
@@ -151,18 +152,19 @@ def render(res: dict) -> str:
         lines += [
             "",
             "Per layer (PatternExec's own interleaved timing at that batch, fastest of its "
-            "runs; the form with the lower time is kept):",
+            "runs; the form with the lower time is kept; block: the row block of the "
+            "fastest pattern run, 0 = unblocked, blank = measured before blocks existed):",
             "",
         ]
-        lines += ["| batch | model | layer | groups | dense ms | pattern ms | kept |"]
-        lines += ["|---|---|---|---|---|---|---|"]
+        lines += ["| batch | model | layer | groups | dense ms | pattern ms | block | kept |"]
+        lines += ["|---|---|---|---|---|---|---|---|"]
         for r in s["batches"]:
             for model, layers in r["layers"].items():
                 for n, v in layers.items():
                     groups = " ".join(f"{g}:{''.join(map(str, t))}" for g, t in v["layout"])
                     lines.append(
                         f"| {r['batch']} | {model} | {n} | {groups} | {v.get('dense_ms', '')} "
-                        f"| {v.get('pattern_ms', '')} | {v['kept']} |"
+                        f"| {v.get('pattern_ms', '')} | {v.get('block_rows', '')} | {v['kept']} |"
                     )
         lines += ["", s.get("note", ""), ""]
     if "accuracy" in res:
@@ -204,7 +206,10 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=30)
     p.add_argument("--batch", default="1,8")
     p.add_argument("--render", action="store_true")
+    p.add_argument("--stem", default="pattern_speed", help="results file name (one per CPU)")
     args = p.parse_args()
+    global OUT
+    OUT = RESULTS / f"{args.stem}.json"
     res = json.loads(OUT.read_text()) if OUT.exists() else {}
     if args.render:
         save(res)
@@ -221,7 +226,8 @@ def main() -> None:
         "runs": args.runs,
         "groups": GROUPS,
         "command": f"python benchmarks/pattern_speed.py --threads {args.threads} "
-        f"--runs {args.runs} --batch {args.batch}",
+        f"--runs {args.runs} --batch {args.batch}"
+        + (f" --stem {args.stem}" if args.stem != "pattern_speed" else ""),
         "load_before": load(),
         "batches": [],
     }

@@ -12,8 +12,19 @@ order of the groups matters (:func:`edgeslim.sparsity.pattern_groups.order_group
 the output is computed (the few rows that fall outside the output are
 dropped at the end). A stride ``s`` splits the padded input into its ``s × s``
 phases first (one copy of the input in total), after which every tap is again a
-row offset in one phase. The output comes back in channels_last, so a model kept in
-channels_last has no layout conversion at all.
+row offset in one phase.
+
+Row blocks (``block_rows``): every segment reads the whole input once, which on a
+large feature map (56×56×64 at batch 8 is 7 MB) means one pass over memory per
+segment. Running all segments on one block of output rows before the next keeps
+the block's input rows (plus the two-row halo the taps reach) and its output rows
+in cache across the segments; only the order of the GEMM calls changes (the result
+agrees to float rounding). ``0`` runs each segment over all rows at once (fewest calls, best
+on small maps); :class:`~edgeslim.sparsity.pattern_exec.PatternExec` times the
+candidates per layer and keeps the fastest.
+
+The output comes back in channels_last, so a model kept in channels_last has no
+layout conversion at all.
 
 The runtime is PyTorch eager: each GEMM is one MKL/oneDNN sgemm on a strided view,
 which neither ``torch.export`` + ONNX Runtime (every Slice copies; see
@@ -95,8 +106,12 @@ class PatternConv2d(nn.Module):
         stride: tuple[int, int] = (1, 1),
         padding: tuple[int, int] = (1, 1),
         bias: bool = True,
+        block_rows: int = 0,
     ) -> None:
         super().__init__()
+        if block_rows < 0:
+            raise EdgeslimError(f"block_rows must be >= 0 (0: no blocking), got {block_rows}")
+        self.block_rows = int(block_rows)
         self.in_channels = in_channels
         self.layout = [(int(s), tuple(int(t) for t in taps)) for s, taps in layout]
         if not self.layout or any(s < 1 or not t for s, t in self.layout):
@@ -160,16 +175,26 @@ class PatternConv2d(nn.Module):
             out = self.bias.expand(rows, self.out_channels).contiguous()
         else:
             out = x.new_zeros(rows, self.out_channels)
+        plan = []  # (input rows, weight, first output column, last + 1) per segment
         for wseg, (t, a, b) in zip(self.weights, self.segments, strict=True):
             dy, dx = divmod(t, 3)
             key = (dy % sy, dx % sx)
             if key not in phases:  # one copy per phase, shared by its taps
                 phases[key] = xp[:, key[0] :: sy, key[1] :: sx][:, :hq, :wq].reshape(-1, c)
             off = (dy // sy) * wq + dx // sx
-            out[:span, a:b].addmm_(phases[key][off : off + span], wseg)
+            plan.append((phases[key][off : off + span], wseg, a, b))
+        step = self.block_rows or span
+        for r0 in range(0, span, step):
+            r1 = min(span, r0 + step)
+            o = out[r0:r1]
+            for src, wseg, a, b in plan:
+                o[:, a:b].addmm_(src[r0:r1], wseg)
         y = out.view(n, hq, wq, self.out_channels)[:, :ho, :wo].permute(0, 3, 1, 2)
         return y.contiguous(memory_format=torch.channels_last)
 
     def extra_repr(self) -> str:
         groups = ", ".join(f"{s}x{list(t)}" for s, t in self.layout)
-        return f"{self.in_channels}, {self.out_channels}, stride={self.stride}, groups=[{groups}]"
+        blk = f", block_rows={self.block_rows}" if self.block_rows else ""
+        return (
+            f"{self.in_channels}, {self.out_channels}, stride={self.stride}{blk}, groups=[{groups}]"
+        )

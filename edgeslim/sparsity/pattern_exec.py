@@ -5,10 +5,12 @@
 ``max_groups`` runs, see :func:`edgeslim.sparsity.pattern_conv.layout_of`), feeds
 the example through the model to get each conv's real input, and times the dense
 conv (channels_last, as the best PyTorch dense deployment runs) against the
-pattern form on it, interleaved, on the current thread count. A layer is swapped
-only when the pattern form is faster (``keep_faster``), so the result is never
-slower than dense layer by layer. Both times and the choice go into the record;
-a reload swaps the same layers back in before the weights load.
+pattern form on it, interleaved, on the current thread count: the pattern form once
+per row-block size in ``blocks`` that is smaller than the layer's output (see
+:class:`PatternConv2d`; ``0`` is unblocked), the fastest block counting. A layer is
+swapped only when the pattern form is faster (``keep_faster``), so the result is
+never slower than dense layer by layer. The times, the block and the choice go into
+the record; a reload swaps the same layers back in before the weights load.
 
 Run it on the model as deployed: BN folded (:mod:`edgeslim.fuse`), channels_last,
 at the deploy batch size and thread count.
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from edgeslim.core.errors import EdgeslimError
 from edgeslim.core.methods import Method, MethodConfig, register_method
 from edgeslim.core.modes import eval_mode
 from edgeslim.core.select import swap_module_
@@ -38,6 +41,8 @@ class PatternExecConfig(MethodConfig):
         keep_faster: time both forms and keep the faster (False: swap every candidate).
         runs: timed runs per form and layer (fastest counts; 3 warm-up runs first).
         max_groups: a weight with more filter runs than this stays dense untimed.
+        blocks: row-block sizes to time for the pattern form (0: unblocked); with
+            ``keep_faster=False`` the first is used untimed.
 
     Example:
         >>> from edgeslim.core.methods import apply
@@ -52,6 +57,11 @@ class PatternExecConfig(MethodConfig):
     keep_faster: bool = True
     runs: int = 20
     max_groups: int = 16
+    blocks: tuple[int, ...] = (0, 2048, 4096, 8192)
+
+    def __post_init__(self) -> None:
+        if not self.blocks or any(int(b) < 0 for b in self.blocks):
+            raise EdgeslimError(f"blocks must be row counts >= 0 (0: unblocked), got {self.blocks}")
 
 
 def _inputs(model: nn.Module, names: list[str], x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -71,22 +81,37 @@ def _inputs(model: nn.Module, names: list[str], x: torch.Tensor) -> dict[str, to
     return seen
 
 
-def time_pair(a: nn.Module, b: nn.Module, x: torch.Tensor, runs: int) -> tuple[float, float]:
-    """Fastest ms of ``a(x)`` and ``b(x)``, interleaved run by run (3 warm-ups each).
+def time_many(fns: list, x: torch.Tensor, runs: int) -> list[float]:
+    """Fastest ms of each ``f(x)`` of ``fns``, interleaved run by run (3 warm-ups each).
 
     The fastest run, not the median: other processes only ever add time, so on a
     shared CPU the least-disturbed run is the best estimate of a layer's own cost
     (on a quiet machine the two agree).
     """
-    ta, tb = [], []
+    times: list[list[float]] = [[] for _ in fns]
     with torch.no_grad():
         for i in range(runs + 3):
-            for f, acc in ((a, ta), (b, tb)):
+            for f, acc in zip(fns, times, strict=True):
                 t0 = time.perf_counter()
                 f(x)
                 if i >= 3:
                     acc.append((time.perf_counter() - t0) * 1e3)
-    return min(ta), min(tb)
+    return [min(t) for t in times]
+
+
+def _blocked(pc: PatternConv2d, rows: int):
+    def run(x: torch.Tensor) -> torch.Tensor:
+        pc.block_rows = rows
+        return pc(x)
+
+    return run
+
+
+def _candidates(blocks: tuple[int, ...], x: torch.Tensor, stride) -> list[int]:
+    """The blocks smaller than the layer's output rows (``0`` always; no duplicates)."""
+    n, _, h, w = x.shape
+    rows = n * (h // stride[0] + 2) * (w // stride[1] + 2)
+    return sorted({0, *(int(b) for b in blocks if 0 < int(b) < rows)})
 
 
 def _dense_twin(conv: nn.Module) -> nn.Conv2d:
@@ -111,16 +136,23 @@ class PatternExec(Method):
         for n, lay in plans.items():
             mod, cfg = picked[n]
             pc = PatternConv2d.from_conv(mod, lay).eval()
+            pc.block_rows = int(config.blocks[0])
             info = {"layout": [[s, list(t)] for s, t in lay], "stride": list(mod.stride)}
             info.update(padding=list(mod.padding), bias=mod.bias is not None)
             info["in_channels"] = mod.in_channels
             if n in ins and config.keep_faster:
                 xin = ins[n].contiguous(memory_format=torch.channels_last)
-                dense_ms, pat_ms = time_pair(_dense_twin(mod), pc, xin, config.runs)
-                info.update(dense_ms=round(dense_ms, 4), pattern_ms=round(pat_ms, 4))
-                faster = pat_ms < dense_ms
+                blocks = _candidates(config.blocks, xin, mod.stride)
+                fns = [_dense_twin(mod)] + [_blocked(pc, b) for b in blocks]
+                dense_ms, *pat = time_many(fns, xin, config.runs)
+                best = min(range(len(blocks)), key=pat.__getitem__)
+                pc.block_rows = blocks[best]
+                info.update(dense_ms=round(dense_ms, 4), pattern_ms=round(pat[best], 4))
+                info["block_ms"] = {str(b): round(t, 4) for b, t in zip(blocks, pat, strict=True)}
+                faster = pat[best] < dense_ms
             else:
                 faster = False  # not timed (or never called on the example)
+            info["block_rows"] = pc.block_rows
             info["kept"] = "pattern" if (faster or not config.keep_faster) else "dense"
             if info["kept"] == "pattern":
                 swap_module_(model, n, pc)
@@ -137,7 +169,12 @@ class PatternExec(Method):
                 continue
             lay = [(int(s), tuple(t)) for s, t in info["layout"]]
             new = PatternConv2d(
-                info["in_channels"], lay, info["stride"], info["padding"], bool(info["bias"])
+                info["in_channels"],
+                lay,
+                info["stride"],
+                info["padding"],
+                bool(info["bias"]),
+                int(info.get("block_rows", 0)),
             )
             swap_module_(model, n, new)
         return model

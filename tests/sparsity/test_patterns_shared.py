@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from edgeslim.cli.main import main
+from edgeslim.core.errors import EdgeslimError
 from edgeslim.core.methods import apply_
 from edgeslim.models import build_zoo_model
 from edgeslim.models.saved import load_saved, save_model
@@ -56,6 +57,23 @@ def test_pattern_conv_equals_the_masked_dense_conv(stride, padding, batch):
                 assert got.is_contiguous(memory_format=torch.channels_last)
                 assert (got - want).abs().max() < 1e-4
     assert torch.equal(pc.dense_weight(), conv.weight.detach())
+
+
+@pytest.mark.parametrize(("stride", "block"), [(1, 1), (1, 7), (1, 64), (2, 5), (2, 1000)])
+def test_row_blocks_change_the_call_order_not_the_result(stride, block):
+    # blocks that divide the rows, that leave a short last block, and one larger than all
+    conv = _patterned_conv(6, [5, 1, 12, 3], [(0, 1), (4, 5, 8), (1, 4, 7, 8), (2, 5)], stride, 1)
+    pc = PatternConv2d.from_conv(conv).eval()
+    x = torch.randn(2, 6, 9, 11)
+    with torch.no_grad():
+        whole = pc(x)
+        pc.block_rows = block
+        got = pc(x)
+    assert (got - whole).abs().max() < 1e-5 and (got - conv(x)).abs().max() < 1e-4
+    with pytest.raises(EdgeslimError, match="block_rows"):
+        PatternConv2d(6, pc.layout, block_rows=-1)
+    with pytest.raises(EdgeslimError, match="blocks"):
+        PatternExecConfig(blocks=())
 
 
 def test_pattern_conv_trains_through_its_dense_equivalent():
@@ -129,9 +147,11 @@ def test_permutation_is_absorbed_and_groups_are_contiguous(resnet20_shared):
 
 def test_deployed_model_matches_masked_dense_and_reloads(tmp_path, resnet20_shared):
     lm, _, sparse, rec, x = resnet20_shared
-    dep, rec2 = apply_(copy.deepcopy(sparse), PatternExecConfig(keep_faster=False), calib=[x])
+    cfg = PatternExecConfig(keep_faster=False, blocks=(16,))
+    dep, rec2 = apply_(copy.deepcopy(sparse), cfg, calib=[x])
     kept = rec2.details["layers"]
     assert len(kept) == 19 and all(v["kept"] == "pattern" for v in kept.values())
+    assert all(v["block_rows"] == 16 for v in kept.values())
     assert isinstance(dep.layer1[0].conv1, PatternConv2d)
     with torch.no_grad():
         assert (dep(x) - sparse(x)).abs().max() < 1e-4
@@ -140,6 +160,7 @@ def test_deployed_model_matches_masked_dense_and_reloads(tmp_path, resnet20_shar
     save_model(out, tmp_path / "m")
     back = load_saved(tmp_path / "m").model
     assert isinstance(back.layer3[0].conv1, PatternConv2d)
+    assert back.layer3[0].conv1.block_rows == 16  # the block travels with the record
     with torch.no_grad():
         assert (back(x) - dep(x)).abs().max() < 1e-6
         assert (back(x) - squashed(sparse)(x)).abs().max() < 1e-4
@@ -151,6 +172,10 @@ def test_exec_keeps_dense_where_dense_is_faster_by_the_record():
     info = rec.details["layers"]["0"]
     want = "pattern" if info["pattern_ms"] < info["dense_ms"] else "dense"
     assert info["kept"] == want and (type(m[0]) is PatternConv2d) == (want == "pattern")
+    # the pattern time is its fastest block's, and only blocks under the output's rows ran
+    assert info["pattern_ms"] == min(info["block_ms"].values())
+    assert info["block_ms"][str(info["block_rows"])] == info["pattern_ms"]
+    assert set(info["block_ms"]) == {"0"}  # 1x4x5x5 has 49 padded rows: no block of 2048
 
 
 TINY = """
