@@ -37,6 +37,11 @@ from edgeslim.train.trainer import Trainer
 from edgeslim.workflows.fastbert import THRESHOLDS, measure_fastbert, train_fastbert
 
 RESULTS = Path(__file__).parent / "results"
+BRANCH_TEXT = {
+    "cls": "dense + ReLU on [CLS], then a linear classifier",
+    "attn": "the paper's student classifier: dense to 128, a 2-head self-attention over "
+    "every token read at [CLS], dense + tanh, a linear classifier",
+}
 CONFIG = {  # the issue-16 teacher: 6 layers, hidden 128, 4 heads, FFN 512
     "model_type": "bert",
     "vocab_size": 128,
@@ -110,8 +115,8 @@ def write_markdown(res: dict, path: Path) -> None:
         "",
         "Model: 6-layer BERT (hidden 128, 4 heads, FFN 512, "
         f"{res['seq']} tokens), fine-tuned first ({res['finetune']}); then the backbone is frozen "
-        "and a branch on every layer but the last (dense + ReLU on [CLS], then a linear "
-        f"classifier) is trained by self-distillation ({res['branches']}): KL from the final "
+        f"and a branch on every layer but the last ({BRANCH_TEXT[res.get('branch', 'cls')]}) "
+        f"is trained by self-distillation ({res['branches']}): KL from the final "
         "classifier's soft predictions, no labels (FastBERT, Liu et al., ACL 2020).",
         "",
         "Deployment: one ONNX graph per exit point, run in sequence "
@@ -173,13 +178,14 @@ def main() -> None:
     p.add_argument("--out", default="/tmp/edgeslim_fastbert")
     p.add_argument("--load-note", default="no other job named", help="what else ran")
     p.add_argument("--stem", default=None, help="results file name (default: from --data)")
+    p.add_argument("--branch", choices=("cls", "attn"), default="cls", help="branch classifier")
     args = p.parse_args()
     torch.set_num_threads(1)
     t0 = time.time()
     lm, how = teacher(args.data, args.finetune_epochs, args.teacher_epochs)
     print(f"teacher: {how} ({time.time() - t0:.0f}s)", flush=True)
     branches = cfg(args.branch_epochs)
-    res = train_fastbert(lm, args.data, branches, progress=False)
+    res = train_fastbert(lm, args.data, branches, branch=args.branch, progress=False)
     print(f"trained ({time.time() - t0:.0f}s)", flush=True)
     report = measure_fastbert(res, args.data, args.out, THRESHOLDS, repeats=args.repeats,
                               threads=1, limit=args.limit)  # fmt: skip
@@ -197,6 +203,7 @@ def main() -> None:
         "seq": lm.require_input().shape[1],
         "finetune": how,
         "branches": f"{branches.epochs} epochs AdamW lr {branches.lr}, T=1",
+        "branch": args.branch,
         "history": res.history,
         "report": report,
         "best": best_within(report["sweep"], 1.0),

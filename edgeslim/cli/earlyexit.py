@@ -41,6 +41,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--temperature", type=float, default=1.0, help="of the branch KL (paper: 1)")
     p.add_argument(
+        "--branch",
+        choices=("cls", "attn"),
+        default="cls",
+        help="cls: a head on [CLS]; attn: the paper's 2-head self-attention branch",
+    )
+    p.add_argument(
         "--thresholds",
         type=_arg_type(parse_thresholds),
         default=(0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8),
@@ -71,7 +77,10 @@ def run(args: argparse.Namespace) -> int:
     lm = fit_input(lm, args.data)  # the data's token length
     branches = train_config(args)
     finetune = replace(branches, epochs=args.finetune_epochs) if args.finetune_epochs else None
-    res = train_fastbert(lm, args.data, branches, finetune=finetune, temperature=args.temperature)
+    res = train_fastbert(
+        lm, args.data, branches, finetune=finetune, temperature=args.temperature,
+        branch=args.branch,
+    )  # fmt: skip
     if finetune is not None:
         save_model(lm, out / "model")
     report = measure_fastbert(

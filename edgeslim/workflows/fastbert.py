@@ -6,7 +6,8 @@ The two training stages of Liu et al. (ACL 2020), both on the one
 1. fine-tune the backbone and its final classifier on the labels (optional: skip it
    for a model that is already trained);
 2. freeze the backbone and train a branch classifier on every layer but the last
-   by self-distillation from the final classifier (the ``fastbert`` loss; no labels).
+   by self-distillation from the final classifier (the ``fastbert`` loss, or
+   ``fastbert-attn`` with the paper's attention branch; no labels).
    The Trainer runs the model in train mode, so the frozen backbone's dropout stays on
    while the branches learn (its weights do not change).
 
@@ -46,6 +47,7 @@ from edgeslim.models.spec import LoadedModel
 from edgeslim.train.config import TrainConfig
 from edgeslim.train.trainer import Trainer
 
+BRANCHES = {"cls": "fastbert", "attn": "fastbert-attn"}  # branch kind -> loss name
 THRESHOLDS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8)
 
 
@@ -69,6 +71,7 @@ def train_fastbert(
     *,
     finetune: TrainConfig | None = None,
     temperature: float = 1.0,
+    branch: str = "cls",
     progress: bool = True,
 ) -> FastBERTResult:
     """FastBERT's two training stages on ``data``; ``lm.model`` is fine-tuned in place.
@@ -79,12 +82,16 @@ def train_fastbert(
         branch_config: the self-distillation run (the backbone is frozen meanwhile).
         finetune: stage 1, the backbone + final classifier on the labels; None skips it.
         temperature: of the branch KL (the paper: 1).
+        branch: ``cls`` (a bottleneck + classifier on the [CLS] vector) or ``attn`` (the
+            paper's student classifier: a 2-head self-attention over every token).
 
     Example:
         >>> # r = train_fastbert(load_model("hf:bert.json", num_classes=4), "synthtext",
         >>> #                    TrainConfig(epochs=3, optimizer="adamw", lr=1e-3),
         >>> #                    finetune=TrainConfig(epochs=6, optimizer="adamw", lr=1e-3))
     """
+    if branch not in BRANCHES:
+        raise EdgeslimError(f"FastBERT branch must be one of {sorted(BRANCHES)}, got {branch!r}")
     task = dataset_info(data).task
     train, val = load_dataset(data, "train"), load_dataset(data, "val")
     history: dict[str, list[dict]] = {}
@@ -98,7 +105,7 @@ def train_fastbert(
         for p in trainable:  # stage 2 trains the branches only
             p.requires_grad_(False)
         spec = LossSpec(temperature=temperature)
-        distiller = Distiller.build(lm.model, [], "fastbert", spec, example, task)
+        distiller = Distiller.build(lm.model, [], BRANCHES[branch], spec, example, task)
         # no validation: the final classifier, which it would score, does not change
         trainer = Trainer(
             lm.model,

@@ -31,7 +31,7 @@ def test_earlyexit_cli_writes_segments_and_report(tmp_path, capsys):
         ["earlyexit", f"hf:{cfg}", "--data", "synthtext", "--epochs", "1",
          "--finetune-epochs", "1", "--optimizer", "adamw", "--lr", "1e-3", "--batch-size", "64",
          "--no-augment", "--thresholds", "0,0.5,1", "--limit", "24", "--repeats", "1",
-         "-o", str(out)]
+         "--branch", "attn", "-o", str(out)]
     )  # fmt: skip
     assert code == 0
     report = json.loads((out / "report.json").read_text())
@@ -60,5 +60,16 @@ def test_recipe_stage_is_registered_and_validated():
     assert "earlyexit" in STAGES
     head = "version: 1\nmodel: hf:x.json\ndata: synthtext\nstages:\n"
     parse_recipe(head + "  - earlyexit: {epochs: 2, thresholds: [0, 0.3]}\n")
+    parse_recipe(head + "  - earlyexit: {branch: attn}\n")
+    with pytest.raises(EdgeslimError, match="line 5"):
+        parse_recipe(head + "  - earlyexit: {branch: tokens}\n")
     with pytest.raises(EdgeslimError, match="line 5"):
         parse_recipe(head + "  - earlyexit: {thresholds: [0, 1.5]}\n")
+
+
+def test_unknown_branch_is_refused_before_any_training():
+    from edgeslim.core.errors import EdgeslimError
+    from edgeslim.workflows.fastbert import train_fastbert
+
+    with pytest.raises(EdgeslimError, match="branch must be one of"):
+        train_fastbert(None, "synthtext", None, branch="tokens")

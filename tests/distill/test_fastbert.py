@@ -236,3 +236,32 @@ def test_segments_need_a_bert_and_matching_branches():
     torch.manual_seed(0)
     with pytest.raises(EdgeslimError, match="one per layer"):
         segments(build_hf(other), build_branches(tiny_bert()).losses[0])
+
+
+def test_attention_branch_oracle_and_segment_parity(tmp_path):
+    from edgeslim.distill.losses.attention_branch import AttentionBranch
+
+    torch.manual_seed(0)
+    b = AttentionBranch(32, 3, width=16, heads=2)
+    x = torch.randn(5, 7, 32)
+    with torch.no_grad():
+        f, z = b(x)
+        # reference: every token attends (scaled_dot_product_attention), [CLS] read after
+        h = b.down(x)
+        q = b.q(h).reshape(5, 7, 2, 8).transpose(1, 2)
+        k, v = (t.reshape(5, 7, 2, 8).transpose(1, 2) for t in b.kv(h).chunk(2, dim=-1))
+        att = torch.nn.functional.scaled_dot_product_attention(q, k, v)[:, :, 0].reshape(5, 16)
+        ref = b.fc(att)
+    assert torch.allclose(f, ref, atol=1e-5) and torch.allclose(z, b.out(ref), atol=1e-5)
+    with pytest.raises(EdgeslimError, match="divisible"):
+        AttentionBranch(32, 3, width=15, heads=2)
+    with pytest.raises(EdgeslimError, match=r"\(N, T, C\)"):
+        b(torch.randn(5, 32))
+
+    model = tiny_bert()
+    d = Distiller.build(model, [], "fastbert-attn", LossSpec(temperature=1.0), tokens(4), TASK)
+    fb = d.losses[0]
+    assert all(isinstance(h, AttentionBranch) for h in fb.heads) and len(fb.heads) == 2
+    export_fastbert(model, fb, SPEC, tmp_path / "exits", thresholds=(0.0, 1.0), dynamo=False)
+    diffs = branch_parity(model, fb, tmp_path / "exits", tokens(9))
+    assert max(diffs.values()) < 1e-4, diffs

@@ -3,7 +3,7 @@
 Example:
     >>> from edgeslim.distill.losses import LOSSES
     >>> LOSSES.names()[:6]
-    ['at', 'cosine', 'det_feature', 'fastbert', 'feature', 'kd']
+    ['at', 'cosine', 'det_feature', 'fastbert', 'fastbert-attn', 'feature']
 """
 
 from edgeslim.distill.losses import (  # noqa: F401 (registers)

@@ -8,9 +8,11 @@ from unlabelled data::
 
     L = sum_i KL(p_t || p_i),   p = softmax(z / T)   (the paper: T = 1)
 
-No label enters the loss. The branches are the heads of
+No label enters the loss. The ``fastbert`` branches are the heads of
 :mod:`edgeslim.distill.losses.self_distill` (a bottleneck on the [CLS] token and a
-linear classifier), and the trained loss serves eager early exit
+linear classifier); the ``fastbert-attn`` branches are the paper's own student
+classifier (:class:`~edgeslim.distill.losses.attention_branch.AttentionBranch`: a
+2-head self-attention over every token, read at [CLS]). The trained loss serves eager early exit
 (:func:`edgeslim.distill.early_exit.early_exit`) and the segmented ONNX export
 (:mod:`edgeslim.distill.fastbert`) unchanged.
 """
@@ -24,6 +26,7 @@ from torch import nn
 
 from edgeslim.core.errors import EdgeslimError
 from edgeslim.distill.hooks import Outputs
+from edgeslim.distill.losses.attention_branch import AttentionBranch
 from edgeslim.distill.losses.base import LOSSES, DistillLoss, LayerPair, LossSpec, Probe
 from edgeslim.distill.losses.kd import soft_kl
 from edgeslim.distill.losses.self_distill import AuxHead, pooled
@@ -55,7 +58,9 @@ class FastBERTDistillation(DistillLoss):
     needs_teacher = False
     needs_layers = True
 
-    def __init__(self, blocks: Sequence[str], heads: Sequence[AuxHead], temperature: float) -> None:
+    def __init__(
+        self, blocks: Sequence[str], heads: Sequence[AuxHead | AttentionBranch], temperature: float
+    ) -> None:
         super().__init__()
         if len(blocks) != len(heads) + 1:
             raise EdgeslimError("FastBERT needs one branch per layer but the last")
@@ -80,10 +85,13 @@ class FastBERTDistillation(DistillLoss):
             raise EdgeslimError("FastBERT needs at least 2 layers: shallow..., last")
         feats = probe.student.features
         classes = probe.student.logits.shape[1]
-        heads = [
-            AuxHead(tuple(feats[b].shape), pooled(feats[b]).shape[1], classes) for b in blocks[:-1]
-        ]
+        heads = [cls.branch(feats[b], classes) for b in blocks[:-1]]
         return cls(blocks, heads, spec.temperature)
+
+    @staticmethod
+    def branch(feat: torch.Tensor, classes: int) -> nn.Module:
+        """The branch for a layer whose output looks like ``feat``."""
+        return AuxHead(tuple(feat.shape), pooled(feat).shape[1], classes)
 
     def branch_logits(self, features: dict[str, torch.Tensor]) -> list[torch.Tensor]:
         """Every branch's logits, shallow to deep."""
@@ -91,3 +99,14 @@ class FastBERTDistillation(DistillLoss):
 
     def forward(self, student: Outputs, teachers: Sequence[Outputs], y: torch.Tensor):
         return branch_kl(self.branch_logits(student.features), student.logits, self.temperature)
+
+
+@LOSSES.register("fastbert-attn")
+class FastBERTAttentionDistillation(FastBERTDistillation):
+    """:class:`FastBERTDistillation` with the paper's branch: attention over every token."""
+
+    @staticmethod
+    def branch(feat: torch.Tensor, classes: int) -> nn.Module:
+        if feat.dim() != 3:
+            raise EdgeslimError(f"fastbert-attn branches read (N, T, C) tokens, got {feat.shape}")
+        return AttentionBranch(feat.shape[-1], classes)

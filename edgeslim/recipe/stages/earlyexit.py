@@ -10,7 +10,7 @@ The stage leaves the model's weights as they were.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -25,6 +25,9 @@ class EarlyExitSettings(TrainSettings):
     batch_size: int = Field(64, ge=1)
     weight_decay: float = Field(0.01, ge=0)
     temperature: float = Field(1.0, gt=0, description="of the branch KL (the paper: 1)")
+    branch: Literal["cls", "attn"] = Field(
+        "cls", description="cls: a head on [CLS]; attn: the paper's 2-head attention branch"
+    )
     threshold: float = Field(0.3, ge=0, le=1, description="the manifest's default threshold")
     thresholds: list[Annotated[float, Field(ge=0, le=1)]] = Field(
         [0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8], description="thresholds to measure"
@@ -48,7 +51,9 @@ def run(state: PipelineState, s: EarlyExitSettings, ctx: PipelineContext) -> Pip
     if is_fake_quantized(state.lm.model):
         raise EdgeslimError("stage 'earlyexit' needs a float BERT: put it before 'quantize'")
     cfg = replace(s.train_config(ctx.seed), optimizer="adamw", augment=False)
-    res = train_fastbert(state.lm, data, cfg, temperature=s.temperature, progress=ctx.progress)
+    res = train_fastbert(
+        state.lm, data, cfg, temperature=s.temperature, branch=s.branch, progress=ctx.progress
+    )
     report = measure_fastbert(
         res, data, ctx.work_dir, s.thresholds, threshold=s.threshold,
         repeats=s.repeats, threads=1, limit=s.limit,
