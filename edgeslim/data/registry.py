@@ -9,8 +9,9 @@ A data spec is a string a user types on the command line:
 - ``npz:FILE``              arrays ``x_<split>`` (N,C,H,W or N,H,W,C) and ``y_<split>``
 - ``random:C,H,W``          random inputs with label 0, for latency/calibration only
 - ``synthtext[:LENGTH]``    generated token sequences (task ``sequence_classification``)
-- ``textlogic[:LENGTH]`` / ``textpair[:LENGTH]``  generated English-like sentences
-  (sentence pairs) whose label needs order, negation, agreement and counting; WordPiece ids
+- ``textlogic[:LENGTH]`` / ``textverdict[:LENGTH]`` / ``textpair[:LENGTH]``  generated
+  English-like sentences (sentence pairs) whose label needs order, negation, scope and
+  counting; WordPiece ids
 - ``glue:DIR[,length=N]``    a GLUE task folder of TSV files (SST-2, MRPC, RTE, ...)
 - ``shapes_seg``            generated shapes with per-pixel masks (task ``segmentation``)
 - ``driving[:seed=N,n=N,size=S]``  generated road scenes with boxes (task ``detection``)

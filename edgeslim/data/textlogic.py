@@ -4,13 +4,18 @@ scope and counting (see :mod:`edgeslim.data.textlogic_grammar` for the rules).
 - ``textlogic[:LENGTH]``: one sentence, a review of several vehicles; label 1 if it is
   favourable on balance ("true"), 0 if not ("false"). Kinds: tally, negation,
   contrast, doubt (counting, negation, order against "but", long-range scope).
+- ``textverdict[:LENGTH]``: premise ``[SEP]`` hypothesis, like GLUE's RTE: a textlogic
+  review, then a one-clause verdict on it ("it is not bad ."); label 1 "entailment" if
+  the verdict is the review's, 0 "contradiction". Kinds: textlogic's. The pair task
+  whose difficulty is calibrated (``benchmarks/results/textlogic.md``).
 - ``textpair[:LENGTH]``: premise ``[SEP]`` hypothesis, like GLUE's RTE; label 1
   "entailment", 0 "contradiction" (the premise describes the whole scene, so a
-  hypothesis it does not entail is false). Kinds: lexical, presence, order, chain, count.
+  hypothesis it does not entail is false). Kinds: lexical, presence, order, chain, count
+  (the v5 claims: no model this machine trained got off the class prior on them).
 
 Samples are WordPiece token ids (``[CLS] ... [SEP] [PAD]...``, ``[PAD]`` = 0) from a
-tokenizer trained on generated text (:func:`textlogic_tokenizer`, shared by both
-tasks, so one vocabulary serves both; :attr:`DatasetInfo.vocab_size` gives its size
+tokenizer trained on generated text (:func:`textlogic_tokenizer`, shared by the
+tasks, so one vocabulary serves all; :attr:`DatasetInfo.vocab_size` gives its size
 for a ``hf:`` config). LENGTH defaults to 64 and must be at least 64 (no sample is
 cut); 128 gives the same samples with more padding. Splits come from one seeded
 stream without repeats, test first, then val, then train (test 1000, val 1000,
@@ -28,18 +33,30 @@ import numpy as np
 from edgeslim.core.errors import EdgeslimError
 from edgeslim.data.registry import DATASETS, SPLITS, DatasetInfo, DataSource
 from edgeslim.data.text import TokenDataset
-from edgeslim.data.textlogic_grammar import Sample, generate_samples
+from edgeslim.data.textlogic_grammar import SINGLE_KINDS, Sample, generate_samples
 from edgeslim.data.wordpiece import cached_wordpiece, content_key, encode
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
 VERSION = "textlogic-v6"  # bump whenever the grammar or the splits change
+# textverdict's own version: it is not in the tokenizer's or the corpus's text, so it can
+# change without touching textlogic's caches (its reviews are textlogic's grammar: a
+# change there bumps VERSION, which every task's key includes)
+VERDICT_VERSION = "textverdict-v1"
 SIZES = {"test": 1000, "val": 1000, "train": 12000}
 MIN_LENGTH = 64
 VOCAB_SIZE = 1000  # the ceiling; the grammar's words need far fewer (see info().vocab_size)
-CLASS_NAMES = {"textlogic": ("false", "true"), "textpair": ("contradiction", "entailment")}
-_SEEDS = {"textlogic": 16_001, "textpair": 16_002, "tokenizer": 16_003, "corpus": 16_004}
+CLASS_NAMES = {
+    "textlogic": ("false", "true"),
+    "textpair": ("contradiction", "entailment"),
+    "textverdict": ("contradiction", "entailment"),
+}
+PAIRED = {"textlogic": False, "textpair": True, "textverdict": True}
+_SEEDS = {
+    "textlogic": 16_001, "textpair": 16_002, "tokenizer": 16_003, "corpus": 16_004,
+    "textverdict": 16_005,
+}  # fmt: skip
 
 
 def textlogic_tokenizer() -> Tokenizer:
@@ -59,9 +76,10 @@ def _texts(samples: list[Sample]) -> list[str]:
 
 @functools.cache
 def split_samples(task: str) -> dict[str, list[Sample]]:
-    """The samples of every split of ``task`` ("textlogic" or "textpair"), by split name."""
+    """The samples of every split of ``task`` (a key of :data:`CLASS_NAMES`), by split name."""
     n = sum(SIZES.values())
-    samples = generate_samples(n, _SEEDS[task], pair=task == "textpair")
+    kinds = SINGLE_KINDS if task == "textverdict" else None
+    samples = generate_samples(n, _SEEDS[task], pair=PAIRED[task], kinds=kinds)
     out, start = {}, 0
     for split in ("test", "val", "train"):
         out[split] = samples[start : start + SIZES[split]]
@@ -72,8 +90,7 @@ def split_samples(task: str) -> dict[str, list[Sample]]:
 @functools.cache
 def _arrays(task: str, split: str, length: int) -> tuple[np.ndarray, np.ndarray]:
     samples = split_samples(task)[split]
-    pair = task == "textpair"
-    b = [s.text_b or "" for s in samples] if pair else None
+    b = [s.text_b or "" for s in samples] if PAIRED[task] else None
     ids, cut = encode(textlogic_tokenizer(), [s.text_a for s in samples], b, length)
     if cut:  # the grammar's longest sample fits MIN_LENGTH; a change that breaks this is a bug
         raise EdgeslimError(f"{task}: {cut} {split} samples do not fit {length} tokens")
@@ -81,12 +98,14 @@ def _arrays(task: str, split: str, length: int) -> tuple[np.ndarray, np.ndarray]
 
 
 def unlabeled_corpus(n: int = 50_000, seed: int = _SEEDS["corpus"]) -> list[str]:
-    """``n`` generated sentences of both tasks, none from a val or test split.
+    """``n`` generated sentences of textlogic and textpair, none from their val or test splits.
 
     Unlabeled text for TinyBERT's general distillation (encode it with
-    :func:`textlogic_tokenizer`, or use :func:`unlabeled_ids`).
+    :func:`textlogic_tokenizer`, or use :func:`unlabeled_ids`). textverdict's premises
+    are textlogic reviews from another seed; the corpus does not screen them (it stays
+    what it was before textverdict existed), so use it for textlogic, not textverdict.
     """
-    held_out = {t for task in CLASS_NAMES for sp in ("val", "test")
+    held_out = {t for task in ("textlogic", "textpair") for sp in ("val", "test")
                 for t in _texts(split_samples(task)[sp])}  # fmt: skip
     out: list[str] = []
     k = 0
@@ -122,7 +141,7 @@ def _source(task: str) -> DataSource:
             2,
             (_length(task, arg),),
             CLASS_NAMES[task],
-            version=VERSION,
+            version=f"{VERSION}+{VERDICT_VERSION}" if task == "textverdict" else VERSION,
             task="sequence_classification",
             vocab_size=textlogic_tokenizer().get_vocab_size(),
         )
@@ -132,3 +151,4 @@ def _source(task: str) -> DataSource:
 
 DATASETS.register("textlogic", _source("textlogic"))
 DATASETS.register("textpair", _source("textpair"))
+DATASETS.register("textverdict", _source("textverdict"))

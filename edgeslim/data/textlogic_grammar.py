@@ -1,4 +1,4 @@
-"""The small English-like grammar behind ``textlogic`` and ``textpair``.
+"""The small English-like grammar behind ``textlogic``, ``textverdict`` and ``textpair``.
 
 ``textlogic`` (since v6) is a review of 3-6 vehicles, one clause each ("the red car is
 not fast , the buses are clean , but the van is loud ."), labelled 1 if it is
@@ -18,6 +18,12 @@ doubt (the tests); a 2-layer BERT trained alone learns part of contrast and doub
 6-layer one more (``benchmarks/results/textlogic.md``). Subjects and verbs agree in
 number in every clause; the label never turns on agreement, because the ``agreement``
 kind below stayed at chance for every model this machine could train (v4, v5).
+
+``textverdict`` pairs such a review (premise) with a one-clause verdict on it
+(hypothesis: "it is [not] good|bad ."), labelled 1 if the verdict is the review's, as
+GLUE's RTE labels entailment. The hypothesis is favourable in :data:`HYP_POSITIVE`
+(75%) of pairs, so the review's verdict alone predicts 75% of the labels (a slope to
+start from, the lesson of v5 below) and the hypothesis alone nothing.
 
 v1-v5 (kept for ``textpair`` and callers) describe a scene of coloured vehicles and
 make a claim about it; the label is whether the claim holds. Kinds of claim, chosen so
@@ -290,6 +296,24 @@ def _review(rng: Rng, kind: str) -> tuple[str, int]:
     return text, (-1 if score == 0 else int((score > 0) != doubt))
 
 
+HYP_POSITIVE = 0.75  # share of favourable hypotheses: the verdict alone then scores 75%, so
+# learning it gives the first slope, and the hypothesis turns it into the label (no plateau)
+HYP_NOT = 0.25  # share of hypotheses said with "not" ("it is not bad": favourable)
+
+
+def _verdict_pair(rng: Rng, kind: str) -> tuple[str, str, int]:
+    """A review and a one-clause verdict on it; 1 if the verdict is the review's.
+
+    The hypothesis is "it is [not] good|bad ."; its polarity alone says nothing of the
+    label (the reviews are favourable half the time), the review's alone 75% of it.
+    """
+    review, verdict = _review(rng, kind)
+    positive = rng.random() < HYP_POSITIVE
+    neg = rng.random() < HYP_NOT
+    hypothesis = f"it is {'not ' if neg else ''}{'good' if positive != neg else 'bad'} ."
+    return review, hypothesis, (-1 if verdict < 0 else int(verdict == positive))
+
+
 def _chain(rng: Rng) -> tuple[str, str, int]:
     row = _row(rng, 3, 5)
     links = []
@@ -304,6 +328,9 @@ def _chain(rng: Rng) -> tuple[str, str, int]:
 
 
 def _draw(rng: Rng, kind: str, pair: bool) -> Sample:
+    if kind in REVIEW_KINDS and pair:
+        premise, hypothesis, label = _verdict_pair(rng, kind)
+        return Sample(premise, hypothesis, label, kind)
     if kind in REVIEW_KINDS:
         text, label = _review(rng, kind)
         return Sample(text, None, label, kind)

@@ -1,5 +1,6 @@
-"""``textlogic`` / ``textpair``: determinism, splits, tokenizer, and the label rule
-re-derived by an independent parser of the sentence text (never the generator's label)."""
+"""``textlogic`` / ``textverdict`` / ``textpair``: determinism, splits, tokenizer, and the
+label rule re-derived by an independent parser of the sentence text (never the generator's
+label)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,13 @@ from edgeslim.data.textlogic import (  # noqa: E402
     textlogic_tokenizer,
     unlabeled_corpus,
 )
-from edgeslim.data.textlogic_grammar import NOUNS, Rng, _draw, generate_samples  # noqa: E402
+from edgeslim.data.textlogic_grammar import (  # noqa: E402
+    NOUNS,
+    SINGLE_KINDS,
+    Rng,
+    _draw,
+    generate_samples,
+)
 from edgeslim.data.wordpiece import (  # noqa: E402
     decode,
     load_tokenizer,
@@ -35,7 +42,7 @@ def test_same_seed_same_samples_other_seed_other_samples():
     assert generate_samples(40, seed=3) != generate_samples(40, seed=4)
 
 
-@pytest.mark.parametrize("task", ["textlogic", "textpair"])
+@pytest.mark.parametrize("task", ["textlogic", "textpair", "textverdict"])
 def test_splits_are_disjoint_balanced_and_sized(task):
     splits = split_samples(task)
     texts = {k: {(s.text_a, s.text_b) for s in v} for k, v in splits.items()}
@@ -47,7 +54,7 @@ def test_splits_are_disjoint_balanced_and_sized(task):
     assert abs(sum(labels) - len(labels) / 2) <= 2
 
 
-@pytest.mark.parametrize("spec", ["textlogic", "textpair:128"])
+@pytest.mark.parametrize("spec", ["textlogic", "textpair:128", "textverdict"])
 def test_registered_spec_gives_token_ids_that_decode_to_the_sample(spec):
     info = dataset_info(spec)
     ds = load_dataset(spec, "val")
@@ -155,11 +162,20 @@ def _review(text: str) -> bool | None:
     return (score > 0) != text.startswith("i doubt that ")
 
 
+def _hypothesis(text: str) -> bool:
+    """ "it is [not] good|bad ." read as favourable or not."""
+    m = re.fullmatch(r"it is (not )?(good|bad) \.", text)
+    assert m, text
+    return (m[2] == "good") != bool(m[1])
+
+
 def oracle(text_a: str, text_b: str | None) -> int:
     """The label of a sample, from its words alone."""
     if text_b is None and " , so " not in text_a:
         verdict = _review(text_a)
         return int(_agreement(text_a) if verdict is None else verdict)
+    if text_b is not None and _review_score(text_a) is not None:  # textverdict
+        return int(_review(text_a) == _hypothesis(text_b))
     scene, claim = (text_a, text_b) if text_b is not None else text_a.rsplit(" , so ", 1)
     scene, claim = scene.removesuffix(" ."), claim.removesuffix(" .")
     if scene.startswith("in the row stand "):
@@ -182,16 +198,17 @@ def oracle(text_a: str, text_b: str | None) -> int:
     return int(_order(claim, _closure(links)))
 
 
-@pytest.mark.parametrize("task", ["textlogic", "textpair"])
+@pytest.mark.parametrize("task", ["textlogic", "textpair", "textverdict"])
 def test_every_test_label_matches_the_oracle(task):
     for s in split_samples(task)["test"]:
         assert oracle(s.text_a, s.text_b) == s.label, s
 
 
 @settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), pair=st.booleans())
-def test_labels_match_the_oracle_for_any_seed(seed, pair):
-    for s in generate_samples(12, seed, pair=pair):
+@given(seed=st.integers(0, 2**32 - 1), pair=st.booleans(), reviews=st.booleans())
+def test_labels_match_the_oracle_for_any_seed(seed, pair, reviews):
+    kinds = SINGLE_KINDS if reviews else None  # pairs of reviews: textverdict
+    for s in generate_samples(12, seed, pair=pair, kinds=kinds):
         assert oracle(s.text_a, s.text_b) == s.label, s
 
 
@@ -204,7 +221,7 @@ def test_quantifier_kind_outside_the_mixes_still_matches_the_oracle(pair):
 
 
 def test_each_kind_has_both_labels_so_no_template_gives_the_answer():
-    for task in ("textlogic", "textpair"):
+    for task in ("textlogic", "textpair", "textverdict"):
         by_kind = {}
         for s in split_samples(task)["train"]:
             by_kind.setdefault(s.kind, []).append(s.label)
@@ -252,13 +269,16 @@ def test_dataset_files_carry_the_tokenizer_that_made_the_ids(tmp_path):
 # textlogic (v6): tally is the on-ramp a bag of words solves; negation needs bigrams
 # ("not fast"); contrast needs each clause's place against "but"; doubt flips the verdict
 # from the sentence's first words. textpair: no kind falls to word and bigram counts.
+# textverdict: the hypothesis turns the verdict around in a quarter of the pairs, so even
+# tally falls short of what counts give on textlogic (measured 57% overall, doubt 41%).
 BAG_OF_BIGRAMS_CEILING = {
     "textlogic": {"contrast": 0.9, "doubt": 0.6},
+    "textverdict": {"tally": 0.8, "contrast": 0.75, "doubt": 0.6},
     "textpair": {k: 0.6 for k in ("lexical", "presence", "order", "chain", "count")},
 }
 
 
-@pytest.mark.parametrize("task", ["textlogic", "textpair"])
+@pytest.mark.parametrize("task", ["textlogic", "textpair", "textverdict"])
 def test_no_bag_of_words_shortcut(task):
     """Word and bigram counts do not solve the kinds that need structure (order, scope,
     binding), and score about chance on those that need it most."""
@@ -337,3 +357,17 @@ def test_kinds_argument_and_distinct_presence_lists():
         scene = s.text_a.rsplit(" , so ", 1)[0].removeprefix("the lot holds ")
         nouns = [n for _, n in re.findall(r"a (\w+) (\w+)", scene)]
         assert len(nouns) == len(set(nouns)) and 2 <= len(nouns) <= 6, s
+
+
+def test_verdict_pairs_need_both_sentences():
+    """textverdict: the review's verdict alone gives about 75% of the labels (the slope a
+    model starts from), the hypothesis alone about chance; only both give the label."""
+    ss = split_samples("textverdict")["train"]
+    assert {s.kind for s in ss} == set(SINGLE_KINDS)
+    review = sum(int(_review(s.text_a)) == s.label for s in ss) / len(ss)
+    hypothesis = sum(int(_hypothesis(s.text_b)) == s.label for s in ss) / len(ss)
+    assert 0.7 < review < 0.8 and abs(hypothesis - 0.5) < 0.03, (review, hypothesis)
+    # its premises are textlogic's grammar, not textlogic's samples
+    assert not {s.text_a for s in ss[:2000]} & {
+        s.text_a for s in split_samples("textlogic")["test"]
+    }
