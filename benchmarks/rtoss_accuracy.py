@@ -311,7 +311,7 @@ def markdown(all_res: list[dict]) -> str:
     for res in all_res:
         d = res["dense"]
         lines += [
-            f"## {res['model']} ({res['source']})",
+            f"## {res['model']}{', ' + res['tag'] if res.get('tag') else ''} ({res['source']})",
             "",
             f"CPU: {res['cpu']}; torch {res['torch']}; {res['threads']} thread(s); "
             f"fine-tuning {res['epochs']} epochs on {res['train_size']} training images, "
@@ -403,6 +403,7 @@ def main() -> None:
     p.add_argument("--no-bf16", dest="bf16", action="store_false")
     p.add_argument("--only", nargs="*", default=None, help="row names to run (default: all)")
     p.add_argument("--out-dir", default=str(RESULTS))
+    p.add_argument("--tag", default="", help="a part file of its own (other settings, kept apart)")
     p.add_argument("--report-only", action="store_true", help="only rewrite the merged .md/.json")
     args = p.parse_args()
     out = Path(args.out_dir)
@@ -411,7 +412,7 @@ def main() -> None:
         return
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    part = out / f"rtoss_accuracy.{args.model}.json"
+    part = out / f"rtoss_accuracy.{args.model}{'_' + args.tag if args.tag else ''}.json"
     lm, source = dense_model(args.model)
     lm.model.eval()
     for q in lm.model.parameters():
@@ -426,6 +427,7 @@ def main() -> None:
         res = {}  # other settings: start over
     res.update(
         model=args.model,
+        tag=args.tag,
         source=source,
         torch=torch.__version__,
         threads=1,

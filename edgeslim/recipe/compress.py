@@ -16,6 +16,7 @@ from edgeslim.core.atomic import atomic_path, sweep_temporaries, write_bytes_ato
 from edgeslim.core.errors import EdgeslimError
 from edgeslim.core.lock import output_lock
 from edgeslim.models.saved import save_model
+from edgeslim.recipe.archive import final_archive
 from edgeslim.recipe.loader import LoadedRecipe
 from edgeslim.recipe.measure import check_targets, layer_rows, measure_history
 from edgeslim.recipe.runner import run_stages
@@ -147,6 +148,9 @@ def _compress(loaded: LoadedRecipe, out_dir: Path, progress: bool) -> dict:
         with atomic_path(out_dir / "model_nms.onnx") as tmp:
             shutil.copyfile(nms, tmp)
     save_model(chosen.lm, out_dir / "model")
+    archive = final_archive(history, out_dir)  # a sparse model's size on disk, if any
+    if archive is not None:
+        report["archive"] = archive
     png = _detections_png(history, chosen, loaded)
     if png is not None:  # detectors: boxes before and after, on a few test images
         write_bytes_atomic(out_dir / "detections.png", png)

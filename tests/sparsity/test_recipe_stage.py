@@ -102,3 +102,33 @@ def test_quantize_after_sparsify_keeps_the_zeros_in_int8(tmp_path):
     x = torch.randn(2, 3, 16, 16)
     with torch.no_grad():
         assert torch.allclose(back.model(x), st.lm.model.eval()(x), atol=1e-6)
+
+
+def test_recipe_archive_is_the_last_float_model_and_claims_no_speed(tmp_path):
+    from edgeslim.bench.report.markdown import archive_lines
+    from edgeslim.recipe.archive import FILE, final_archive
+    from edgeslim.sparsity.archive import load_archive
+
+    f, loaded = _recipe(tmp_path, "sparsify: {method: rtoss-2ep, values: float}")
+    torch.manual_seed(0)
+    lm = load_model(f"{f}:make", input_shape=(1, 3, 16, 16))
+    ctx = PipelineContext(loaded.recipe, lm, tmp_path / "work", progress=False)
+    dense = PipelineState(lm, export_deployable(lm.model, lm.input, tmp_path / "0.onnx"))
+    assert final_archive([("input", dense)], tmp_path) is None  # no sparsify stage: no archive
+    st = STAGES.get("sparsify").run(PipelineState(lm), loaded.stages[0].settings, ctx)
+    with torch.no_grad():  # a later stage (distill, finetune) moves the kept weights
+        for p in st.lm.model.parameters():
+            p.add_(0.5)
+    later = PipelineState(st.lm, export_deployable(st.lm.model, lm.input, tmp_path / "2.onnx"),
+                          st.layers, st.notes)  # fmt: skip
+    a = final_archive([("input", dense), ("sparsify", st), ("distill", later)], tmp_path)
+    assert a["stage"] == "distill" and a["bytes"] == (tmp_path / FILE).stat().st_size
+    assert a["onnx_bytes"] == (tmp_path / "2.onnx").stat().st_size
+    assert a["onnx_over_archive"] == pytest.approx(a["onnx_bytes"] / a["bytes"], rel=1e-2)
+    assert a["speedup_claimed"] is False
+    back = load_archive(tmp_path / FILE)  # float values: exactly the final weights, zeros kept
+    plain = squashed(st.lm.model).state_dict()
+    assert torch.equal(back["2.weight"], plain["2.weight"])
+    assert float((back["2.weight"] == 0).float().mean()) == pytest.approx(7 / 9, abs=1e-3)
+    text = "\n".join(archive_lines(a))
+    assert "## Compressed archive" in text and "not speed" in text

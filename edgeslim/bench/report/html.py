@@ -8,6 +8,7 @@ import html
 from edgeslim.bench.machine import machine_line
 from edgeslim.bench.report import plots
 from edgeslim.bench.report import search as search_rows
+from edgeslim.bench.report.markdown import archive_lines
 from edgeslim.bench.report.rows import (
     DEPLOY_HEAD,
     LAYER_HEAD,
@@ -89,6 +90,13 @@ def _notes(notes: list[dict]) -> str:
     return f"<h2>Stage notes</h2><ul>{items}</ul>"
 
 
+def _archive(a: dict | None) -> str:
+    if not a:
+        return ""
+    head, _, text = archive_lines(a)
+    return f"<h2>{html.escape(head.removeprefix('## '))}</h2><p>{html.escape(text)}</p>"
+
+
 def render(report: dict) -> str:
     """The whole report as one HTML document (opens offline in any browser)."""
     title = html.escape(f"edgeslim report: {report['model']}")
@@ -105,6 +113,7 @@ def render(report: dict) -> str:
         "<h2>Targets</h2>",
         _targets(report["targets"]),
         _deploy(report["deploy"], report["stages"]) if report.get("deploy") else "",
+        _archive(report.get("archive")),
         _detections(report.get("detections_png")),
         _notes(report.get("notes") or []),
         _search(search) if search else "",

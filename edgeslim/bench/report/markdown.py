@@ -46,6 +46,8 @@ def render(report: dict) -> str:
         parts += ["", "## Deploy runtime", "", deploy_text(d), ""]
         if d["candidates"]:
             parts.append(table(deploy_rows(d), stage_head(report["stages"], DEPLOY_HEAD)))
+    if report.get("archive"):
+        parts += ["", *archive_lines(report["archive"])]
     if report.get("detections_png"):
         parts += ["", "## Detections", "", "![before and after](detections.png)"]
     if report.get("notes"):
@@ -55,6 +57,20 @@ def render(report: dict) -> str:
         parts += ["", *search_section(report["search"])]
     parts += ["", "## Layers", table([layer_row(r) for r in report["layers"]], LAYER_HEAD), ""]
     return "\n".join(parts)
+
+
+def archive_lines(a: dict) -> list[str]:
+    """The compressed archive of a sparse model (``edgeslim.recipe.archive``), beside its ONNX."""
+    return [
+        "## Compressed archive",
+        "",
+        f"`{a['file']}`: the `{a['stage']}` model ({a['method']}, "
+        f"{100 * a['all_weights_sparsity']:.1f}% of all weights zero) as a bitmask, "
+        f"{a['values']} values and zstd: **{a['bytes'] / 1024:.1f} KB**, "
+        f"{a['onnx_over_archive']:.2f}x smaller than its dense ONNX file "
+        f"({a['onnx_bytes'] / 1024:.1f} KB). The ONNX file runs the zeros densely: the "
+        "sparsity buys size on disk, not speed.",
+    ]
 
 
 def search_section(s: dict) -> list[str]:

@@ -98,6 +98,7 @@ def run(state: PipelineState, s: SparsifySettings, ctx: PipelineContext) -> Pipe
             "all_weights_sparsity": zero_fraction(lm.model),
             "archive_bytes": archive.size_bytes,
             "archive_values": s.values,
+            "archive_bits": s.codebook_bits,
             "speedup_claimed": False,
         },
     }
