@@ -57,7 +57,7 @@ class PatternExecConfig(MethodConfig):
     keep_faster: bool = True
     runs: int = 20
     max_groups: int = 16
-    blocks: tuple[int, ...] = (0, 2048, 4096, 8192)
+    blocks: tuple[int, ...] = (0, 2048, 4096, 8192, 16384)
 
     def __post_init__(self) -> None:
         if not self.blocks or any(int(b) < 0 for b in self.blocks):
