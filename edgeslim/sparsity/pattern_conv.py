@@ -23,8 +23,10 @@ agrees to float rounding). ``0`` runs each segment over all rows at once (fewest
 on small maps); :class:`~edgeslim.sparsity.pattern_exec.PatternExec` times the
 candidates per layer and keeps the fastest.
 
-The output comes back in channels_last, so a model kept in channels_last has no
-layout conversion at all.
+The output comes back as a view of the padded result in channels_last order (no copy;
+elementwise ops that follow read it as it is), or, with ``relu`` (a ReLU that only this
+conv feeds, fused by :class:`~edgeslim.sparsity.pattern_exec.PatternExec`), as the ReLU
+of it written once, contiguous channels_last: the copy and the activation are one pass.
 
 The runtime is PyTorch eager: each GEMM is one MKL/oneDNN sgemm on a strided view,
 which neither ``torch.export`` + ONNX Runtime (every Slice copies; see
@@ -107,8 +109,10 @@ class PatternConv2d(nn.Module):
         padding: tuple[int, int] = (1, 1),
         bias: bool = True,
         block_rows: int = 0,
+        relu: bool = False,
     ) -> None:
         super().__init__()
+        self.relu = bool(relu)
         if block_rows < 0:
             raise EdgeslimError(f"block_rows must be >= 0 (0: no blocking), got {block_rows}")
         self.block_rows = int(block_rows)
@@ -159,7 +163,8 @@ class PatternConv2d(nn.Module):
         if torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()):
             # the GEMMs write into views, which autograd refuses: train through
             # the equivalent dense conv (same values, same gradients on the kept taps)
-            return F.conv2d(x, self.dense_weight(), self.bias, self.stride, self.padding)
+            y = F.conv2d(x, self.dense_weight(), self.bias, self.stride, self.padding)
+            return F.relu(y) if self.relu else y
         n, c, h, w = x.shape
         (sy, sx), (py, px) = self.stride, self.padding
         ho, wo = (h + 2 * py - 3) // sy + 1, (w + 2 * px - 3) // sx + 1
@@ -189,12 +194,15 @@ class PatternConv2d(nn.Module):
             o = out[r0:r1]
             for src, wseg, a, b in plan:
                 o[:, a:b].addmm_(src[r0:r1], wseg)
-        y = out.view(n, hq, wq, self.out_channels)[:, :ho, :wo].permute(0, 3, 1, 2)
-        return y.contiguous(memory_format=torch.channels_last)
+        y = out.view(n, hq, wq, self.out_channels)[:, :ho, :wo]
+        if self.relu:
+            y = torch.clamp_min(y, 0)  # the one pass that also drops the padding rows
+        return y.permute(0, 3, 1, 2)
 
     def extra_repr(self) -> str:
         groups = ", ".join(f"{s}x{list(t)}" for s, t in self.layout)
         blk = f", block_rows={self.block_rows}" if self.block_rows else ""
+        blk += ", relu" if self.relu else ""
         return (
             f"{self.in_channels}, {self.out_channels}, stride={self.stride}{blk}, groups=[{groups}]"
         )

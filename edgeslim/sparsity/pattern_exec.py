@@ -39,6 +39,7 @@ class PatternExecConfig(MethodConfig):
 
     Args:
         keep_faster: time both forms and keep the faster (False: swap every candidate).
+        fuse_relu: fuse a ReLU that only a swapped conv feeds into it.
         runs: timed runs per form and layer (fastest counts; 3 warm-up runs first).
         max_groups: a weight with more filter runs than this stays dense untimed.
         blocks: row-block sizes to time for the pattern form (0: unblocked); with
@@ -58,6 +59,7 @@ class PatternExecConfig(MethodConfig):
     runs: int = 20
     max_groups: int = 16
     blocks: tuple[int, ...] = (0, 2048, 4096, 8192, 16384)
+    fuse_relu: bool = True
 
     def __post_init__(self) -> None:
         if not self.blocks or any(int(b) < 0 for b in self.blocks):
@@ -114,6 +116,30 @@ def _candidates(blocks: tuple[int, ...], x: torch.Tensor, stride) -> list[int]:
     return sorted({0, *(int(b) for b in blocks if 0 < int(b) < rows)})
 
 
+def relu_after(model: nn.Module, x: torch.Tensor, names: list[str]) -> dict[str, str]:
+    """``{conv: relu}``: a ``nn.ReLU`` called once that reads only the conv's output.
+
+    Raises :class:`EdgeslimError` when the model cannot be captured.
+    """
+    from edgeslim.graph.calls import ModelGraph
+
+    with eval_mode(model), torch.no_grad():
+        g = ModelGraph.of(model, x)
+    mods = dict(model.named_modules())
+    out = {}
+    for node in g.ops():
+        conv = g.scope(node).path
+        if conv not in names or g.name(node) != "conv2d" or g.calls[conv] != 1:
+            continue
+        users = list(node.users)
+        if len(users) != 1 or g.name(users[0]) not in ("relu", "relu_"):
+            continue
+        relu = g.scope(users[0]).path
+        if isinstance(mods.get(relu), nn.ReLU) and g.calls[relu] == 1:
+            out[conv] = relu
+    return out
+
+
 def _dense_twin(conv: nn.Module) -> nn.Conv2d:
     twin = nn.Conv2d(conv.in_channels, conv.out_channels, 3, conv.stride, conv.padding)
     twin.weight = nn.Parameter(conv.weight.detach().clone())
@@ -132,6 +158,12 @@ class PatternExec(Method):
             if len(lay) <= config.max_groups and sum(len(t) for _, t in lay) < 9 * len(lay):
                 plans[n] = lay
         ins = _inputs(model, list(plans), x.contiguous(memory_format=torch.channels_last))
+        relus, why = {}, None
+        if config.fuse_relu and plans:
+            try:
+                relus = relu_after(model, x, list(plans))
+            except EdgeslimError as e:
+                why = f"no ReLU fused: {e}"
         out = {}
         for n, lay in plans.items():
             mod, cfg = picked[n]
@@ -157,8 +189,15 @@ class PatternExec(Method):
             if info["kept"] == "pattern":
                 swap_module_(model, n, pc)
                 layers.done(n, cfg)
+                if n in relus:
+                    pc.relu = True
+                    swap_module_(model, relus[n], nn.Identity())
+                    info["relu"] = relus[n]
             out[n] = info
-        return model, {"layers": out, "threads": torch.get_num_threads(), "batch": x.shape[0]}
+        details = {"layers": out, "threads": torch.get_num_threads(), "batch": x.shape[0]}
+        if why:
+            details["relu_note"] = why
+        return model, details
 
     def restore_(self, model, config, layers, details):
         for n, info in details.get("layers", {}).items():
@@ -175,6 +214,9 @@ class PatternExec(Method):
                 info["padding"],
                 bool(info["bias"]),
                 int(info.get("block_rows", 0)),
+                relu=bool(info.get("relu")),
             )
             swap_module_(model, n, new)
+            if info.get("relu"):
+                swap_module_(model, info["relu"], nn.Identity())
         return model

@@ -54,8 +54,13 @@ def test_pattern_conv_equals_the_masked_dense_conv(stride, padding, batch):
             for xin in (x, x.contiguous(memory_format=torch.channels_last)):
                 got = pc(xin)
                 assert got.shape == want.shape
-                assert got.is_contiguous(memory_format=torch.channels_last)
+                assert got.stride(1) == 1  # channels last: a view of the padded result
                 assert (got - want).abs().max() < 1e-4
+            pc.relu = True  # fused: the ReLU written once, contiguous channels_last
+            got = pc(x)
+            assert got.is_contiguous(memory_format=torch.channels_last)
+            assert (got - torch.relu(want)).abs().max() < 1e-4
+            pc.relu = False
     assert torch.equal(pc.dense_weight(), conv.weight.detach())
 
 
@@ -152,6 +157,7 @@ def test_deployed_model_matches_masked_dense_and_reloads(tmp_path, resnet20_shar
     kept = rec2.details["layers"]
     assert len(kept) == 19 and all(v["kept"] == "pattern" for v in kept.values())
     assert all(v["block_rows"] == 16 for v in kept.values())
+    assert not any("relu" in v for v in kept.values())  # BN not folded: the ReLU reads the BN
     assert isinstance(dep.layer1[0].conv1, PatternConv2d)
     with torch.no_grad():
         assert (dep(x) - sparse(x)).abs().max() < 1e-4
@@ -164,6 +170,31 @@ def test_deployed_model_matches_masked_dense_and_reloads(tmp_path, resnet20_shar
     with torch.no_grad():
         assert (back(x) - dep(x)).abs().max() < 1e-6
         assert (back(x) - squashed(sparse)(x)).abs().max() < 1e-4
+
+
+def test_relu_that_only_the_conv_feeds_is_fused_and_replayed(tmp_path, resnet20_shared):
+    from edgeslim.fuse.method import FuseBNConfig
+
+    lm, _, sparse, _, x = resnet20_shared
+    folded, frec = apply_(squashed(sparse).eval(), FuseBNConfig(), calib=[x[:1]])
+    dep, rec2 = apply_(copy.deepcopy(folded), PatternExecConfig(keep_faster=False), calib=[x])
+    kept = rec2.details["layers"]
+    # each block's first conv feeds its own ReLU (BN folded away) and takes it in; the
+    # second conv's ReLU comes after the residual add, so it stays
+    fused = {n: v["relu"] for n, v in kept.items() if "relu" in v}
+    assert fused["layer1.0.conv1"] == "layer1.0.relu1" and "layer1.0.conv2" not in fused
+    assert len(fused) == 10 and fused["conv1"] == "relu"  # each block's conv1, and the stem
+    assert isinstance(dep.layer1[0].relu1, nn.Identity) and dep.layer1[0].conv1.relu
+    assert isinstance(dep.layer1[0].relu2, nn.ReLU)
+    with torch.no_grad():
+        assert (dep(x) - folded(x)).abs().max() < 1e-4
+    out = copy.copy(lm)
+    out.model, out.methods = dep, [frec.to_dict(), rec2.to_dict()]
+    save_model(out, tmp_path / "m")
+    back = load_saved(tmp_path / "m").model
+    assert back.layer2[1].conv1.relu and isinstance(back.layer2[1].relu1, nn.Identity)
+    with torch.no_grad():
+        assert (back(x) - dep(x)).abs().max() < 1e-6
 
 
 def test_exec_keeps_dense_where_dense_is_faster_by_the_record():
