@@ -65,13 +65,18 @@ class SparsifyPlan:
 
 
 def sparsity_plan(
-    method: str, sparsity: float | None = None, nm: str = "2:4", scope: str = "layer"
+    method: str,
+    sparsity: float | None = None,
+    nm: str = "2:4",
+    scope: str = "layer",
+    parent_child: bool = True,
 ) -> SparsifyPlan:
     """The config of a CLI / recipe method name.
 
     ``magnitude``, ``taylor`` and ``agp`` need ``sparsity``; ``nm`` (``nm="N:M"``) and the
     R-TOSS kinds have a fixed sparsity, and a ``sparsity`` that differs from it
-    is an error rather than being ignored.
+    is an error rather than being ignored. ``parent_child=False`` lets every R-TOSS layer
+    choose its own patterns (the paper's children reuse their parent's).
 
     Example:
         >>> sparsity_plan("nm", nm="1:4").config
@@ -92,7 +97,7 @@ def sparsity_plan(
             raise EdgeslimError(f"bad N:M {nm!r}: expected e.g. 2:4") from None
         cfg: SparsityConfig = NMConfig(n, m)
     elif method in ("rtoss-3ep", "rtoss-2ep"):
-        cfg = RTossConfig(entries=int(method[-3]))
+        cfg = RTossConfig(entries=int(method[-3]), parent_child=parent_child)
     else:
         raise EdgeslimError(f"unknown sparsity method {method!r}; choose one of {METHODS}")
     fixed = 1 - cfg.n / cfg.m if isinstance(cfg, NMConfig) else 1 - cfg.entries / 9

@@ -53,6 +53,18 @@ def test_recipe_sparsify_stage_masks_archives_and_reloads(tmp_path):
     assert masked_layers(st.lm.model)  # exported from a squashed copy
 
 
+def test_recipe_rtoss_without_parent_child_chooses_patterns_per_layer(tmp_path):
+    f, loaded = _recipe(tmp_path, "sparsify: {method: rtoss-2ep, parent_child: false}")
+    torch.manual_seed(0)
+    lm = load_model(f"{f}:make", input_shape=(1, 3, 16, 16))
+    ctx = PipelineContext(loaded.recipe, lm, tmp_path / "work", progress=False)
+    st = STAGES.get("sparsify").run(PipelineState(lm), loaded.stages[0].settings, ctx)
+    rec = st.lm.methods[-1]
+    assert rec["config"]["parent_child"] is False
+    assert not rec["details"].get("parent_child")  # no groups: every layer its own patterns
+    assert st.notes["sparsify"]["masked_sparsity"] == pytest.approx(7 / 9, abs=1e-3)
+
+
 @pytest.mark.parametrize(
     ("stage", "message"),
     [

@@ -28,6 +28,9 @@ class SparsifySettings(Strict):
     sparsity: float | None = Field(None, ge=0, lt=1)
     nm: str = "2:4"
     scope: Literal["layer", "global"] = "layer"
+    parent_child: bool = Field(
+        True, description="R-TOSS: children reuse their parent's patterns (the paper)"
+    )
     epochs: int = Field(0, ge=0, description="fine-tuning with the masks (agp: while they grow)")
     lr: float = Field(0.01, gt=0)
     batch_size: int = Field(128, ge=1)
@@ -40,7 +43,7 @@ class SparsifySettings(Strict):
         from edgeslim.workflows.sparsify import sparsity_plan
 
         try:
-            sparsity_plan(self.method, self.sparsity, self.nm, self.scope)
+            sparsity_plan(self.method, self.sparsity, self.nm, self.scope, self.parent_child)
         except EdgeslimError as e:
             raise ValueError(str(e)) from None
         if self.method == "agp" and self.epochs < 1:
@@ -56,7 +59,7 @@ def run(state: PipelineState, s: SparsifySettings, ctx: PipelineContext) -> Pipe
     from edgeslim.train.config import TrainConfig
     from edgeslim.workflows.sparsify import agp_schedule, sparsity_plan
 
-    plan = sparsity_plan(s.method, s.sparsity, s.nm, s.scope)
+    plan = sparsity_plan(s.method, s.sparsity, s.nm, s.scope, s.parent_child)
     lm = state.lm
     tcfg = TrainConfig(epochs=max(s.epochs, 1), lr=s.lr, batch_size=s.batch_size, seed=ctx.seed)
     schedule = None
