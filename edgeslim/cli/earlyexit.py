@@ -43,7 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--branch",
         choices=("cls", "attn"),
-        default="cls",
+        default="attn",
         help="cls: a head on [CLS]; attn: the paper's 2-head self-attention branch",
     )
     p.add_argument(

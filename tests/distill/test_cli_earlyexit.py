@@ -31,7 +31,7 @@ def test_earlyexit_cli_writes_segments_and_report(tmp_path, capsys):
         ["earlyexit", f"hf:{cfg}", "--data", "synthtext", "--epochs", "1",
          "--finetune-epochs", "1", "--optimizer", "adamw", "--lr", "1e-3", "--batch-size", "64",
          "--no-augment", "--thresholds", "0,0.5,1", "--limit", "24", "--repeats", "1",
-         "--branch", "attn", "-o", str(out)]
+         "--branch", "cls", "-o", str(out)]
     )  # fmt: skip
     assert code == 0
     report = json.loads((out / "report.json").read_text())

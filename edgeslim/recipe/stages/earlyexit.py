@@ -26,7 +26,7 @@ class EarlyExitSettings(TrainSettings):
     weight_decay: float = Field(0.01, ge=0)
     temperature: float = Field(1.0, gt=0, description="of the branch KL (the paper: 1)")
     branch: Literal["cls", "attn"] = Field(
-        "cls", description="cls: a head on [CLS]; attn: the paper's 2-head attention branch"
+        "attn", description="cls: a head on [CLS]; attn: the paper's 2-head attention branch"
     )
     threshold: float = Field(0.3, ge=0, le=1, description="the manifest's default threshold")
     thresholds: list[Annotated[float, Field(ge=0, le=1)]] = Field(
