@@ -173,7 +173,7 @@ def write_report(records: list[dict]) -> None:
     out.write_text(json.dumps({"summary": summ, "runs": records}, indent=2) + "\n")
     kinds = sorted({k for r in records for k in r["test"] if k != "all"})
     lines = [
-        "# `textlogic` / `textpair` difficulty calibration",
+        "# `textlogic` / `textverdict` / `textpair` difficulty calibration",
         "",
         "A 6-layer BERT teacher and 2-layer students trained alone (random init, cross-entropy",
         "only) on the generated tasks of `edgeslim.data.textlogic`; configs in",
@@ -190,6 +190,7 @@ def write_report(records: list[dict]) -> None:
         "",
         *V6_VERDICT,
         "",
+        *verdict_section(records),
         "| data | model | epochs | seeds | test top-1 mean | std | per seed | "
         + " | ".join(kinds)
         + " | seconds per run | threads | CPU | command |",
@@ -208,7 +209,7 @@ def write_report(records: list[dict]) -> None:
             + f" | {statistics.mean(s['seconds']):.0f} | {rs[0]['threads']} | {rs[0]['cpu']} | "
             f"`{rs[0]['command']}` |"
         )
-    bow = {task: bag_of_words(task) for task in ("textlogic", "textpair")}
+    bow = {task: bag_of_words(task) for task in ("textlogic", "textverdict", "textpair")}
     lines += [
         "",
         "Reference: logistic regression on word + bigram counts (4000 train samples), test",
@@ -223,6 +224,38 @@ def write_report(records: list[dict]) -> None:
     probes = [json.loads(ln) for ln in PROBES.read_text().splitlines()] if PROBES.exists() else []
     body = {"summary": summ, "bag_of_words": bow, "runs": records, "probes": probes}
     out.write_text(json.dumps(body, indent=2))
+
+
+def verdict_section(records: list[dict]) -> list[str]:
+    """The pair task's calibration, from its runs (none yet: nothing)."""
+    rs = [r for r in records if r["data"].startswith("textverdict")]
+    teacher = [r for r in rs if r["role"] == "teacher"]
+    students = [r for r in rs if r["role"] == "student"]
+    if not teacher:
+        return []
+    t = teacher[-1]
+    band = "inside" if 0.85 <= t["test"]["all"] <= 0.93 else "outside"
+    out = [
+        "## textverdict (the pair task): premise = a v6 review, hypothesis = a verdict",
+        "",
+        'Like GLUE\'s RTE: "review [SEP] it is [not] good|bad .", entailment if the verdict is',
+        "the review's. Trained from scratch, the 6-layer teacher was at 57% after 6 of 10",
+        "epochs (stopped); the teacher here starts from the textlogic teacher's weights",
+        "(`INIT_FROM` in `benchmarks/text_models.py`), as an RTE teacher starts from a",
+        "pre-trained BERT.",
+        "",
+        f"- 6-layer teacher, {t['epochs']} epochs from the textlogic teacher: "
+        f"**{100 * t['test']['all']:.1f}%** test ("
+        + ", ".join(f"{k} {100 * v:.1f}" for k, v in t["test"].items() if k != "all")
+        + f"): {band} the issue's 85-93% band.",
+    ]
+    for r in students:
+        out.append(
+            f"- 2-layer BERT trained alone (random init), {r['epochs']} epochs, seed "
+            f"{r['seed']}: **{100 * r['test']['all']:.1f}%**, "
+            f"{100 * (t['test']['all'] - r['test']['all']):.1f} points below the teacher."
+        )
+    return [*out, ""]
 
 
 def probe_table() -> list[str]:
@@ -409,8 +442,8 @@ HISTORY = [
     "   0.60 s vs 1.2-1.5 s per batch of 64 for the 2-layer BERT under load), or a GPU.",
     "5. Then tune the band by the mix of easy kinds against `order` / `count`.",
     "",
-    "`textpair` has not been calibrated (no CPU time left); its kinds mirror textlogic's,",
-    "with `chain` (transitive order) in place of `agreement`.",
+    "`textpair` (the v5 claims) has not been calibrated: no model this machine trained got",
+    "off the class prior on its kinds. The calibrated pair task is `textverdict` (above).",
 ]
 
 
