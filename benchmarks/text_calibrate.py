@@ -234,7 +234,9 @@ def verdict_section(records: list[dict]) -> list[str]:
     if not teacher:
         return []
     t = teacher[-1]
-    band = "inside" if 0.85 <= t["test"]["all"] <= 0.93 else "outside"
+    acc = t["test"]["all"]
+    off = max(0.85 - acc, acc - 0.93, 0.0)
+    band = "inside" if off == 0 else f"{100 * off:.1f} points outside"
     out = [
         "## textverdict (the pair task): premise = a v6 review, hypothesis = a verdict",
         "",
