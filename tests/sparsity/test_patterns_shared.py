@@ -150,6 +150,14 @@ def test_permutation_is_absorbed_and_groups_are_contiguous(resnet20_shared):
         assert not torch.equal(ones.layer1[0].conv1.weight, dense.layer1[0].conv1.weight)
 
 
+def _reloaded(lm, model, records, tmp_path):
+    """``model`` saved with its method ``records`` (as ``lm``'s kind) and loaded back."""
+    out = copy.copy(lm)
+    out.model, out.methods = model, [r.to_dict() for r in records]
+    save_model(out, tmp_path / "m")
+    return load_saved(tmp_path / "m").model
+
+
 def test_deployed_model_matches_masked_dense_and_reloads(tmp_path, resnet20_shared):
     lm, _, sparse, rec, x = resnet20_shared
     cfg = PatternExecConfig(keep_faster=False, blocks=(16,))
@@ -161,10 +169,7 @@ def test_deployed_model_matches_masked_dense_and_reloads(tmp_path, resnet20_shar
     assert isinstance(dep.layer1[0].conv1, PatternConv2d)
     with torch.no_grad():
         assert (dep(x) - sparse(x)).abs().max() < 1e-4
-    out = copy.copy(lm)
-    out.model, out.methods = dep, [rec.to_dict(), rec2.to_dict()]
-    save_model(out, tmp_path / "m")
-    back = load_saved(tmp_path / "m").model
+    back = _reloaded(lm, dep, [rec, rec2], tmp_path)
     assert isinstance(back.layer3[0].conv1, PatternConv2d)
     assert back.layer3[0].conv1.block_rows == 16  # the block travels with the record
     with torch.no_grad():
@@ -188,10 +193,7 @@ def test_relu_that_only_the_conv_feeds_is_fused_and_replayed(tmp_path, resnet20_
     assert isinstance(dep.layer1[0].relu2, nn.ReLU)
     with torch.no_grad():
         assert (dep(x) - folded(x)).abs().max() < 1e-4
-    out = copy.copy(lm)
-    out.model, out.methods = dep, [frec.to_dict(), rec2.to_dict()]
-    save_model(out, tmp_path / "m")
-    back = load_saved(tmp_path / "m").model
+    back = _reloaded(lm, dep, [frec, rec2], tmp_path)
     assert back.layer2[1].conv1.relu and isinstance(back.layer2[1].relu1, nn.Identity)
     with torch.no_grad():
         assert (back(x) - dep(x)).abs().max() < 1e-6

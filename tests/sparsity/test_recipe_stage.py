@@ -29,12 +29,17 @@ def _recipe(tmp_path, stage: str):
     return f, parse_recipe(text)
 
 
-def test_recipe_sparsify_stage_masks_archives_and_reloads(tmp_path):
-    f, loaded = _recipe(tmp_path, "sparsify: {method: rtoss-2ep, ignore: ['0']}")
+def _run_stage(tmp_path, stage: str):
+    """The one-stage recipe ``stage`` run on NET (seed 0): ``(model, state after)``."""
+    f, loaded = _recipe(tmp_path, stage)
     torch.manual_seed(0)
     lm = load_model(f"{f}:make", input_shape=(1, 3, 16, 16))
     ctx = PipelineContext(loaded.recipe, lm, tmp_path / "work", progress=False)
-    st = STAGES.get("sparsify").run(PipelineState(lm), loaded.stages[0].settings, ctx)
+    return lm, STAGES.get("sparsify").run(PipelineState(lm), loaded.stages[0].settings, ctx)
+
+
+def test_recipe_sparsify_stage_masks_archives_and_reloads(tmp_path):
+    _, st = _run_stage(tmp_path, "sparsify: {method: rtoss-2ep, ignore: ['0']}")
     assert list(masked_layers(st.lm.model)) == ["2", "4"]  # "0" ignored, Linear not R-TOSS
     assert st.lm.methods[-1]["method"] == "rtoss_sparsity"
     note = st.notes["sparsify"]
@@ -54,11 +59,7 @@ def test_recipe_sparsify_stage_masks_archives_and_reloads(tmp_path):
 
 
 def test_recipe_rtoss_without_parent_child_chooses_patterns_per_layer(tmp_path):
-    f, loaded = _recipe(tmp_path, "sparsify: {method: rtoss-2ep, parent_child: false}")
-    torch.manual_seed(0)
-    lm = load_model(f"{f}:make", input_shape=(1, 3, 16, 16))
-    ctx = PipelineContext(loaded.recipe, lm, tmp_path / "work", progress=False)
-    st = STAGES.get("sparsify").run(PipelineState(lm), loaded.stages[0].settings, ctx)
+    _, st = _run_stage(tmp_path, "sparsify: {method: rtoss-2ep, parent_child: false}")
     rec = st.lm.methods[-1]
     assert rec["config"]["parent_child"] is False
     assert not rec["details"].get("parent_child")  # no groups: every layer its own patterns
@@ -121,13 +122,10 @@ def test_recipe_archive_is_the_last_float_model_and_claims_no_speed(tmp_path):
     from edgeslim.recipe.archive import FILE, final_archive
     from edgeslim.sparsity.archive import load_archive
 
-    f, loaded = _recipe(tmp_path, "sparsify: {method: rtoss-2ep, values: float}")
-    torch.manual_seed(0)
-    lm = load_model(f"{f}:make", input_shape=(1, 3, 16, 16))
-    ctx = PipelineContext(loaded.recipe, lm, tmp_path / "work", progress=False)
-    dense = PipelineState(lm, export_deployable(lm.model, lm.input, tmp_path / "0.onnx"))
-    assert final_archive([("input", dense)], tmp_path) is None  # no sparsify stage: no archive
-    st = STAGES.get("sparsify").run(PipelineState(lm), loaded.stages[0].settings, ctx)
+    lm0 = load_model("resnet20")  # any dense model: a history without sparsify has no archive
+    dense = PipelineState(lm0, export_deployable(lm0.model, lm0.input, tmp_path / "0.onnx"))
+    assert final_archive([("input", dense)], tmp_path) is None
+    lm, st = _run_stage(tmp_path, "sparsify: {method: rtoss-2ep, values: float}")
     with torch.no_grad():  # a later stage (distill, finetune) moves the kept weights
         for p in st.lm.model.parameters():
             p.add_(0.5)
