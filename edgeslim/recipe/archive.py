@@ -25,14 +25,16 @@ def final_archive(history: list[tuple[str, PipelineState]], out_dir: Path) -> di
     """Write :data:`FILE` into ``out_dir`` and describe it; None without a sparsify stage.
 
     The model archived is the last float stage's (quantization keeps every zero, and the
-    archive stores INT8 values itself); its ONNX file is the dense size compared.
+    archive stores INT8 values itself); its ONNX file is the dense size compared. The
+    ``export`` stage is skipped, as the stage table skips it (its file may carry extra
+    outputs, e.g. a post-processed twin).
     """
     sp = next((st.notes["sparsify"] for _, st in history if "sparsify" in st.notes), None)
     if not isinstance(sp, dict):
         return None
     name, state = next(
         ((n, st) for n, st in reversed(history)
-         if st.onnx is not None and not is_fake_quantized(st.lm.model)),
+         if n != "export" and st.onnx is not None and not is_fake_quantized(st.lm.model)),
         (None, None),
     )  # fmt: skip
     if state is None:
