@@ -28,6 +28,7 @@ from edgeslim.core.errors import EdgeslimError
 from edgeslim.core.methods import Method, MethodConfig, register_method
 from edgeslim.core.modes import eval_mode
 from edgeslim.core.select import swap_module_
+from edgeslim.graph.calls import ModelGraph
 from edgeslim.sparsity.mask import base_type
 from edgeslim.sparsity.pattern_conv import PatternConv2d, layout_of
 from edgeslim.sparsity.shared import example_of, is_pattern_conv
@@ -121,8 +122,6 @@ def relu_after(model: nn.Module, x: torch.Tensor, names: list[str]) -> dict[str,
 
     Raises :class:`EdgeslimError` when the model cannot be captured.
     """
-    from edgeslim.graph.calls import ModelGraph
-
     with eval_mode(model), torch.no_grad():
         g = ModelGraph.of(model, x)
     mods = dict(model.named_modules())
